@@ -1,0 +1,446 @@
+"""Environments are Ansible inventories: ``inventories/ENV/``.
+
+``hosts.yml`` has a group per role plus ``lb``; ``group_vars/ROLE.yml`` holds the
+pool's settings under the key ``rollout``, and ``group_vars/all.yml`` the
+environment's (the lab network, for instance) under ``rollout_env``. Everything is
+validated here, before any side effect, and each error names the file and key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from rollout import names
+from rollout.durations import parse_duration
+from rollout.errors import ConfigError, NotFoundError
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _floor(value: object) -> int | str:
+    if isinstance(value, bool):
+        raise ValueError("expected a count such as 3 or a percentage such as '75%'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("must be ≥ 0")
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d+(?:\.\d+)?%", value.strip()):
+        percent = float(value.strip()[:-1])
+        if percent > 100:
+            raise ValueError("a percentage must be at most 100%")
+        return value.strip()
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    raise ValueError("expected a count such as 3 or a percentage such as '75%'")
+
+
+Floor = Annotated[int | str, BeforeValidator(_floor)]
+
+
+def _name(value: object) -> str:
+    if not isinstance(value, str) or not names._NAME.fullmatch(value):
+        raise ValueError(
+            "use 1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit"
+        )
+    return value
+
+
+def _backend(value: object) -> str:
+    if not isinstance(value, str) or not names._BACKEND.fullmatch(value):
+        raise ValueError("use letters, digits, '.', '_' or '-' (no spaces, ';' or newlines)")
+    return value
+
+
+Name = Annotated[str, BeforeValidator(_name)]
+BackendName = Annotated[str, BeforeValidator(_backend)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class Timeouts(_Strict):
+    ready: Duration = Field(60.0, gt=0)
+    smoke: Duration = Field(120.0, gt=0)
+    lb_up: Duration = Field(30.0, gt=0)
+    drain: Duration = Field(30.0, ge=0)
+    progress_deadline: Duration = Field(1800.0, gt=0)
+
+
+class HttpCheck(_Strict):
+    path: str = "/healthz"
+    status: int = Field(200, ge=100, le=599)
+    contains: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or any(c in value for c in " \r\n\t"):
+            raise ValueError("must start with '/' and hold no spaces or newlines")
+        return value
+
+
+class SmokeSettings(_Strict):
+    suite: str | None = None  # a directory relative to the project, e.g. smoke/web
+    http_checks: tuple[HttpCheck, ...] = (HttpCheck(),)
+    retries: int = Field(0, ge=0, le=5)
+
+
+class HAProxySettings(_Strict):
+    backend: BackendName
+    frontend_port: int = Field(ge=1, le=65535)
+    frontend_address: str = "127.0.0.1"
+    slots: int = Field(16, ge=1, le=1000)
+    slot_prefix: BackendName = "node"
+    # unix:///path, tcp://host:port or ssh://user@host/path/to/socket.
+    # Empty for the lab means the lab's own socket under the data directory.
+    runtime: str = ""
+    check_interval: Duration = Field(0.5, gt=0)
+    rise: int = Field(2, ge=1)
+    fall: int = Field(2, ge=1)
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime(cls, value: str) -> str:
+        if value and not re.fullmatch(r"(unix://|tcp://|ssh://)[^\s;]+", value):
+            raise ValueError("must be unix:///path, tcp://host:port or ssh://user@host/path")
+        return value
+
+
+class AwsSettings(_Strict):
+    region: str | None = None
+    launch_template: str | None = None
+    launch_template_version: str = "$Latest"
+    instance_type: str | None = None
+    subnets: tuple[str, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    instance_profile: str | None = None
+    key_name: str | None = None
+    user_data: str | None = None
+    auto_scaling_group: str | None = None
+    target_group_arn: str | None = None
+    base_ami: str | None = None
+    ssh_user: str = "admin"
+    ssh_key: str | None = None
+    host_key_policy: Literal["verify", "accept-new", "ignore"] = "verify"
+    retry_mode: Literal["standard", "adaptive"] = "standard"
+    max_attempts: int = Field(5, ge=1, le=20)
+
+
+class PoolSettings(_Strict):
+    """A pool is one role in one environment."""
+
+    provider: Literal["lab", "aws"] = "lab"
+    load_balancer: Literal["haproxy", "elbv2"] = "haproxy"
+    pool_size: int = Field(4, ge=1, le=10000)
+    service_port: int = Field(80, ge=1, le=65535)
+    health_path: str = "/healthz"
+    strategy: Literal["surge", "in_place"] = "surge"
+    batch_size: int = Field(1, ge=1)
+    max_unavailable: int = Field(0, ge=0)
+    min_healthy: Floor = "100%"
+    canary: int = Field(1, ge=0)
+    soak: Duration = Field(5.0, ge=0)
+    failure_budget: int = Field(0, ge=0)
+    standby: Literal["running", "stopped"] = "running"
+    # Regression thresholds compared during the soak, new nodes against old.
+    max_5xx_rate: float = Field(0.01, ge=0, le=1)
+    max_flaps: int = Field(0, ge=0)
+    timeouts: Timeouts = Timeouts()
+    smoke: SmokeSettings = SmokeSettings()
+    haproxy: HAProxySettings | None = None
+    aws: AwsSettings | None = None
+    # Promotion rule: the image must have been promoted to, or passed, this env.
+    require_promotion_from: Name | None = None
+    volume: str | None = None  # a path inside the node handed to its replacement
+
+    @model_validator(mode="after")
+    def _coherent(self) -> PoolSettings:
+        if self.load_balancer == "haproxy" and self.haproxy is None:
+            raise ValueError("load_balancer is haproxy, so the key 'haproxy' is required")
+        if self.provider == "aws" and self.aws is None:
+            raise ValueError("provider is aws, so the key 'aws' is required")
+        if self.load_balancer == "elbv2" and (self.aws is None or not self.aws.target_group_arn):
+            raise ValueError("load_balancer is elbv2, so aws.target_group_arn is required")
+        if self.batch_size > self.pool_size:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) is larger than pool_size ({self.pool_size})"
+            )
+        if self.strategy == "in_place" and self.max_unavailable < self.batch_size:
+            raise ValueError(
+                f"strategy in_place takes batch_size ({self.batch_size}) nodes out at once, "
+                f"but max_unavailable is {self.max_unavailable}; raise max_unavailable "
+                "or use strategy surge"
+            )
+        floor = self.min_healthy
+        from rollout.durations import resolve_floor
+
+        absolute = resolve_floor(floor, self.pool_size)
+        if absolute > self.pool_size:
+            raise ValueError(
+                f"min_healthy ({floor}) is more than pool_size ({self.pool_size})"
+            )
+        if self.strategy == "in_place" and self.pool_size - self.batch_size < absolute:
+            raise ValueError(
+                f"strategy in_place with batch_size {self.batch_size} leaves "
+                f"{self.pool_size - self.batch_size} of {self.pool_size} nodes in service, "
+                f"below min_healthy ({floor}); lower min_healthy or use strategy surge"
+            )
+        if self.haproxy is not None and self.haproxy.slots < self.pool_size + self.batch_size:
+            raise ValueError(
+                f"haproxy.slots ({self.haproxy.slots}) must be at least pool_size + batch_size "
+                f"({self.pool_size + self.batch_size}) so replacements have a free slot"
+            )
+        return self
+
+    @property
+    def floor(self) -> int:
+        from rollout.durations import resolve_floor
+
+        return resolve_floor(self.min_healthy, self.pool_size)
+
+    def with_overrides(self, where: str = "command line", **overrides: Any) -> PoolSettings:
+        """A copy with command-line overrides (None means not given), re-validated."""
+        data = self.model_dump()
+        timeouts = dict(data["timeouts"])
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key in Timeouts.model_fields:
+                timeouts[key] = value
+            else:
+                data[key] = value
+        data["timeouts"] = timeouts
+        return _validate(PoolSettings, data, where, prefix="")
+
+
+class LabSettings(_Strict):
+    bridge: Name = "rollout0"
+    subnet: str = "10.231.0.0/24"
+    nat: bool = True
+
+    @field_validator("bridge")
+    @classmethod
+    def _bridge(cls, value: str) -> str:
+        if len(value) > 12:
+            raise ValueError("an interface name must be at most 12 characters here")
+        return value
+
+    @field_validator("subnet")
+    @classmethod
+    def _subnet(cls, value: str) -> str:
+        try:
+            net = ipaddress.ip_network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"not an IPv4 network such as 10.231.0.0/24: {exc}") from None
+        if net.version != 4 or net.prefixlen > 28 or not net.is_private:
+            raise ValueError("use a private IPv4 network of /28 or larger, e.g. 10.231.0.0/24")
+        return value
+
+
+class EnvSettings(_Strict):
+    lab: LabSettings = LabSettings()
+    promotion_order: tuple[Name, ...] = ()
+
+
+@dataclass(frozen=True)
+class Pool:
+    env: str
+    role: str
+    settings: PoolSettings
+    source: Path  # the group_vars file the settings came from
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    path: Path
+    settings: EnvSettings
+    pools: dict[str, Pool]
+    inventory: Path
+
+    def pool(self, role: str) -> Pool:
+        names.name(role, "role")
+        try:
+            return self.pools[role]
+        except KeyError:
+            known = ", ".join(sorted(self.pools)) or "none"
+            raise NotFoundError(
+                f"{self.inventory}: no pool for role {role!r} in environment {self.name!r} "
+                f"(pools: {known})",
+                hint=f"add a group {role!r} to the inventory and group_vars/{role}.yml "
+                "with a 'rollout' key",
+            ) from None
+
+
+def _format_loc(prefix: str, loc: tuple[int | str, ...]) -> str:
+    parts = [prefix] if prefix else []
+    for item in loc:
+        parts.append(f"[{item}]" if isinstance(item, int) else str(item))
+    return ".".join(parts).replace(".[", "[")
+
+
+def _validate(model: type[_M], data: object, where: str, prefix: str) -> _M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = _format_loc(prefix, tuple(err["loc"])) or prefix or "(top level)"
+            msg = err["msg"]
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, "):]
+            if err["type"] == "extra_forbidden":
+                msg = "is not a known setting (check the spelling)"
+            got = err.get("input")
+            shown = f" (got {got!r})" if err["type"] != "missing" and not isinstance(
+                got, dict) else ""
+            lines.append(f"{where}: {key}: {msg}{shown}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{at}: {exc}") from None
+
+
+def _groups(inventory: Any, path: Path) -> set[str]:
+    if inventory is None:
+        return set()
+    if not isinstance(inventory, dict):
+        raise ConfigError(f"{path}: expected a mapping of groups at the top level")
+    found: set[str] = set()
+
+    def walk(node: Any, where: str) -> None:
+        if node is None:
+            return
+        if not isinstance(node, dict):
+            raise ConfigError(f"{path}: {where} must be a mapping")
+        children = node.get("children") or {}
+        if not isinstance(children, dict):
+            raise ConfigError(f"{path}: {where}.children must be a mapping of groups")
+        for group, body in children.items():
+            found.add(str(group))
+            walk(body, f"{where}.children.{group}")
+
+    for top, body in inventory.items():
+        found.add(str(top))
+        walk(body, str(top))
+    return found
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The nearest directory at or above ``start`` holding ``inventories/``."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "inventories").is_dir() and (candidate / "roles").is_dir():
+            return candidate
+    raise ConfigError(
+        f"{here}: no inventories/ and roles/ here or above",
+        hint="run rollout from the project directory, or pass --project DIR",
+    )
+
+
+def load_environment(project: Path, env: str) -> Environment:
+    """Read and validate ``inventories/ENV`` completely, touching nothing."""
+    names.name(env, "environment", "--env")
+    base = project / "inventories" / env
+    if not base.is_dir():
+        known = sorted(p.name for p in (project / "inventories").glob("*") if p.is_dir())
+        raise NotFoundError(
+            f"{base}: no such environment {env!r} (known: {', '.join(known) or 'none'})",
+            hint="pass --env with one of the known environments",
+        )
+    inventory = next(
+        (base / n for n in ("hosts.yml", "hosts.yaml", "hosts") if (base / n).is_file()), None
+    )
+    if inventory is None:
+        raise ConfigError(f"{base}: no hosts.yml inventory", hint="create inventories/ENV/hosts.yml")
+    groups = _groups(_read_yaml(inventory), inventory)
+
+    all_vars_path = base / "group_vars" / "all.yml"
+    env_data: Any = {}
+    if all_vars_path.is_file():
+        all_vars = _read_yaml(all_vars_path) or {}
+        if not isinstance(all_vars, dict):
+            raise ConfigError(f"{all_vars_path}: expected a mapping of variables")
+        env_data = all_vars.get("rollout_env", {})
+    env_settings = _validate(EnvSettings, env_data, str(all_vars_path), "rollout_env")
+
+    pools: dict[str, Pool] = {}
+    gv = base / "group_vars"
+    for path in sorted(gv.glob("*.yml")) if gv.is_dir() else []:
+        group = path.stem
+        if group in ("all", "lb"):
+            continue
+        data = _read_yaml(path) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of variables")
+        if "rollout" not in data:
+            continue
+        try:
+            names.name(group, "group", str(path))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: the group name is not a valid role name: {exc}") from None
+        if group not in groups:
+            raise ConfigError(
+                f"{path}: group {group!r} is not in {inventory}",
+                hint=f"add {group!r} under all.children in {inventory.name}",
+            )
+        settings = _validate(PoolSettings, data["rollout"], str(path), "rollout")
+        if settings.smoke.suite is not None:
+            suite = (project / settings.smoke.suite).resolve()
+            if not suite.is_dir() or not str(suite).startswith(str(project.resolve())):
+                raise ConfigError(
+                    f"{path}: rollout.smoke.suite: {settings.smoke.suite!r} is not a directory "
+                    f"inside {project}",
+                    hint="point it at the role's testinfra suite, e.g. smoke/web",
+                )
+        pools[group] = Pool(env=env, role=group, settings=settings, source=path)
+
+    backends = [(r, p.settings.haproxy) for r, p in pools.items() if p.settings.haproxy]
+    seen_ports: dict[int, str] = {}
+    seen_backends: dict[str, str] = {}
+    for role, hap in backends:
+        assert hap is not None
+        if hap.frontend_port in seen_ports:
+            raise ConfigError(
+                f"{pools[role].source}: rollout.haproxy.frontend_port {hap.frontend_port} is "
+                f"already used by pool {seen_ports[hap.frontend_port]!r}"
+            )
+        if hap.backend in seen_backends:
+            raise ConfigError(
+                f"{pools[role].source}: rollout.haproxy.backend {hap.backend!r} is already "
+                f"used by pool {seen_backends[hap.backend]!r}"
+            )
+        seen_ports[hap.frontend_port] = role
+        seen_backends[hap.backend] = role
+    return Environment(
+        name=env, path=base, settings=env_settings, pools=pools, inventory=inventory
+    )

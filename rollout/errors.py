@@ -1,0 +1,112 @@
+"""Typed errors and the exit codes they map to.
+
+Code below the CLI raises these; only ``rollout.cli`` turns them into a message
+and an exit code. Every message names the file, key or node involved and says
+what to do next.
+
+| code | meaning                                                        |
+|------|----------------------------------------------------------------|
+| 0    | success (or nothing to do)                                     |
+| 1    | the rollout failed and the pool was restored                   |
+| 2    | usage or configuration error; nothing was touched              |
+| 3    | the pool is locked, or has an unfinished rollout               |
+| 4    | the rollout halted and could not fully restore: see the journal|
+| 5    | an environment problem: not root, a missing program, I/O error |
+| 70   | internal error: a traceback was written to the data directory  |
+| 130  | interrupted (SIGINT/SIGTERM); the pool was left in a safe state|
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED_RESTORED = 1
+    USAGE = 2
+    LOCKED = 3
+    HALTED = 4
+    ENVIRONMENT = 5
+    INTERNAL = 70
+    INTERRUPTED = 130
+
+
+class RolloutError(Exception):
+    """Base of every error the CLI knows how to report."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class ConfigError(RolloutError):
+    """Bad input: a file, key, name or argument. Raised before any side effect."""
+
+    exit_code = ExitCode.USAGE
+
+
+class NotFoundError(ConfigError):
+    """An unknown role, image, version, node or rollout id."""
+
+
+class LockHeldError(RolloutError):
+    """Another controller holds the pool's lease."""
+
+    exit_code = ExitCode.LOCKED
+
+
+class UnfinishedRolloutError(RolloutError):
+    """The pool has a rollout that must be resumed or aborted first."""
+
+    exit_code = ExitCode.LOCKED
+
+
+class EnvironmentProblem(RolloutError):
+    """The machine cannot do this: not root, a program missing, disk full."""
+
+    exit_code = ExitCode.ENVIRONMENT
+
+
+class DriverError(RolloutError):
+    """A provider, load balancer, smoke runner or builder failed an operation."""
+
+    exit_code = ExitCode.HALTED
+
+
+class BakeError(RolloutError):
+    """An image bake failed; no image was registered and no builder is left."""
+
+    exit_code = ExitCode.FAILED_RESTORED
+
+
+class JournalError(RolloutError):
+    """A journal write failed. The rollout stops rather than act unrecorded."""
+
+    exit_code = ExitCode.HALTED
+
+
+class RolloutFailed(RolloutError):
+    """The rollout failed and every touched node was restored."""
+
+    exit_code = ExitCode.FAILED_RESTORED
+
+
+class RolloutHalted(RolloutError):
+    """The rollout stopped and could not restore everything; resume or abort."""
+
+    exit_code = ExitCode.HALTED
+
+
+class Interrupted(RolloutError):
+    """A signal asked us to stop; the in-flight node was brought to a safe state."""
+
+    exit_code = ExitCode.INTERRUPTED

@@ -1,0 +1,167 @@
+"""Plain value types shared by the core, the drivers and the CLI.
+
+They are frozen dataclasses so that the decision core can treat an observation
+of the world as a value: compare it, store it in the journal, replay it in tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class NodeState(StrEnum):
+    """Lifecycle of a node as its provider sees it."""
+
+    PENDING = "pending"  # launched, not yet running (booting)
+    RUNNING = "running"  # the machine runs; readiness is a separate probe
+    STOPPED = "stopped"  # stopped but restorable (same name, address, image)
+    GONE = "gone"  # destroyed or never existed
+
+
+class Admin(StrEnum):
+    """The administrative state the controller sets on an LB member."""
+
+    READY = "ready"  # takes traffic when healthy
+    DRAIN = "drain"  # keeps its sessions, gets no new ones
+    MAINT = "maint"  # out of service
+
+
+class Health(StrEnum):
+    """What the LB's own health checks say about a member."""
+
+    UP = "up"
+    DOWN = "down"
+    UNKNOWN = "unknown"  # no check result yet (initial, or checks disabled)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One server of a pool.
+
+    ``target`` is what the load balancer knows the node by: an IP address for
+    HAProxy, an instance id for an ELBv2 instance target group. ``labels`` carry
+    provider tags such as the rollout id that created the node.
+    """
+
+    name: str
+    address: str
+    role: str
+    env: str
+    image_id: str
+    image_version: str
+    state: NodeState
+    created_at: float
+    target: str = ""
+    rollout_id: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def lb_target(self) -> str:
+        return self.target or self.address
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """What to start: a node from ``image`` for a pool, owned by a rollout."""
+
+    name: str
+    role: str
+    env: str
+    image: Image
+    rollout_id: str | None = None
+    # For providers that hand a data volume from an old node to its replacement.
+    volume_from: str | None = None
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """One readiness probe of a node: ssh up, systemd running, HTTP answering."""
+
+    ready: bool
+    detail: str = ""
+    ssh: bool = False
+    systemd: str = ""  # output of `systemctl is-system-running`
+    http: bool = False
+
+
+@dataclass(frozen=True)
+class Member:
+    """One load-balancer member (an HAProxy server slot or an ELBv2 target).
+
+    ``target`` matches ``Node.lb_target`` of the node behind it; an empty slot
+    has ``target == ""``. Counters are cumulative since the member was added.
+    """
+
+    slot: str
+    target: str
+    admin: Admin
+    health: Health
+    sessions: int = 0  # current sessions (HAProxy scur)
+    total_sessions: int = 0  # HAProxy stot
+    http_5xx: int = 0  # responses with status 5xx
+    check_failures: int = 0  # failed health checks (chkfail)
+    check_downs: int = 0  # UP->DOWN transitions (chkdown): health flaps
+    port: int | None = None
+
+    @property
+    def in_service(self) -> bool:
+        return bool(self.target) and self.admin is Admin.READY and self.health is Health.UP
+
+
+@dataclass(frozen=True)
+class Image:
+    """A baked, registered image. ``location`` is a directory for the lab and
+    an AMI id for AWS."""
+
+    id: str
+    role: str
+    version: str
+    created_at: float
+    location: str = ""
+    parent: str | None = None
+    verified: bool = True  # False when baked with --no-smoke
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    """The outcome of a smoke gate on one node."""
+
+    passed: bool
+    duration: float
+    summary: str
+    junit_path: str | None = None
+    failures: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """How to reach a node over SSH, with host-key verification on by default.
+
+    The lab knows every node's host key (it generates them), so it passes a
+    ``known_hosts`` file and strict checking; AWS nodes use the configured policy.
+    """
+
+    host: str
+    user: str = "root"
+    port: int = 22
+    key_file: str | None = None
+    known_hosts: str | None = None
+    host_key_policy: str = "verify"  # verify | accept-new | ignore
+
+    def ssh_options(self) -> list[str]:
+        """``-o`` options for ssh(1), ansible_ssh_common_args and testinfra."""
+        opts = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"]
+        if self.known_hosts:
+            opts += ["-o", f"UserKnownHostsFile={self.known_hosts}"]
+        policy = {"verify": "yes", "accept-new": "accept-new", "ignore": "no"}[
+            self.host_key_policy
+        ]
+        opts += ["-o", f"StrictHostKeyChecking={policy}"]
+        if self.host_key_policy == "ignore":
+            opts += ["-o", "UserKnownHostsFile=/dev/null"]
+        if self.key_file:
+            opts += ["-o", "IdentitiesOnly=yes", "-i", self.key_file]
+        return opts

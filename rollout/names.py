@@ -1,0 +1,71 @@
+"""Validation of names that reach the HAProxy runtime API, a shell or a file path.
+
+The HAProxy runtime API is line-based and ``;`` separates commands, so a name
+holding a newline, a semicolon or a space could inject a command. Everything
+that becomes part of such a line, a command argument or a path goes through
+one of these checks first.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from rollout.errors import ConfigError
+
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62})$")
+_VERSION = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._+-]{0,63})$")
+_IMAGE_ID = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,127})$")
+_BACKEND = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
+
+
+def _check(pattern: re.Pattern[str], value: object, what: str, where: str, rule: str) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        shown = repr(value)
+        raise ConfigError(f"{where}: {what} {shown} is not valid: {rule}")
+    return value
+
+
+def name(value: object, what: str = "name", where: str = "argument") -> str:
+    """A role, env, pool or node name: lower-case letters, digits, '-' and '_'."""
+    return _check(
+        _NAME, value, what, where,
+        "use 1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit",
+    )
+
+
+def version(value: object, where: str = "argument") -> str:
+    """An image version such as 2.0.0 or 2.0.0-rc1."""
+    return _check(
+        _VERSION, value, "version", where,
+        "use letters, digits, '.', '_', '+' or '-' (at most 64), starting with a letter or digit",
+    )
+
+
+def image_id(value: object, where: str = "argument") -> str:
+    return _check(
+        _IMAGE_ID, value, "image id", where,
+        "use letters, digits, '.', '_' or '-', starting with a letter or digit",
+    )
+
+
+def backend(value: object, where: str = "argument") -> str:
+    """An HAProxy backend or server name."""
+    return _check(
+        _BACKEND, value, "HAProxy name", where,
+        "use letters, digits, '.', '_' or '-' (no spaces, ';' or newlines)",
+    )
+
+
+def address(value: object, where: str = "argument") -> str:
+    """An IPv4 or IPv6 address, as a string."""
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        raise ConfigError(f"{where}: {value!r} is not an IP address") from None
+
+
+def port(value: object, where: str = "argument") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ConfigError(f"{where}: port must be a whole number from 1 to 65535 (got {value!r})")
+    return value
