@@ -141,6 +141,13 @@ class AwsSettings(_Strict):
     host_key_policy: Literal["verify", "accept-new", "ignore"] = "verify"
     retry_mode: Literal["standard", "adaptive"] = "standard"
     max_attempts: int = Field(5, ge=1, le=20)
+    # Added for the AWS drivers (rollout.aws, rollout.drivers.aws_provider):
+    ssh_address: Literal["private", "public"] = "private"  # which IP SSH and probes use
+    known_hosts: str | None = None  # a known_hosts file (e.g. an @cert-authority line)
+    image_owners: tuple[str, ...] = ()  # other accounts whose AMIs the image store lists
+    replace_protected: bool = True  # False: refuse to retire scale-in-protected instances
+    builder_instance_type: str | None = None  # the bake's builder; default instance_type
+    extra_tags: dict[str, str] = {}  # more tags on every node and AMI (cost centre...)
 
 
 class PoolSettings(_Strict):

@@ -1,0 +1,377 @@
+"""The pure decision core: the state, the observed world and the clock in; the
+next state and the actions out. No I/O, no clock reads, no randomness.
+
+Reconcile, don't replay: every phase's exit is checked against the observed
+world on every pass, and every action is idempotent, so a controller that died
+between recording an intent and recording its outcome simply decides again on
+resume and sees whether the side effect happened. See
+:mod:`rollout.core.state` for the table of phases and transitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from rollout.config import PoolSettings
+from rollout.core import soak as soaking
+from rollout.core.batches import Plan
+from rollout.core.phases import Decision, Pass, node_name
+from rollout.core.state import (
+    MAX_RETRIES,
+    Action,
+    AddMember,
+    Counters,
+    Launch,
+    Outcome,
+    Phase,
+    Replacement,
+    RestoreReason,
+    RolloutState,
+    RolloutStatus,
+    RunSmoke,
+    Soak,
+    Wait,
+    World,
+)
+from rollout.events import BatchDone, RetryScheduled, RolloutFinished, SoakVerdict
+from rollout.model import Admin, Image, NodeState
+
+__all__ = [
+    "Decision",
+    "apply_outcome",
+    "decide",
+    "new_state",
+    "request_abort",
+    "request_stop",
+    "resume_state",
+    "wants_probe",
+]
+
+
+def new_state(
+    rollout_id: str,
+    env: str,
+    role: str,
+    target: Image,
+    settings: PoolSettings,
+    plan: Plan,
+    now: float,
+) -> RolloutState:
+    """A fresh rollout of ``plan``: one PENDING replacement per planned node."""
+    reps: list[Replacement] = []
+    for batch, nodes in enumerate(plan.batches):
+        for node in nodes:
+            i = len(reps)
+            reps.append(Replacement(
+                index=i, batch=batch, old_name=node.name, old_target=node.lb_target,
+                old_image_id=node.image_id, new_name=node_name(role, rollout_id, i, 0),
+                phase_started=now,
+            ))
+    previous = tuple(sorted({n.image_id for n in plan.nodes}))
+    return RolloutState(
+        id=rollout_id, env=env, role=role, target=target, settings=settings,
+        replacements=tuple(reps), started_at=now, last_progress=now,
+        skipped_nodes=tuple(n.name for n in plan.skipped), previous_images=previous,
+    )
+
+
+def wants_probe(state: RolloutState, world: World) -> set[str]:
+    """Names of the nodes whose readiness the next :func:`decide` needs."""
+    names: set[str] = set()
+    for rep in state.replacements:
+        if rep.phase is Phase.BOOTING:
+            names.add(rep.new_name)
+        elif rep.phase is Phase.RESTORING:
+            member = world.members.get(rep.old_target)
+            old = world.nodes.get(rep.old_name)
+            running = old is not None and old.state in (NodeState.RUNNING, NodeState.PENDING)
+            if running and (member is None or member.admin is not Admin.READY):
+                names.add(rep.old_name)
+    return names
+
+
+def decide(
+    state: RolloutState, world: World, now: float, busy: frozenset[int] = frozenset()
+) -> Decision:
+    """One decision: move every replacement as far as the world allows and say
+    which actions to take next. ``busy`` are replacements whose action is still
+    running; they get no new action this time."""
+    if state.status is not RolloutStatus.RUNNING:
+        return Decision(state)
+    run = Pass(state, world, now, busy)
+    _check_rollout(run)
+    for i in range(len(run.reps)):
+        run.advance(i)
+    _release_batches(run)
+    _check_rollout(run)
+    _start_pending(run)
+    _batch_events(run)
+    return _finish(run)
+
+
+def apply_outcome(state: RolloutState, action: Action, outcome: Outcome, now: float) -> Decision:
+    """Fold the result of ``action`` into the state. A late outcome for a
+    replacement that has moved on (another phase or attempt) changes nothing."""
+    run = Pass(state, World({}, {}), now)
+    i = action.index
+    rep = run.reps[i]
+    if rep.attempt != action.attempt or rep.phase is not action.phase:
+        return Decision(state)
+    if rep.phase in (Phase.RESTORING, Phase.RETIRING):
+        if outcome.ok:
+            if rep.retries:
+                run.set(i, retries=0, retry_at=0.0)
+        else:
+            _retry(run, i, action, outcome.error)
+    elif not outcome.ok:
+        run.fail(i, f"{action.kind} of {action.node.name} failed: {outcome.error}")
+    elif isinstance(action, Launch) and outcome.node is not None:
+        run.set(i, new_target=outcome.node.lb_target)
+        run.move(i, Phase.BOOTING)
+    elif isinstance(action, RunSmoke):
+        result = outcome.smoke
+        limit = state.settings.timeouts.smoke
+        if result is None or not result.passed:
+            summary = result.summary if result is not None else "no result"
+            run.fail(i, f"smoke test of {action.node.name} failed: {summary}")
+        elif outcome.duration > limit:
+            run.fail(i, f"smoke test of {action.node.name} took {outcome.duration:.1f}s, "
+                        f"more than timeouts.smoke {limit:g}s")
+        else:
+            run.waits.append(_wait(i, "smoke", outcome.duration, now))
+            run.move(i, Phase.ADDING)
+    elif isinstance(action, AddMember) and rep.phase is Phase.ADDING:
+        run.move(i, Phase.RISING)
+    return _finish(run)
+
+
+def request_stop(state: RolloutState, now: float) -> Decision:
+    """A signal: start nothing new; restore every in-flight replacement whose old
+    node is still there (retried from scratch on resume); let RETIRING finish."""
+    run = Pass(replace(state, stopping=True), World({}, {}), now)
+    for i, rep in enumerate(run.reps):
+        if rep.active:
+            run.restore(i, RestoreReason.INTERRUPTED)
+    return Decision(_state(run), events=tuple(run.events))
+
+
+def request_abort(state: RolloutState, now: float) -> Decision:
+    """``rollout abort``: restore every replacement that can be, skip the rest."""
+    base = resume_state(state, now) if state.status is not RolloutStatus.RUNNING else state
+    run = Pass(replace(base, aborting=True), World({}, {}), now)
+    for i, _rep in enumerate(run.reps):
+        run.restore(i, RestoreReason.ABORTED)
+    return Decision(_state(run), events=tuple(run.events))
+
+
+def resume_state(state: RolloutState, now: float) -> RolloutState:
+    """Running again after a crash, a halt or a signal. Restores get a fresh set
+    of retries; the progress deadline counts from now."""
+    reps = tuple(
+        replace(r, retries=0, retry_at=0.0, phase_started=now)
+        if r.phase in (Phase.RESTORING, Phase.RETIRING)
+        else r
+        for r in state.replacements
+    )
+    return replace(
+        state, status=RolloutStatus.RUNNING, halted=None, stopping=False, finished_at=None,
+        last_progress=now, replacements=reps, message="",
+    )
+
+
+# --- the rollout as a whole ------------------------------------------------------
+
+
+def _wait(i: int | None, kind: str, seconds: float, now: float) -> Wait:
+    return Wait(i, kind, max(0.0, seconds), now)
+
+
+def _retry(run: Pass, i: int, action: Action, error: str) -> None:
+    rep = run.reps[i]
+    retries = rep.retries + 1
+    if retries > MAX_RETRIES:
+        run.halt(f"{action.kind} of {action.node.name} failed {retries} times: {error}")
+        return
+    retry_at = run.now + min(30.0, 2.0 ** (retries - 1))
+    run.set(i, retries=retries, retry_at=retry_at, error=error)
+    run.events.append(RetryScheduled(
+        run.state.id, run.now, index=i, node=action.node.name, step=action.kind,
+        attempt=retries, retry_at=retry_at, error=error,
+    ))
+
+
+def _fail_rollout(run: Pass, reason: str, why: RestoreReason) -> None:
+    run.failing = run.failing or reason
+    for i in range(len(run.reps)):
+        run.restore(i, why)
+
+
+def _check_rollout(run: Pass) -> None:
+    state, settings = run.state, run.settings
+    if run.failing or state.aborting or state.stopping or run.halted:
+        return
+    failures = sum(1 for r in run.reps if r.restore_reason is RestoreReason.FAILED)
+    if failures > settings.failure_budget:
+        _fail_rollout(run, f"{failures} replacement(s) failed, more than failure_budget "
+                           f"{settings.failure_budget}", RestoreReason.ROLLOUT_FAILED)
+    elif run.now - state.last_progress > settings.timeouts.progress_deadline:
+        _fail_rollout(run, f"no progress for timeouts.progress_deadline "
+                           f"{settings.timeouts.progress_deadline:g}s",
+                      RestoreReason.ROLLOUT_FAILED)
+
+
+def _needs_soak(run: Pass, batch: int) -> bool:
+    s = run.settings
+    return batch == 0 and s.canary > 0 and s.soak > 0 and not run.state.soaked
+
+
+def _release_batches(run: Pass) -> None:
+    """Move a batch to RETIRING once all its nodes are parked in STANDBY and,
+    for the canary batch, the soak passed."""
+    soak = run.soak
+    for batch in sorted({r.batch for r in run.reps if r.phase is Phase.STANDBY}):
+        reps = [r for r in run.reps if r.batch == batch]
+        settled = (Phase.STANDBY, Phase.RETIRING, Phase.DONE, Phase.RESTORED, Phase.SKIPPED)
+        if any(r.phase not in settled for r in reps):
+            continue
+        standby = [r for r in reps if r.phase is Phase.STANDBY]
+        if any(r.index not in run.parked for r in standby):
+            continue
+        if _needs_soak(run, batch):
+            if soak is None or soak.batch != batch:
+                baseline = {t: Counters.of(m) for t, m in run.world.members.items()}
+                run.soak = Soak(batch, run.now, baseline)
+                run.progressed = True
+                for r in standby:
+                    run.wait_for(r.index, f"soaking canary for {run.settings.soak:g}s",
+                                 run.now + run.settings.soak)
+                continue
+            news = [r.new_target for r in standby]
+            ours = {r.new_target for r in run.reps if r.new_target}
+            verdict = soaking.verdict(soak, run.world.members, news, ours, run.settings)
+            elapsed = run.now - soak.started
+            if verdict.passed and elapsed < run.settings.soak:
+                continue
+            if not verdict.passed and not verdict.at_once and elapsed < run.settings.soak:
+                continue
+            run.events.append(SoakVerdict(
+                run.state.id, run.now, batch=batch, passed=verdict.passed,
+                rate_new=verdict.rate_new, rate_old=verdict.rate_old, flaps=verdict.flaps,
+                seconds=elapsed, reason=verdict.reason,
+            ))
+            run.soak = None
+            run.progressed = True
+            if not verdict.passed:
+                for r in reps:
+                    run.restore(r.index, RestoreReason.CANARY)
+                _fail_rollout(run, f"canary regression: {verdict.reason}",
+                              RestoreReason.ROLLOUT_FAILED)
+                continue
+            run.soaked = True
+            run.waits.append(_wait(None, "soak", elapsed, run.now))
+        for r in standby:
+            run.move(r.index, Phase.RETIRING)
+            run.advance(r.index)
+
+
+def _released(run: Pass, rep: Replacement) -> bool:
+    """Whether a later batch may start: this one no longer holds an LB slot."""
+    if rep.phase.terminal:
+        return True
+    return rep.phase is Phase.RETIRING and rep.old_target not in run.world.members
+
+
+def _start_pending(run: Pass) -> None:
+    state = run.state
+    if run.failing or run.halted or state.stopping or state.aborting:
+        return
+    pending = [r for r in run.reps if r.phase is Phase.PENDING]
+    if not pending:
+        return
+    batch = min(r.batch for r in pending)
+    if not all(_released(run, r) for r in run.reps if r.batch < batch):
+        return
+    for rep in pending:
+        if rep.batch != batch:
+            continue
+        if state.strategy.value == "surge":
+            run.move(rep.index, Phase.LAUNCHING)
+        elif run.capacity_for(rep.index):
+            run.move(rep.index, Phase.DRAINING)
+        else:
+            continue
+        run.advance(rep.index)
+
+
+def _batch_events(run: Pass) -> None:
+    done = set(run.state.batches_done)
+    for batch in sorted({r.batch for r in run.reps} - done):
+        reps = [r for r in run.reps if r.batch == batch]
+        if all(r.phase.terminal for r in reps) and not any(
+            r.phase is Phase.SKIPPED for r in reps
+        ):
+            done.add(batch)
+            run.events.append(BatchDone(
+                run.state.id, run.now, batch=batch,
+                replaced=sum(1 for r in reps if r.phase is Phase.DONE),
+                restored=sum(1 for r in reps if r.phase is Phase.RESTORED),
+            ))
+    run.batches_done = frozenset(done)
+
+
+def _state(run: Pass, status: RolloutStatus | None = None, message: str = "") -> RolloutState:
+    state = run.state
+    return replace(
+        state,
+        replacements=tuple(run.reps),
+        failing=run.failing,
+        halted=run.halted,
+        last_progress=run.now if run.progressed else state.last_progress,
+        soak=run.soak,
+        soaked=run.soaked,
+        batches_done=run.batches_done,
+        status=status or state.status,
+        finished_at=run.now if status not in (None, RolloutStatus.RUNNING) else state.finished_at,
+        message=message or state.message,
+    )
+
+
+def _finish(run: Pass) -> Decision:
+    status, message = _outcome(run)
+    state = _state(run, status, message)
+    events = list(run.events)
+    if status is not None:
+        reps = state.replacements
+        events.append(RolloutFinished(
+            state.id, run.now, status=status.value,
+            replaced=sum(1 for r in reps if r.phase is Phase.DONE),
+            restored=sum(1 for r in reps if r.phase is Phase.RESTORED),
+            skipped=sum(1 for r in reps if r.phase is Phase.SKIPPED),
+            duration=run.now - state.started_at, message=message,
+        ))
+    actions = tuple(run.actions) if status is None else ()
+    return Decision(state, actions, tuple(events), tuple(run.waits))
+
+
+def _outcome(run: Pass) -> tuple[RolloutStatus | None, str]:
+    state = run.state
+    if run.halted:
+        return RolloutStatus.HALTED, run.halted
+    reps: Sequence[Replacement] = run.reps
+    if any(r.active for r in reps):
+        return None, ""
+    pending = any(r.phase is Phase.PENDING for r in reps)
+    restored = [r.old_name for r in reps if r.phase is Phase.RESTORED]
+    if state.aborting:
+        return RolloutStatus.ABORTED, f"aborted; restored {len(restored)} node(s)"
+    if state.stopping and pending:
+        return RolloutStatus.INTERRUPTED, "interrupted; resume to continue"
+    if pending:
+        return None, ""
+    if run.failing:
+        return RolloutStatus.FAILED, run.failing
+    done = sum(1 for r in reps if r.phase is Phase.DONE)
+    note = f"; {len(restored)} restored within failure_budget: {', '.join(restored)}" if (
+        restored) else ""
+    return RolloutStatus.SUCCEEDED, f"replaced {done} node(s){note}"

@@ -1,0 +1,317 @@
+"""The rollout's state machine: phases, replacements, the rollout and its actions.
+
+One :class:`Replacement` per old node. Its phase only moves forward, driven by
+:func:`rollout.core.decide.decide` (from what it observes) and
+:func:`rollout.core.decide.apply_outcome` (from what an action returned).
+
+Surge (the default) — the new node serves before the old one stops::
+
+    phase      what the controller does / waits for         exit (observed)          next
+    ---------  -------------------------------------------  -----------------------  ---------
+    PENDING    nothing; waits for its batch's turn          earlier batches released LAUNCHING
+    LAUNCHING  provider.launch(new) (idempotent by name)    new node listed          BOOTING
+    BOOTING    probe readiness        (timeouts.ready)      probe says ready         SMOKING
+    SMOKING    smoke.run(new)         (timeouts.smoke)      the suite passed         ADDING
+    ADDING     lb.add(new)                                  member READY             RISING
+    RISING     wait for the LB's check (timeouts.lb_up)     member UP + capacity ok  DRAINING
+    DRAINING   old -> DRAIN           (timeouts.drain)      old sessions 0 / timeout STANDBY
+    STANDBY    old -> MAINT (+ stop if standby: stopped);   whole batch parked and   RETIRING
+               the canary batch soaks, comparing counters   soak verdict passed
+    RETIRING   lb.remove(old), then provider.destroy(old)   old gone from LB + list  DONE
+
+In place (pools that cannot surge) — the old node leaves first::
+
+    PENDING -> DRAINING (capacity checked first) -> PARKING (old MAINT + stopped)
+            -> LAUNCHING -> BOOTING -> SMOKING -> ADDING -> RISING -> STANDBY
+            -> RETIRING (remove the old slot, destroy the stopped old) -> DONE
+
+A failure in any phase before RETIRING (a driver error, a deadline, a failed
+smoke) moves the replacement to RESTORING. RESTORING puts the OLD node back
+first (start it if stopped, wait until ready, admin READY, wait until UP) and
+only then takes the new one out (DRAIN, wait sessions 0 or timeouts.drain,
+remove, destroy), so capacity never dips::
+
+    any phase < RETIRING --failure/abort/stop/budget/canary--> RESTORING
+    RESTORING --old in service, new removed and destroyed--> RESTORED
+    RESTORING (reason: interrupted) --same--> PENDING with attempt + 1
+    PENDING --rollout failing or aborted--> SKIPPED
+
+Errors while RESTORING or RETIRING are retried with backoff on the clock; after
+:data:`MAX_RETRIES` the rollout halts (status ``halted``: resume or abort).
+Terminal phases: DONE, RESTORED, SKIPPED.
+
+Rollout statuses: ``running`` -> ``succeeded`` | ``failed`` (failed replacements
+or the rollout were restored) | ``halted`` (could not restore; resume or abort)
+| ``aborted`` | ``interrupted`` (a signal; resumable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from rollout.config import PoolSettings
+from rollout.model import Admin, Image, LaunchSpec, Member, Node, Readiness, SmokeResult
+
+#: Attempts of a restore or retire action before the rollout halts.
+MAX_RETRIES = 5
+
+
+class Phase(StrEnum):
+    PENDING = "pending"
+    LAUNCHING = "launching"
+    BOOTING = "booting"
+    SMOKING = "smoking"
+    ADDING = "adding"
+    RISING = "rising"
+    DRAINING = "draining"
+    PARKING = "parking"  # in place only: old MAINT and stopped before the launch
+    STANDBY = "standby"
+    RETIRING = "retiring"
+    DONE = "done"
+    RESTORING = "restoring"
+    RESTORED = "restored"
+    SKIPPED = "skipped"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.DONE, Phase.RESTORED, Phase.SKIPPED)
+
+
+class RestoreReason(StrEnum):
+    FAILED = "failed"  # this replacement failed a step: counts against the budget
+    CANARY = "canary"  # the canary soak found a regression
+    ROLLOUT_FAILED = "rollout_failed"  # the budget or the progress deadline ran out
+    ABORTED = "aborted"
+    INTERRUPTED = "interrupted"  # a signal: retried from scratch on resume
+
+
+class RolloutStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    HALTED = "halted"
+    ABORTED = "aborted"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def unfinished(self) -> bool:
+        return self in (RolloutStatus.RUNNING, RolloutStatus.HALTED, RolloutStatus.INTERRUPTED)
+
+
+class Strategy(StrEnum):
+    SURGE = "surge"
+    IN_PLACE = "in_place"
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """The replacement of one old node by one new node."""
+
+    index: int
+    batch: int
+    old_name: str
+    old_target: str
+    old_image_id: str
+    new_name: str
+    phase: Phase = Phase.PENDING
+    phase_started: float = 0.0
+    attempt: int = 0
+    new_target: str = ""
+    error: str | None = None
+    restore_reason: RestoreReason | None = None
+    retries: int = 0
+    retry_at: float = 0.0
+    drain_timed_out: bool = False
+    waiting: str = ""  # what it waits for now, for progress output
+    # When each phase was last entered (phase value -> clock time), for the waits.
+    entered: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return not self.phase.terminal and self.phase is not Phase.PENDING
+
+
+@dataclass(frozen=True)
+class Counters:
+    """A member's cumulative counters at one moment (for the soak comparison)."""
+
+    total: int = 0
+    http_5xx: int = 0
+    check_downs: int = 0
+
+    @classmethod
+    def of(cls, member: Member) -> Counters:
+        return cls(member.total_sessions, member.http_5xx, member.check_downs)
+
+
+@dataclass(frozen=True)
+class Soak:
+    batch: int
+    started: float
+    baseline: Mapping[str, Counters] = field(default_factory=dict)  # by LB target
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    """Everything the core needs to decide, and all the journal keeps of a rollout."""
+
+    id: str
+    env: str
+    role: str
+    target: Image
+    settings: PoolSettings
+    replacements: tuple[Replacement, ...]
+    started_at: float
+    status: RolloutStatus = RolloutStatus.RUNNING
+    finished_at: float | None = None
+    last_progress: float = 0.0
+    soak: Soak | None = None
+    soaked: bool = False  # the canary batch passed its soak
+    stopping: bool = False  # a signal asked to stop
+    aborting: bool = False
+    failing: str | None = None  # why the rollout is failing (restore in flight)
+    halted: str | None = None  # why it could not restore
+    batches_done: frozenset[int] = frozenset()
+    skipped_nodes: tuple[str, ...] = ()  # already on the target image
+    previous_images: tuple[str, ...] = ()
+    message: str = ""
+
+    @property
+    def strategy(self) -> Strategy:
+        return Strategy(self.settings.strategy)
+
+    @property
+    def failures(self) -> int:
+        return sum(1 for r in self.replacements if r.restore_reason is RestoreReason.FAILED)
+
+    def with_replacement(self, rep: Replacement) -> RolloutState:
+        reps = list(self.replacements)
+        reps[rep.index] = rep
+        return replace(self, replacements=tuple(reps))
+
+
+@dataclass(frozen=True)
+class World:
+    """One observation of the pool: what the provider lists, what the LB says, and
+    readiness probes of the nodes the core asked about (:func:`wants_probe`)."""
+
+    nodes: Mapping[str, Node]  # by node name
+    members: Mapping[str, Member]  # by LB target; empty slots left out
+    readiness: Mapping[str, Readiness] = field(default_factory=dict)  # by node name
+
+    @classmethod
+    def of(
+        cls,
+        nodes: list[Node],
+        members: list[Member],
+        readiness: Mapping[str, Readiness] | None = None,
+    ) -> World:
+        return cls(
+            nodes={n.name: n for n in nodes},
+            members={m.target: m for m in members if m.target},
+            readiness=dict(readiness or {}),
+        )
+
+
+# --- actions: one bounded driver call each, always idempotent -----------------
+
+
+@dataclass(frozen=True)
+class Action:
+    """One side effect on one node, for replacement ``index`` in ``phase``.
+
+    ``attempt`` and ``phase`` let :func:`apply_outcome` ignore a late outcome
+    that no longer matches the replacement.
+    """
+
+    index: int
+    attempt: int
+    phase: Phase
+    node: Node
+
+    kind = "action"
+
+
+@dataclass(frozen=True)
+class Launch(Action):
+    spec: LaunchSpec | None = None
+    kind = "launch"
+
+
+@dataclass(frozen=True)
+class RunSmoke(Action):
+    image: Image | None = None
+    kind = "smoke"
+
+
+@dataclass(frozen=True)
+class AddMember(Action):
+    kind = "lb_add"
+
+
+@dataclass(frozen=True)
+class SetAdmin(Action):
+    admin: Admin = Admin.READY
+    kind = "lb_set_admin"
+
+
+@dataclass(frozen=True)
+class RemoveMember(Action):
+    kind = "lb_remove"
+
+
+@dataclass(frozen=True)
+class StopNode(Action):
+    kind = "stop"
+
+
+@dataclass(frozen=True)
+class StartNode(Action):
+    kind = "start"
+
+
+@dataclass(frozen=True)
+class DestroyNode(Action):
+    kind = "destroy"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an action returned: ``ok`` and, for a launch or a smoke, the result."""
+
+    ok: bool
+    duration: float = 0.0
+    error: str = ""
+    node: Node | None = None
+    smoke: SmokeResult | None = None
+
+
+@dataclass(frozen=True)
+class Wait:
+    """An irreducible wait, recorded in the journal for ETAs and the overhead
+    ratio. Kinds: boot, smoke, lb_rise, drain, soak."""
+
+    index: int | None
+    kind: str
+    seconds: float
+    at: float
+
+
+def placeholder(name: str, target: str, state: RolloutState) -> Node:
+    """A stand-in for a node the provider no longer lists, so that the LB can
+    still be told to drop its member (drivers use ``lb_target`` only)."""
+    from rollout.model import NodeState
+
+    return Node(
+        name=name,
+        address="",
+        role=state.role,
+        env=state.env,
+        image_id="",
+        image_version="",
+        state=NodeState.GONE,
+        created_at=0.0,
+        target=target,
+    )

@@ -1,0 +1,1 @@
+"""Drivers: one module per provider, load balancer, smoke runner or builder."""

@@ -1,0 +1,461 @@
+"""The AWS provider: the nodes of a pool are EC2 instances, plain or in an ASG.
+
+Nodes are found by their tags (``rollout:role`` and ``rollout:env``), which
+every launch writes together with the image id and version, the rollout id and
+``rollout:created-by``; reap and phoenix rely on them, so only this module
+writes them. For an ASG pool the group's members count as nodes too.
+
+| Node field   | from                                                          |
+|--------------|---------------------------------------------------------------|
+| name         | the ``Name`` tag when it is a valid node name, else the instance id |
+| target       | the instance id (what an ELBv2 *instance* target group knows) |
+| address      | the private IP, or the public one with ``aws.ssh_address: public`` |
+| image_id     | the rollout image of the instance's AMI (its ``rollout:image-id``),  |
+|              | else the instance's tag, else the AMI id                      |
+| labels       | the instance tags plus ``aws:ami``, ``aws:az``, ``aws:asg-state``   |
+
+Readiness is: the instance is ``running``, its instance and system status
+checks are ``ok``, then ``probe(node)`` answers. The default probe
+(:func:`tcp_http_probe`) connects to SSH (port 22) and GETs the pool's
+``health_path`` on ``service_port``; tests pass a scripted probe because
+moto's instances have no network.
+
+ASG pools (``aws.auto_scaling_group``): see :mod:`rollout.aws.asg` for the
+desired-capacity choreography. A new node is attached once it is ready (the
+``AttachInstances`` API wants a running instance); a retired one is detached
+with decrement before it is terminated, so the group never launches a
+replacement of its own. Call :meth:`AwsProvider.on_rollout_succeeded` when a
+rollout completes, to leave the launch template pointing at the new AMI.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import http.client
+import logging
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rollout import names
+from rollout.aws import (
+    CREATED_BY,
+    TAG_ASG,
+    TAG_CREATED_BY,
+    TAG_ENV,
+    TAG_IMAGE_ID,
+    TAG_IMAGE_VERSION,
+    TAG_NAME,
+    TAG_ROLE,
+    TAG_ROLLOUT_ID,
+)
+from rollout.aws.asg import AutoScalingGroup, LaunchTemplate, point_group_at
+from rollout.aws.images import AwsImageStore
+from rollout.aws.session import AwsClients, aws_errors, tag_list, tags_of
+from rollout.config import AwsSettings, Pool, PoolSettings
+from rollout.errors import ConfigError, DriverError, NotFoundError
+from rollout.model import Image, LaunchSpec, Node, NodeState, Readiness, SshTarget
+
+if TYPE_CHECKING:
+    from rollout.workspace import Workspace
+
+log = logging.getLogger("rollout.aws")
+
+Probe = Callable[[Node], Readiness]
+_LIVE = ["pending", "running", "stopping", "stopped"]
+_STATES = {"pending": NodeState.PENDING, "running": NodeState.RUNNING,
+           "stopping": NodeState.STOPPED, "stopped": NodeState.STOPPED}
+
+
+def tcp_http_probe(node: Node, *, http_port: int = 80, path: str = "/healthz",
+                   ssh_port: int = 22, timeout: float = 2.0) -> Readiness:
+    """One real probe: SSH's port accepts a connection and HTTP answers 2xx/3xx.
+    (``systemd`` stays empty: it would need a command over SSH.)"""
+    host = node.address
+    if not host:
+        return Readiness(False, "the instance has no IP address yet")
+    try:
+        with socket.create_connection((host, ssh_port), timeout=timeout):
+            pass
+    except OSError as exc:
+        return Readiness(False, f"ssh {host}:{ssh_port}: {exc}")
+    conn = http.client.HTTPConnection(host, http_port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        status = conn.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        return Readiness(False, f"http://{host}:{http_port}{path}: {exc}", ssh=True)
+    finally:
+        conn.close()
+    if status >= 400:
+        return Readiness(False, f"http://{host}:{http_port}{path} answered {status}", ssh=True)
+    return Readiness(True, "ssh and http answer", ssh=True, http=True)
+
+
+class AwsProvider:
+    """``rollout.protocols.Provider`` over EC2 (and an ASG when configured)."""
+
+    def __init__(self, env: str, role: str, settings: PoolSettings, *,
+                 clients: AwsClients | None = None, probe: Probe | None = None,
+                 images: AwsImageStore | None = None, where: str = "aws settings") -> None:
+        self.env = names.name(env, "environment")
+        self.role = names.name(role, "role")
+        if settings.aws is None:
+            raise ConfigError(f"{where}: provider aws needs the key 'aws'")
+        self.aws: AwsSettings = settings.aws
+        aws = self.aws
+        if not (aws.launch_template or aws.instance_type or aws.auto_scaling_group):
+            raise ConfigError(
+                f"{where}: rollout.aws needs launch_template, instance_type or "
+                "auto_scaling_group to know what to launch",
+                hint="set aws.launch_template (preferred) or aws.instance_type",
+            )
+        self.clients = clients or AwsClients.from_settings(aws)
+        self.images = images or AwsImageStore(self.clients)
+        self.group = (AutoScalingGroup(self.clients, aws.auto_scaling_group)
+                      if aws.auto_scaling_group else None)
+        self.probe: Probe = probe or (
+            lambda node: tcp_http_probe(node, http_port=settings.service_port,
+                                        path=settings.health_path))
+        self._ami_images: dict[str, Image | None] = {}
+        self._subnet_az: dict[str, str] = {}
+
+    @classmethod
+    def from_pool(cls, pool: Pool, **kwargs: Any) -> AwsProvider:
+        return cls(pool.env, pool.role, pool.settings, where=str(pool.source), **kwargs)
+
+    @classmethod
+    def from_workspace(cls, ws: Workspace, pool: Pool, images: object = None) -> AwsProvider:
+        store = images if isinstance(images, AwsImageStore) else None
+        return cls.from_pool(pool, images=store)
+
+    # -- observing -------------------------------------------------------
+
+    def _describe(self, filters: builtins.list[dict[str, Any]],
+                  ids: builtins.list[str] | None = None) -> builtins.list[dict[str, Any]]:
+        kwargs: dict[str, Any] = {"Filters": filters}
+        if ids:
+            kwargs["InstanceIds"] = ids
+        with aws_errors("describe instances", f"of pool {self.env}/{self.role}"):
+            reservations = self.clients.paginate("ec2", "describe_instances", "Reservations",
+                                                 **kwargs)
+        return [i for r in reservations for i in r.get("Instances", [])]
+
+    def _pool_filters(self) -> builtins.list[dict[str, Any]]:
+        return [{"Name": f"tag:{TAG_ROLE}", "Values": [self.role]},
+                {"Name": f"tag:{TAG_ENV}", "Values": [self.env]},
+                {"Name": "instance-state-name", "Values": _LIVE}]
+
+    def _image_of(self, amis: set[str]) -> None:
+        unknown = sorted(a for a in amis if a not in self._ami_images)
+        if unknown:
+            found = self.images.by_ami(unknown)
+            for ami in unknown:  # AMIs are immutable, so this never goes stale
+                self._ami_images[ami] = found.get(ami)
+
+    def _node(self, inst: dict[str, Any], lifecycle: dict[str, str]) -> Node:
+        tags = tags_of(inst)
+        iid = str(inst["InstanceId"])
+        ami = str(inst.get("ImageId", ""))
+        image = self._ami_images.get(ami)
+        name = tags.get(TAG_NAME, "")
+        try:
+            name = names.name(name)
+        except ConfigError:
+            name = iid
+        ip_key = "PublicIpAddress" if self.aws.ssh_address == "public" else "PrivateIpAddress"
+        labels = dict(tags)
+        labels.update({"aws:instance-id": iid, "aws:ami": ami,
+                       "aws:az": str(inst.get("Placement", {}).get("AvailabilityZone", "")),
+                       "aws:subnet": str(inst.get("SubnetId", ""))})
+        if iid in lifecycle:
+            labels["aws:asg-state"] = lifecycle[iid]
+        launched = inst.get("LaunchTime")
+        return Node(
+            name=name,
+            address=str(inst.get(ip_key) or ""),
+            role=tags.get(TAG_ROLE, self.role),
+            env=tags.get(TAG_ENV, self.env),
+            image_id=image.id if image else tags.get(TAG_IMAGE_ID, ami),
+            image_version=image.version if image else tags.get(TAG_IMAGE_VERSION, ""),
+            state=_STATES.get(str(inst["State"]["Name"]), NodeState.GONE),
+            created_at=float(launched.timestamp()) if launched is not None else 0.0,
+            target=iid,
+            rollout_id=tags.get(TAG_ROLLOUT_ID) or None,
+            labels=labels,
+        )
+
+    def _nodes(self, instances: builtins.list[dict[str, Any]]) -> builtins.list[Node]:
+        lifecycle: dict[str, str] = {}
+        if self.group is not None and instances:
+            lifecycle = {m.instance_id: m.lifecycle
+                         for m in self.group.describe().members.values()}
+        self._image_of({str(i.get("ImageId", "")) for i in instances if i.get("ImageId")})
+        nodes = [self._node(i, lifecycle) for i in instances]
+        return sorted(nodes, key=lambda n: (n.created_at, n.name))
+
+    def list(self) -> builtins.list[Node]:
+        instances = {str(i["InstanceId"]): i for i in self._describe(self._pool_filters())}
+        if self.group is not None:
+            # Members the group launched itself carry our tags only if the group
+            # propagates them; they are the pool's nodes either way.
+            extra = [m for m in self.group.describe().members if m not in instances]
+            if extra:
+                live = [{"Name": "instance-state-name", "Values": _LIVE}]
+                for inst in self._describe(live, extra):
+                    instances[str(inst["InstanceId"])] = inst
+        return self._nodes(list(instances.values()))
+
+    def _find(self, node: Node) -> dict[str, Any] | None:
+        """The live instance behind ``node`` (by instance id, else by name)."""
+        if node.target.startswith("i-"):
+            try:
+                found = self._describe([{"Name": "instance-state-name", "Values": _LIVE}],
+                                       [node.target])
+            except NotFoundError:  # InvalidInstanceID.NotFound: long gone
+                return None
+            return found[0] if found else None
+        by_name = self._by_name(node.name)
+        return by_name[0] if by_name else None
+
+    def _by_name(self, name: str) -> builtins.list[dict[str, Any]]:
+        return self._describe([*self._pool_filters(), {"Name": f"tag:{TAG_NAME}",
+                                                       "Values": [name]}])
+
+    # -- launching -------------------------------------------------------
+
+    def _subnets(self) -> builtins.list[str]:
+        if self.aws.subnets:
+            return list(self.aws.subnets)
+        if self.group is not None:
+            return list(self.group.describe().subnets)
+        return []
+
+    def _pick_subnet(self) -> str | None:
+        """The subnet of the availability zone with the fewest pool nodes."""
+        subnets = self._subnets()
+        if len(subnets) <= 1:
+            return subnets[0] if subnets else None
+        missing = [s for s in subnets if s not in self._subnet_az]
+        if missing:
+            with aws_errors("describe subnets", ", ".join(missing)):
+                for sub in self.clients.paginate("ec2", "describe_subnets", "Subnets",
+                                                 SubnetIds=missing):
+                    self._subnet_az[str(sub["SubnetId"])] = str(sub["AvailabilityZone"])
+        per_az = Counter(n.labels.get("aws:az", "") for n in self.list())
+
+        def load(subnet: str) -> tuple[int, int]:
+            return per_az[self._subnet_az.get(subnet, subnet)], subnets.index(subnet)
+
+        return min(subnets, key=load)
+
+    def _template(self) -> dict[str, str] | None:
+        ref, version = self.aws.launch_template, self.aws.launch_template_version
+        if ref is None and self.group is not None:
+            lt = self.group.describe().launch_template
+            if lt:
+                ref = lt.get("LaunchTemplateId") or lt.get("LaunchTemplateName")
+                version = lt.get("Version") or "$Default"
+        if ref is None:
+            return None
+        key = "LaunchTemplateId" if ref.startswith("lt-") else "LaunchTemplateName"
+        return {key: ref, "Version": version}
+
+    def node_tags(self, spec: LaunchSpec) -> dict[str, str]:
+        """Every tag a node of ``spec`` carries (also on its volumes)."""
+        tags = dict(self.aws.extra_tags)
+        tags.update({TAG_NAME: spec.name, TAG_ROLE: self.role, TAG_ENV: self.env,
+                     TAG_IMAGE_ID: spec.image.id, TAG_IMAGE_VERSION: spec.image.version,
+                     TAG_CREATED_BY: CREATED_BY})
+        if spec.rollout_id:
+            tags[TAG_ROLLOUT_ID] = spec.rollout_id
+        if self.group is not None:
+            tags[TAG_ASG] = self.group.name
+        return tags
+
+    def launch(self, spec: LaunchSpec) -> Node:
+        names.name(spec.name, "node name")
+        if (spec.role, spec.env) != (self.role, self.env):
+            raise ConfigError(f"launch {spec.name}: spec is for {spec.env}/{spec.role}, "
+                              f"this provider runs {self.env}/{self.role}")
+        existing = self._by_name(spec.name)
+        if existing:
+            return self._nodes(existing[:1])[0]
+        ami = spec.image.location
+        if not ami.startswith("ami-"):
+            raise ConfigError(
+                f"launch {spec.name}: image {spec.image.id} has no AMI (location {ami!r})",
+                hint="an AWS pool launches images baked by the aws baker; see `rollout images`",
+            )
+        # run_instances names a bad AMI too, but only after other checks (and
+        # some emulators accept it): ask first, to name the image in the error.
+        with aws_errors("launch node", f"{spec.name}: AMI {ami} of image {spec.image.id}"):
+            amis = self.clients.ec2.describe_images(ImageIds=[ami])["Images"]
+        if not amis or amis[0].get("State") != "available":
+            state = amis[0].get("State") if amis else "missing"
+            raise DriverError(f"launch {spec.name}: AMI {ami} of image {spec.image.id} is "
+                              f"{state}, not available",
+                              hint="wait for the bake to finish, or pick another image")
+        tags = tag_list(self.node_tags(spec))
+        params: dict[str, Any] = {
+            "ImageId": ami, "MinCount": 1, "MaxCount": 1,
+            "TagSpecifications": [{"ResourceType": "instance", "Tags": tags},
+                                  {"ResourceType": "volume", "Tags": tags}],
+        }
+        template = self._template()
+        if template:
+            params["LaunchTemplate"] = template
+        if self.aws.instance_type:
+            params["InstanceType"] = self.aws.instance_type
+        subnet = self._pick_subnet()
+        if subnet:
+            params["SubnetId"] = subnet
+        if self.aws.security_groups:
+            params["SecurityGroupIds"] = list(self.aws.security_groups)
+        if self.aws.instance_profile:
+            profile = self.aws.instance_profile
+            params["IamInstanceProfile"] = ({"Arn": profile} if profile.startswith("arn:")
+                                            else {"Name": profile})
+        if self.aws.key_name:
+            params["KeyName"] = self.aws.key_name
+        if self.aws.user_data:
+            params["UserData"] = self.aws.user_data
+        # The client token makes a retried call (after a timeout) idempotent on
+        # AWS's side too; the Name-tag lookup above covers a crashed controller.
+        seed = f"{self.env}/{self.role}/{spec.name}/{spec.rollout_id}/{ami}"
+        token = hashlib.sha256(seed.encode()).hexdigest()[:64]
+        inst = self._run(params, token, spec)
+        if inst["State"]["Name"] in ("shutting-down", "terminated"):
+            # The same token once launched a node that is gone since: launch anew.
+            inst = self._run(params, f"{token[:48]}-{int(time.time())}", spec)
+        return self._nodes([inst])[0]
+
+    def _run(self, params: dict[str, Any], token: str, spec: LaunchSpec) -> dict[str, Any]:
+        with aws_errors("launch node", f"{spec.name} from {spec.image.location} "
+                        f"({spec.image.id})"):
+            reply = self.clients.ec2.run_instances(**params, ClientToken=token)
+        return dict(reply["Instances"][0])
+
+    # -- readiness, stop, start, destroy ---------------------------------
+
+    def readiness(self, node: Node) -> Readiness:
+        if not node.target.startswith("i-"):
+            return Readiness(False, f"{node.name}: no instance id")
+        try:
+            with aws_errors("describe instance status", f"{node.target} ({node.name})"):
+                statuses = self.clients.ec2.describe_instance_status(
+                    InstanceIds=[node.target], IncludeAllInstances=True)["InstanceStatuses"]
+        except NotFoundError:
+            return Readiness(False, f"{node.target} does not exist")
+        if not statuses:
+            return Readiness(False, f"{node.target} does not exist")
+        st = statuses[0]
+        state = st["InstanceState"]["Name"]
+        if state != "running":
+            return Readiness(False, f"{node.target} is {state}")
+        checks = (st.get("InstanceStatus", {}).get("Status"),
+                  st.get("SystemStatus", {}).get("Status"))
+        if checks != ("ok", "ok"):
+            return Readiness(False, f"{node.target} status checks: instance {checks[0]}, "
+                             f"system {checks[1]}")
+        if not node.address:
+            found = self._find(node)
+            if found is not None:
+                node = self._nodes([found])[0]
+        result = self.probe(node)
+        if result.ready and self.group is not None:
+            self._ensure_member(node)
+        return result
+
+    def _ensure_member(self, node: Node) -> None:
+        group = self.group
+        found = self._find(node)
+        if group is None or found is None or tags_of(found).get(TAG_ASG) != group.name:
+            return
+        group.attach(node.target)
+
+    def stop(self, node: Node) -> None:
+        inst = self._find(node)
+        if inst is None or inst["State"]["Name"] in ("stopping", "stopped"):
+            return
+        iid = str(inst["InstanceId"])
+        if self.group is not None and iid in self.group.describe().members:
+            # A stopped member would fail its health check and be replaced.
+            with aws_errors("tag instance", iid):
+                self.clients.ec2.create_tags(Resources=[iid], Tags=tag_list(
+                    {TAG_ASG: self.group.name}))
+            self.group.enter_standby(iid)
+        with aws_errors("stop instance", f"{iid} ({node.name})"):
+            self.clients.ec2.stop_instances(InstanceIds=[iid])
+
+    def start(self, node: Node) -> Node:
+        inst = self._find(node)
+        if inst is None:
+            raise DriverError(f"start {node.name}: instance {node.target or '?'} is gone",
+                              hint="it cannot be restored; launch a replacement")
+        iid = str(inst["InstanceId"])
+        if inst["State"]["Name"] in ("stopped", "stopping"):
+            with aws_errors("start instance", f"{iid} ({node.name})"):
+                self.clients.ec2.start_instances(InstanceIds=[iid])
+            inst = self._find(node) or inst
+        # An ASG member left in Standby by stop() is put back in service by
+        # readiness() once it runs again (exit_standby wants it running).
+        return self._nodes([inst])[0]
+
+    def destroy(self, node: Node) -> None:
+        inst = self._find(node)
+        if inst is None:
+            return
+        iid = str(inst["InstanceId"])
+        if self.group is not None:
+            member = self.group.describe().members.get(iid)
+            if member is not None:
+                if member.protected and not self.aws.replace_protected:
+                    raise DriverError(
+                        f"destroy {node.name}: {iid} is protected from scale-in in group "
+                        f"{self.group.name!r}, and aws.replace_protected is false",
+                        hint="remove the protection, or set aws.replace_protected: true",
+                    )
+                with aws_errors("tag instance", iid):
+                    # Say it is leaving, so readiness() never attaches it again.
+                    self.clients.ec2.create_tags(Resources=[iid], Tags=tag_list(
+                        {TAG_ASG: "retired"}))
+                self.group.detach(iid)
+        try:
+            with aws_errors("terminate instance", f"{iid} ({node.name})"):
+                self.clients.ec2.terminate_instances(InstanceIds=[iid])
+        except NotFoundError:
+            return
+
+    def ssh(self, node: Node) -> SshTarget:
+        if not node.address:
+            raise DriverError(f"ssh {node.name}: instance {node.target} has no "
+                              f"{self.aws.ssh_address} IP address",
+                              hint="use aws.ssh_address: private from inside the VPC")
+        return SshTarget(
+            host=names.address(node.address, f"node {node.name}"),
+            user=self.aws.ssh_user,
+            key_file=self.aws.ssh_key,
+            known_hosts=self.aws.known_hosts,
+            host_key_policy=self.aws.host_key_policy,
+        )
+
+    # -- hooks -----------------------------------------------------------
+
+    def on_rollout_succeeded(self, image: Image) -> int | None:
+        """Leave the pool launching ``image``: a new launch template version with
+        its AMI, made the default (and the ASG moved to it if it pins a version);
+        the ASG's members get the group's own scale-in protection back.
+        Returns the new template version, or None when nothing changed."""
+        description = f"rollout {image.id} ({image.role} {image.version})"
+        if self.group is not None:
+            number = point_group_at(self.clients, self.group, image.location, description)
+            self.group.settle_protection()
+            return number
+        if self.aws.launch_template:
+            return LaunchTemplate(self.clients, self.aws.launch_template).point_at(
+                image.location, description)
+        return None

@@ -1,0 +1,296 @@
+"""Shared by tests/aws and tests/contract: moto's real server (ThreadedMotoServer)
+and a small AWS world in it (VPC, two subnets in two AZs, a security group, a
+launch template, a target group, AMIs, optionally an Auto Scaling group).
+
+What moto does not emulate is scripted here, in the tests, never in rollout/:
+target health ``initial``/``unhealthy``/``draining`` and the deregistration
+delay (:class:`ScriptedTargetHealth`), and node readiness over the network
+(:func:`always_ready`: moto's instances have no network to probe).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from moto.server import ThreadedMotoServer
+
+from rollout.aws.images import AwsImageStore, image_tags
+from rollout.aws.session import AwsClients, tag_list
+from rollout.config import Pool, PoolSettings
+from rollout.drivers.aws_provider import AwsProvider
+from rollout.drivers.elbv2_lb import Elbv2LoadBalancer, HealthSource, describe_target_health
+from rollout.model import Image, LaunchSpec, Node, Readiness
+
+# moto logs every request at INFO; keep test output readable.
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+REGION = "eu-west-1"
+ROLE, ENV = "web", "test"
+PORTS = range(18500, 18600)  # the ports assigned to the AWS engineer
+
+
+def free_port() -> int:
+    for port in PORTS:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 18500-18599 for moto")
+
+
+class MotoServer:
+    """One moto server per test session; :meth:`reset` between tests."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+
+    def start(self) -> MotoServer:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def reset(self) -> None:
+        requests.post(f"{self.url}/moto-api/reset", timeout=10).raise_for_status()
+
+    def env(self) -> dict[str, str]:
+        """Environment for boto3's standard chain, pointed at this server."""
+        return {"AWS_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION}
+
+
+UNSET_ENV = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+             "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+
+
+class StepClock:
+    """A clock for driver-level tests: sleep advances time, nothing waits."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.t = start
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += max(seconds, 0.0)
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+class ScriptedTargetHealth:
+    """Target health as real ELBv2 reports it and moto does not.
+
+    Wraps the real source (moto's ``describe_target_health``) and rewrites it on
+    the test's clock: a newly registered target is ``initial`` for ``rise``
+    seconds, then ``healthy`` (``unhealthy`` if listed in :attr:`unhealthy`);
+    a target that moto dropped on deregistration is reported ``draining`` for
+    the target group's real ``deregistration_delay.timeout_seconds``, then gone.
+    """
+
+    def __init__(self, real: HealthSource, clock: Any, clients: AwsClients, *,
+                 rise: float = 10.0) -> None:
+        self.real = real
+        self.clock = clock
+        self.clients = clients
+        self.rise = rise
+        self.unhealthy: set[str] = set()
+        self._seen: dict[str, float] = {}
+        self._draining: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._last: dict[str, dict[str, Any]] = {}
+
+    def delay(self, arn: str) -> float:
+        attrs = self.clients.elbv2.describe_target_group_attributes(
+            TargetGroupArn=arn)["Attributes"]
+        return float({a["Key"]: a["Value"] for a in attrs}[
+            "deregistration_delay.timeout_seconds"])
+
+    def __call__(self, arn: str) -> list[dict[str, Any]]:
+        now = self.clock.now()
+        live = {str(d["Target"]["Id"]): d for d in self.real(arn)}
+        out: list[dict[str, Any]] = []
+        for tid, desc in live.items():
+            self._draining.pop(tid, None)
+            first = self._seen.setdefault(tid, now)
+            if tid in self.unhealthy:
+                state = "unhealthy"
+            elif now - first < self.rise:
+                state = "initial"
+            else:
+                state = "healthy"
+            out.append({**desc, "TargetHealth": {"State": state}})
+        delay = None
+        for tid in list(self._seen):
+            if tid not in live:
+                del self._seen[tid]
+                self._draining[tid] = (now, self._last[tid])
+        for tid, (since, desc) in list(self._draining.items()):
+            delay = self.delay(arn) if delay is None else delay
+            if now - since < delay:
+                out.append({**desc, "TargetHealth": {
+                    "State": "draining", "Reason": "Target.DeregistrationInProgress"}})
+            else:
+                del self._draining[tid]
+        self._last.update(live)
+        return out
+
+
+def always_ready(node: Node) -> Readiness:
+    """The readiness probe for moto's instances, which have no network: the
+    provider's own checks (running, status checks ok) still apply before it."""
+    return Readiness(True, "scripted probe: moto instances have no network", ssh=True,
+                     http=True, systemd="running")
+
+
+@dataclass
+class AwsWorld:
+    clients: AwsClients
+    vpc: str
+    subnets: tuple[str, str]
+    security_group: str
+    launch_template: str
+    target_group_arn: str
+    base_ami: str
+    images: AwsImageStore
+    old: Image
+    new: Image
+    asg: str | None = None
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    def settings(self, **aws: Any) -> PoolSettings:
+        data: dict[str, Any] = {
+            "launch_template": self.launch_template, "subnets": list(self.subnets),
+            "security_groups": [self.security_group],
+            "target_group_arn": self.target_group_arn, "base_ami": self.base_ami,
+            "instance_type": "t3.micro", "region": REGION,
+        }
+        if self.asg:
+            data["auto_scaling_group"] = self.asg
+        data.update(aws)
+        return PoolSettings.model_validate({
+            "provider": "aws", "load_balancer": "elbv2", "pool_size": 2, "canary": 1,
+            "soak": 0, "aws": data,
+            "timeouts": {"ready": 120, "lb_up": 120, "drain": 120, "smoke": 60},
+        })
+
+    def pool(self, **aws: Any) -> Pool:
+        from pathlib import Path
+
+        return Pool(env=ENV, role=ROLE, settings=self.settings(**aws),
+                    source=Path("tests/aws/group_vars/web.yml"))
+
+    def provider(self, **kwargs: Any) -> AwsProvider:
+        kwargs.setdefault("probe", always_ready)
+        return AwsProvider(ENV, ROLE, self.settings(), clients=self.clients,
+                           images=self.images, **kwargs)
+
+    def lb(self, health: HealthSource | None = None) -> Elbv2LoadBalancer:
+        return Elbv2LoadBalancer(self.target_group_arn, clients=self.clients,
+                                 health_source=health or describe_target_health(self.clients))
+
+    def instance(self, iid: str) -> dict[str, Any]:
+        res = self.clients.ec2.describe_instances(InstanceIds=[iid])["Reservations"]
+        return dict(res[0]["Instances"][0])
+
+    def state(self, iid: str) -> str:
+        return str(self.instance(iid)["State"]["Name"])
+
+    def group(self) -> dict[str, Any]:
+        assert self.asg
+        return dict(self.clients.autoscaling.describe_auto_scaling_groups(
+            AutoScalingGroupNames=[self.asg])["AutoScalingGroups"][0])
+
+    def registered(self) -> set[str]:
+        return {d["Target"]["Id"] for d in self.clients.elbv2.describe_target_health(
+            TargetGroupArn=self.target_group_arn)["TargetHealthDescriptions"]}
+
+
+_BASE_AMI: dict[str, str] = {}
+
+
+def base_ami(clients: AwsClients) -> str:
+    """One of moto's stock AMIs, as the bake's base."""
+    if "id" not in _BASE_AMI:
+        images = clients.ec2.describe_images(
+            Owners=["amazon"], Filters=[{"Name": "architecture", "Values": ["x86_64"]}])
+        _BASE_AMI["id"] = sorted(i["ImageId"] for i in images["Images"])[0]
+    return _BASE_AMI["id"]
+
+
+def make_image(clients: AwsClients, base: str, subnet: str, version: str, *,
+               created_at: float, role: str = ROLE) -> Image:
+    """A registered rollout AMI (as a bake would leave it), made in moto."""
+    iid = clients.ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1, SubnetId=subnet,
+                                    InstanceType="t3.micro")["Instances"][0]["InstanceId"]
+    image = Image(id=f"{role}-{version}-{uuid.uuid4().hex[:8]}", role=role, version=version,
+                  created_at=created_at, manifest={"role_checksum": "0" * 16})
+    ami = clients.ec2.create_image(InstanceId=iid, Name=image.id, TagSpecifications=[
+        {"ResourceType": "image", "Tags": tag_list(image_tags(image))}])["ImageId"]
+    clients.ec2.terminate_instances(InstanceIds=[iid])
+    return AwsImageStore(clients).get(ami)
+
+
+def build_world(*, asg_size: int | None = None, deregistration_delay: int = 30) -> AwsWorld:
+    """A fresh world in the (reset) moto server: everything named uniquely."""
+    uid = uuid.uuid4().hex[:8]
+    clients = AwsClients(region=os.environ.get("AWS_DEFAULT_REGION", REGION))
+    ec2 = clients.ec2
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    subnets = tuple(
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i + 1}.0/24",
+                          AvailabilityZone=f"{REGION}{az}")["Subnet"]["SubnetId"]
+        for i, az in enumerate("ab"))
+    sg = ec2.create_security_group(GroupName=f"web-{uid}", Description="web nodes",
+                                   VpcId=vpc)["GroupId"]
+    base = base_ami(clients)
+    old = make_image(clients, base, subnets[0], "1.0.0", created_at=1000.0)
+    new = make_image(clients, base, subnets[0], "2.0.0", created_at=2000.0)
+    lt_name = f"web-{uid}"
+    ec2.create_launch_template(LaunchTemplateName=lt_name, LaunchTemplateData={
+        "ImageId": old.location, "InstanceType": "t3.micro", "SecurityGroupIds": [sg]})
+    tg = clients.elbv2.create_target_group(
+        Name=f"web-{uid}", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="instance",
+        HealthCheckPath="/healthz")["TargetGroups"][0]["TargetGroupArn"]
+    clients.elbv2.modify_target_group_attributes(TargetGroupArn=tg, Attributes=[
+        {"Key": "deregistration_delay.timeout_seconds", "Value": str(deregistration_delay)}])
+    world = AwsWorld(clients=clients, vpc=vpc, subnets=(subnets[0], subnets[1]),
+                     security_group=sg, launch_template=lt_name, target_group_arn=tg,
+                     base_ami=base, images=AwsImageStore(clients), old=old, new=new, uid=uid)
+    if asg_size is not None:
+        world.asg = f"web-{uid}"
+        clients.autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName=world.asg,
+            LaunchTemplate={"LaunchTemplateName": lt_name, "Version": "$Default"},
+            MinSize=1, MaxSize=asg_size + 2, DesiredCapacity=asg_size,
+            VPCZoneIdentifier=",".join(subnets),
+            Tags=[{"Key": "rollout:role", "Value": ROLE, "PropagateAtLaunch": True},
+                  {"Key": "rollout:env", "Value": ENV, "PropagateAtLaunch": True}])
+    return world
+
+
+def seed_plain_pool(world: AwsWorld, size: int) -> list[Node]:
+    """The pool before a rollout: ``size`` nodes of the old image, in service."""
+    provider = world.provider()
+    nodes = [provider.launch(LaunchSpec(name=f"web-{i}", role=ROLE, env=ENV, image=world.old))
+             for i in range(size)]
+    register(world, [n.target for n in nodes])
+    return provider.list()
+
+
+def register(world: AwsWorld, ids: list[str]) -> None:
+    if ids:
+        world.clients.elbv2.register_targets(TargetGroupArn=world.target_group_arn,
+                                             Targets=[{"Id": i} for i in ids])

@@ -1,0 +1,73 @@
+"""Fixtures for the REAL lab: nspawn nodes, a bridge, HAProxy, Ansible bakes.
+
+``lab`` (session scope) brings up a lab of the ``lab`` environment in a
+throwaway copy of the project with its own data directory, and tears it down
+at the end. It skips, with the reason, when not root or a program is missing.
+
+Knobs (environment variables), so parallel runs and CI don't collide:
+
+| variable               | default            | meaning                                   |
+|------------------------|--------------------|-------------------------------------------|
+| ROLLOUT_LAB_BRIDGE     | rtest0             | bridge name (at most 12 characters)       |
+| ROLLOUT_LAB_SUBNET     | 10.231.250.0/24    | the lab subnet                            |
+| ROLLOUT_LAB_PORT       | 18250              | the web pool's HAProxy frontend port      |
+| ROLLOUT_TEST_DATA_DIR  | a pytest temp dir  | the data directory (images are cached there) |
+| ROLLOUT_BASE_CACHE     | unset              | a directory holding a prebuilt base (shared) |
+
+Node names change when a test restarts the lab: ask ``lab.status()`` rather
+than keeping names from an earlier test.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rollout.config import load_environment
+from rollout.lab.harness import LabHandle, lab_skip_reason, make_project
+from rollout.paths import DataDir
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def lab_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_project(
+        REPO,
+        tmp_path_factory.mktemp("project"),
+        bridge=os.environ.get("ROLLOUT_LAB_BRIDGE", "rtest0"),
+        subnet=os.environ.get("ROLLOUT_LAB_SUBNET", "10.231.250.0/24"),
+        port=int(os.environ.get("ROLLOUT_LAB_PORT", "18250")),
+    )
+
+
+@pytest.fixture(scope="session")
+def lab_data(tmp_path_factory: pytest.TempPathFactory) -> DataDir:
+    root = Path(os.environ.get("ROLLOUT_TEST_DATA_DIR") or tmp_path_factory.mktemp("data"))
+    root.mkdir(parents=True, exist_ok=True)
+    shared = os.environ.get("ROLLOUT_BASE_CACHE")
+    base = DataDir(root).base_cache
+    if shared and not base.exists():
+        Path(shared).mkdir(parents=True, exist_ok=True)
+        base.symlink_to(Path(shared).resolve(), target_is_directory=True)
+    return DataDir(root).ensure()
+
+
+@pytest.fixture(scope="session")
+def lab(lab_project: Path, lab_data: DataDir) -> Iterator[LabHandle]:
+    """A lab brought up cold (4 web nodes), torn down after the session."""
+    reason = lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    handle = LabHandle(lab_project, load_environment(lab_project, "lab"), lab_data)
+    started = time.monotonic()
+    try:
+        handle.up()
+        handle.up_seconds = time.monotonic() - started
+        yield handle
+    finally:
+        handle.down()
