@@ -60,6 +60,7 @@ APPENDABLE = ("promotions", "evidence")
 _log = logging.getLogger(__name__)
 # The store has a method named ``list``, which shadows the builtin in its body.
 _Images = list[Image]
+_Paths = list[Path]
 
 
 def new_image_id(role: str, version: str) -> str:
@@ -277,6 +278,20 @@ class LabImageStore:
                 hint=f"bake one: rollout bake --role {role} --version 1.0.0",
             )
         return images
+
+    def leftovers(self) -> _Paths:
+        """Directories no image owns: build directories of bakes that were killed
+        (``.build/*``) and image directories without a manifest. Safe to delete
+        when no bake is running."""
+        if not self.root.is_dir():
+            return []
+        found = sorted((self.root / ".build").glob("*")) if (self.root / ".build").is_dir() else []
+        found += sorted(
+            entry for entry in self.root.iterdir()
+            if entry.is_dir() and not entry.name.startswith(".")
+            and not (entry / MANIFEST).exists()
+        )
+        return found
 
     # -- writing -----------------------------------------------------------
 

@@ -18,11 +18,13 @@ its node is ready and ``rise`` checks of ``interval`` seconds have passed.
 
 from __future__ import annotations
 
+import builtins
 import math
 import threading
-import builtins
 from dataclasses import dataclass, replace
+from typing import Any
 
+from rollout.config import PoolSettings, Timeouts
 from rollout.errors import DriverError, NotFoundError
 from rollout.model import (
     Admin,
@@ -497,3 +499,69 @@ class FakeImageStore:
 def image(role: str = "web", version: str = "1.0.0", created_at: float = 0.0) -> Image:
     """A ready-made image for tests: id ``ROLE-VERSION``."""
     return Image(id=f"{role}-{version}", role=role, version=version, created_at=created_at)
+
+
+def pool_settings(**overrides: object) -> PoolSettings:
+    """Valid settings of a small HAProxy-fronted pool, for tests. Timeout keys
+    (ready, smoke, lb_up, drain, progress_deadline) go under ``timeouts``."""
+    data: dict[str, object] = {
+        "pool_size": 4, "soak": 0, "haproxy": {"backend": "web", "frontend_port": 8080,
+                                               "slots": 16},
+    }
+    timeouts = {k: v for k, v in overrides.items() if k in Timeouts.model_fields}
+    data.update({k: v for k, v in overrides.items() if k not in timeouts})
+    if timeouts:
+        data["timeouts"] = timeouts
+    return PoolSettings.model_validate(data)
+
+
+@dataclass
+class FakeWorld:
+    """A pool of ``size`` nodes on ``old``, in a fake LB, ready to roll to ``new``."""
+
+    clock: FakeClock
+    provider: FakeProvider
+    lb: FakeLoadBalancer
+    smoke: FakeSmokeRunner
+    images: FakeImageStore
+    old: Image
+    new: Image
+
+    @classmethod
+    def create(cls, size: int = 4, *, role: str = "web", boot_time: float = 1.0,
+               **lb_options: Any) -> FakeWorld:
+        clock = FakeClock()
+        provider = FakeProvider(clock, role=role, boot_time=boot_time)
+        old, new = image(role, "1.0.0", 1.0), image(role, "2.0.0", 2.0)
+        lb = FakeLoadBalancer(clock, provider, **lb_options)
+        lb.seed(provider.seed(size, old))
+        return cls(clock, provider, lb, FakeSmokeRunner(clock), FakeImageStore([old, new]),
+                   old, new)
+
+    def in_service(self) -> int:
+        return sum(1 for m in self.lb.members() if m.in_service)
+
+    def problems(self, size: int, image_id: str | None = None) -> list[str]:
+        """What differs from a settled pool of ``size`` nodes (all on ``image_id``
+        if given, all in service, no other node and no other LB member)."""
+        found: list[str] = []
+        nodes = self.provider.live()
+        members = {m.target: m for m in self.lb.members() if m.target}
+        if len(nodes) != size:
+            found.append(f"{len(nodes)} nodes exist, expected {size}: "
+                         f"{sorted(n.name for n in nodes)}")
+        images = {n.image_id for n in nodes}
+        if image_id is not None and images != {image_id}:
+            found.append(f"images {sorted(images)}, expected {image_id}")
+        elif len(images) > 1:
+            found.append(f"mixed images {sorted(images)}")
+        for node in nodes:
+            member = members.pop(node.lb_target, None)
+            if node.state is not NodeState.RUNNING:
+                found.append(f"{node.name} is {node.state.value}")
+            if member is None:
+                found.append(f"{node.name} is not in the LB")
+            elif not member.in_service:
+                found.append(f"{node.name} is {member.admin.value}/{member.health.value}")
+        found.extend(f"LB member {t} has no node" for t in members)
+        return found

@@ -58,9 +58,12 @@ class AutoScalingGroup:
 
     def describe(self) -> GroupState:
         with aws_errors("describe auto scaling group", self.name):
-            groups = self.clients.paginate("autoscaling", "describe_auto_scaling_groups",
-                                           "AutoScalingGroups",
-                                           AutoScalingGroupNames=[self.name])
+            groups = self.clients.paginate(
+                "autoscaling",
+                "describe_auto_scaling_groups",
+                "AutoScalingGroups",
+                AutoScalingGroupNames=[self.name],
+            )
         if not groups:
             from rollout.errors import NotFoundError
 
@@ -70,8 +73,11 @@ class AutoScalingGroup:
             )
         g: dict[str, Any] = groups[0]
         members = {
-            i["InstanceId"]: Membership(i["InstanceId"], i.get("LifecycleState", ""),
-                                        bool(i.get("ProtectedFromScaleIn", False)))
+            i["InstanceId"]: Membership(
+                i["InstanceId"],
+                i.get("LifecycleState", ""),
+                bool(i.get("ProtectedFromScaleIn", False)),
+            )
             for i in g.get("Instances", [])
         }
         lt = g.get("LaunchTemplate")
@@ -95,6 +101,13 @@ class AutoScalingGroup:
         scale-in event does not pick the node being brought into service.
         """
         state = self.describe()
+        member = state.members.get(instance_id)
+        if (
+            member is not None
+            and member.lifecycle == "InService"
+            and (member.protected or not protect)
+        ):
+            return  # already done: readiness may ask again
         if instance_id not in state.members:
             if state.desired + 1 > state.max_size:
                 from rollout.errors import DriverError
@@ -106,7 +119,8 @@ class AutoScalingGroup:
                 )
             with aws_errors("attach instance", f"{instance_id} to group {self.name!r}"):
                 self.clients.autoscaling.attach_instances(
-                    AutoScalingGroupName=self.name, InstanceIds=[instance_id])
+                    AutoScalingGroupName=self.name, InstanceIds=[instance_id]
+                )
         elif state.members[instance_id].lifecycle == "Standby":
             self.exit_standby(instance_id)
         if protect:
@@ -116,17 +130,26 @@ class AutoScalingGroup:
         """Remove a member with decrement (desired - 1). False if not a member."""
         state = self.describe()
         member = state.members.get(instance_id)
-        if member is None or member.lifecycle in ("Detaching", "Detached", "Terminating",
-                                                  "Terminated"):
+        if member is None or member.lifecycle in (
+            "Detaching",
+            "Detached",
+            "Terminating",
+            "Terminated",
+        ):
             return False
         if member.protected:
             # Detaching is not a scale-in, so AWS allows it; say so anyway.
-            log.warning("%s is protected from scale-in in group %s; the rollout retires it",
-                        instance_id, self.name)
+            log.warning(
+                "%s is protected from scale-in in group %s; the rollout retires it",
+                instance_id,
+                self.name,
+            )
         with aws_errors("detach instance", f"{instance_id} from group {self.name!r}"):
             self.clients.autoscaling.detach_instances(
-                AutoScalingGroupName=self.name, InstanceIds=[instance_id],
-                ShouldDecrementDesiredCapacity=True)
+                AutoScalingGroupName=self.name,
+                InstanceIds=[instance_id],
+                ShouldDecrementDesiredCapacity=True,
+            )
         return True
 
     def enter_standby(self, instance_id: str) -> None:
@@ -138,28 +161,36 @@ class AutoScalingGroup:
             return
         with aws_errors("enter standby", f"{instance_id} in group {self.name!r}"):
             self.clients.autoscaling.enter_standby(
-                AutoScalingGroupName=self.name, InstanceIds=[instance_id],
-                ShouldDecrementDesiredCapacity=True)
+                AutoScalingGroupName=self.name,
+                InstanceIds=[instance_id],
+                ShouldDecrementDesiredCapacity=True,
+            )
 
     def exit_standby(self, instance_id: str) -> None:
         with aws_errors("exit standby", f"{instance_id} in group {self.name!r}"):
             self.clients.autoscaling.exit_standby(
-                AutoScalingGroupName=self.name, InstanceIds=[instance_id])
+                AutoScalingGroupName=self.name, InstanceIds=[instance_id]
+            )
 
     def protect(self, instance_ids: list[str], protected: bool) -> None:
         if not instance_ids:
             return
         with aws_errors("set instance protection", f"{', '.join(instance_ids)} in {self.name!r}"):
             self.clients.autoscaling.set_instance_protection(
-                AutoScalingGroupName=self.name, InstanceIds=instance_ids,
-                ProtectedFromScaleIn=protected)
+                AutoScalingGroupName=self.name,
+                InstanceIds=instance_ids,
+                ProtectedFromScaleIn=protected,
+            )
 
     def settle_protection(self) -> None:
         """Give every in-service member the group's own default protection again
         (the rollout protected its new members while it ran)."""
         state = self.describe()
-        wrong = [m.instance_id for m in state.members.values()
-                 if m.lifecycle in _COUNTED and m.protected != state.new_instances_protected]
+        wrong = [
+            m.instance_id
+            for m in state.members.values()
+            if m.lifecycle in _COUNTED and m.protected != state.new_instances_protected
+        ]
         self.protect(wrong, state.new_instances_protected)
 
 
@@ -178,7 +209,8 @@ class LaunchTemplate:
     def default_image(self) -> str | None:
         with aws_errors("describe launch template", self.ref):
             versions = self.clients.ec2.describe_launch_template_versions(
-                **self._which(), Versions=["$Default"])["LaunchTemplateVersions"]
+                **self._which(), Versions=["$Default"]
+            )["LaunchTemplateVersions"]
         if not versions:
             return None
         ami = versions[0].get("LaunchTemplateData", {}).get("ImageId")
@@ -191,7 +223,8 @@ class LaunchTemplate:
             return None
         with aws_errors("update launch template", f"{self.ref} to {ami}"):
             created = self.clients.ec2.create_launch_template_version(
-                **self._which(), SourceVersion="$Default",
+                **self._which(),
+                SourceVersion="$Default",
                 VersionDescription=description[:255],
                 LaunchTemplateData={"ImageId": ami},
             )["LaunchTemplateVersion"]
@@ -208,8 +241,9 @@ def group_template_ref(state: GroupState) -> tuple[str | None, str | None]:
     return lt.get("LaunchTemplateId") or lt.get("LaunchTemplateName"), lt.get("Version")
 
 
-def point_group_at(clients: AwsClients, group: AutoScalingGroup, ami: str,
-                   description: str) -> int | None:
+def point_group_at(
+    clients: AwsClients, group: AutoScalingGroup, ami: str, description: str
+) -> int | None:
     """Leave the group launching ``ami``: a new default launch template version,
     and the group moved to it when it pins a version number."""
     state = group.describe()
@@ -228,6 +262,6 @@ def point_group_at(clients: AwsClients, group: AutoScalingGroup, ami: str,
         key = "LaunchTemplateId" if ref.startswith("lt-") else "LaunchTemplateName"
         with aws_errors("update auto scaling group", f"{group.name} to template version {number}"):
             clients.autoscaling.update_auto_scaling_group(
-                AutoScalingGroupName=group.name,
-                LaunchTemplate={key: ref, "Version": str(number)})
+                AutoScalingGroupName=group.name, LaunchTemplate={key: ref, "Version": str(number)}
+            )
     return number

@@ -73,11 +73,13 @@ def image_from_ami(ami: dict[str, Any]) -> Image | None:
     except ValueError:
         created_at = _creation_date(ami)
     manifest: dict[str, Any] = {
-        k[len(TAG_MANIFEST_PREFIX):]: v for k, v in tags.items()
+        k[len(TAG_MANIFEST_PREFIX) :]: v
+        for k, v in tags.items()
         if k.startswith(TAG_MANIFEST_PREFIX)
     }
-    manifest.update(ami_id=ami["ImageId"], ami_state=ami.get("State", ""),
-                    owner=ami.get("OwnerId", ""))
+    manifest.update(
+        ami_id=ami["ImageId"], ami_state=ami.get("State", ""), owner=ami.get("OwnerId", "")
+    )
     return Image(
         id=tags[TAG_IMAGE_ID],
         role=tags.get(TAG_ROLE, ""),
@@ -112,11 +114,15 @@ class AwsImageStore:
         return cls(AwsClients.from_settings(settings), owners=owners)
 
     def _describe(self, filters: list[dict[str, Any]], what: str) -> list[Image]:
-        filters = [*filters, {"Name": "tag-key", "Values": [TAG_IMAGE_ID]},
-                   {"Name": "state", "Values": ["available"]}]
+        filters = [
+            *filters,
+            {"Name": "tag-key", "Values": [TAG_IMAGE_ID]},
+            {"Name": "state", "Values": ["available"]},
+        ]
         with aws_errors("describe images", what):
-            amis = self.clients.paginate("ec2", "describe_images", "Images",
-                                         Owners=self.owners, Filters=filters)
+            amis = self.clients.paginate(
+                "ec2", "describe_images", "Images", Owners=self.owners, Filters=filters
+            )
         images = [img for img in (image_from_ami(a) for a in amis) if img is not None]
         return sorted(images, key=lambda i: (i.created_at, i.id))
 
@@ -124,16 +130,16 @@ class AwsImageStore:
         if role is None:
             return self._describe([], "of every role")
         names.name(role, "role")
-        return self._describe([{"Name": f"tag:{TAG_ROLE}", "Values": [role]}],
-                              f"of role {role!r}")
+        return self._describe([{"Name": f"tag:{TAG_ROLE}", "Values": [role]}], f"of role {role!r}")
 
     def get(self, image_id: str) -> Image:
         names.image_id(image_id)
         if image_id.startswith("ami-"):
             found = self._describe([{"Name": "image-id", "Values": [image_id]}], image_id)
         else:
-            found = self._describe([{"Name": f"tag:{TAG_IMAGE_ID}", "Values": [image_id]}],
-                                   image_id)
+            found = self._describe(
+                [{"Name": f"tag:{TAG_IMAGE_ID}", "Values": [image_id]}], image_id
+            )
         if not found:
             raise NotFoundError(
                 f"no available AMI holds image {image_id!r} (owners: {', '.join(self.owners)})",
@@ -144,16 +150,22 @@ class AwsImageStore:
     def latest(self, role: str) -> Image:
         images = self.list(role)
         if not images:
-            raise NotFoundError(f"no AMI of role {role!r} is registered",
-                                hint=f"bake one with `rollout bake --role {role}`")
+            raise NotFoundError(
+                f"no AMI of role {role!r} is registered",
+                hint=f"bake one with `rollout bake --role {role}`",
+            )
         return images[-1]
 
     def by_version(self, role: str, version: str) -> Image:
         names.name(role, "role")
         names.version(version)
-        found = self._describe([{"Name": f"tag:{TAG_ROLE}", "Values": [role]},
-                                {"Name": f"tag:{TAG_VERSION}", "Values": [version]}],
-                               f"{role} {version}")
+        found = self._describe(
+            [
+                {"Name": f"tag:{TAG_ROLE}", "Values": [role]},
+                {"Name": f"tag:{TAG_VERSION}", "Values": [version]},
+            ],
+            f"{role} {version}",
+        )
         if not found:
             known = sorted({i.version for i in self.list(role)})
             raise NotFoundError(
@@ -176,8 +188,11 @@ class AwsImageStore:
             return {}
         with aws_errors("describe images", ", ".join(ami_ids)):
             amis = self.clients.paginate(
-                "ec2", "describe_images", "Images",
-                Filters=[{"Name": "image-id", "Values": list(ami_ids)}])
+                "ec2",
+                "describe_images",
+                "Images",
+                Filters=[{"Name": "image-id", "Values": list(ami_ids)}],
+            )
         found = {}
         for ami in amis:
             image = image_from_ami(ami)
@@ -187,19 +202,27 @@ class AwsImageStore:
 
     def copy_to_region(self, image: Image, region: str, *, wait: bool = True) -> Image:
         """Copy the AMI to ``region`` with its tags (promotion across regions)."""
-        target = AwsClients(region=region, retry_mode=self.clients.retry_mode,
-                            max_attempts=self.clients.max_attempts)
+        target = AwsClients(
+            region=region,
+            retry_mode=self.clients.retry_mode,
+            max_attempts=self.clients.max_attempts,
+        )
         source_region = self.clients.ec2.meta.region_name
         with aws_errors("copy image", f"{image.location} ({image.id}) to {region}"):
             new_ami = target.ec2.copy_image(
-                SourceImageId=image.location, SourceRegion=source_region,
-                Name=image.id, Description=f"rollout image {image.id}",
+                SourceImageId=image.location,
+                SourceRegion=source_region,
+                Name=image.id,
+                Description=f"rollout image {image.id}",
             )["ImageId"]
-            target.ec2.create_tags(Resources=[new_ami], Tags=[
-                {"Key": k, "Value": v} for k, v in image_tags(image).items()])
+            target.ec2.create_tags(
+                Resources=[new_ami],
+                Tags=[{"Key": k, "Value": v} for k, v in image_tags(image).items()],
+            )
             if wait:
                 target.ec2.get_waiter("image_available").wait(
-                    ImageIds=[new_ami], WaiterConfig={"Delay": 15, "MaxAttempts": 120})
+                    ImageIds=[new_ami], WaiterConfig={"Delay": 15, "MaxAttempts": 120}
+                )
         return AwsImageStore(target, owners=self.owners).get(new_ami)
 
     def share_with_account(self, image: Image, account_id: str) -> None:

@@ -28,19 +28,40 @@ from botocore.exceptions import (
     NoRegionError,
     WaiterError,
 )
+from botocore.parsers import ResponseParserError
 
 from rollout.config import AwsSettings
 from rollout.errors import ConfigError, DriverError, NotFoundError, RolloutError
 
-_ACCESS = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthFailure",
-           "UnrecognizedClientException", "InvalidClientTokenId", "ExpiredToken",
-           "ExpiredTokenException", "RequestExpired"}
-_THROTTLE = {"Throttling", "ThrottlingException", "RequestLimitExceeded",
-             "TooManyRequestsException", "RequestThrottled", "SlowDown"}
-_NOT_FOUND = {"TargetGroupNotFound", "LoadBalancerNotFound",
-              "InvalidLaunchTemplateName.NotFoundException", "InvalidLaunchTemplateId.NotFound",
-              "InvalidLaunchTemplateId.Malformed", "InvalidSubnetID.NotFound",
-              "InvalidGroup.NotFound", "InvalidKeyPair.NotFound"}
+_ACCESS = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "AuthFailure",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "RequestExpired",
+}
+_THROTTLE = {
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "RequestThrottled",
+    "SlowDown",
+}
+_NOT_FOUND = {
+    "TargetGroupNotFound",
+    "LoadBalancerNotFound",
+    "InvalidLaunchTemplateName.NotFoundException",
+    "InvalidLaunchTemplateId.NotFound",
+    "InvalidLaunchTemplateId.Malformed",
+    "InvalidSubnetID.NotFound",
+    "InvalidGroup.NotFound",
+    "InvalidKeyPair.NotFound",
+}
 
 
 @dataclass
@@ -61,8 +82,11 @@ class AwsClients:
 
     @classmethod
     def from_settings(cls, settings: AwsSettings) -> AwsClients:
-        return cls(region=settings.region, retry_mode=settings.retry_mode,
-                   max_attempts=settings.max_attempts)
+        return cls(
+            region=settings.region,
+            retry_mode=settings.retry_mode,
+            max_attempts=settings.max_attempts,
+        )
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
@@ -86,8 +110,7 @@ class AwsClients:
 
     def paginate(self, service: str, operation: str, key: str, **kwargs: Any) -> list[Any]:
         """Every item under ``key`` across all pages of ``service.operation``."""
-        return paginate(self.client(service), operation, key, page_size=self.page_size,
-                        **kwargs)
+        return paginate(self.client(service), operation, key, page_size=self.page_size, **kwargs)
 
     @property
     def ec2(self) -> Any:
@@ -118,20 +141,24 @@ def translate(exc: Exception, action: str, resource: str) -> RolloutError:
             "or an instance role (never pass keys on the command line)",
         )
     if isinstance(exc, NoRegionError):
-        return ConfigError(f"{action} {resource}: no AWS region is configured",
-                           hint="set aws.region in the pool's group_vars or AWS_REGION")
+        return ConfigError(
+            f"{action} {resource}: no AWS region is configured",
+            hint="set aws.region in the pool's group_vars or AWS_REGION",
+        )
     if isinstance(exc, WaiterError):
         reason = getattr(exc, "last_response", None) or {}
         detail = reason.get("Error", {}).get("Message", "") if isinstance(reason, dict) else ""
+        why = exc.kwargs.get("reason", exc)
         return DriverError(
-            f"{action} {resource}: gave up waiting ({exc.kwargs.get('reason', exc)}) {detail}"
-            .rstrip(),
+            f"{action} {resource}: gave up waiting ({why}) {detail}".rstrip(),
             hint="check the resource in the AWS console; raise the timeout if AWS is slow",
         )
     if not isinstance(exc, ClientError):
         if isinstance(exc, BotoCoreError):
-            return DriverError(f"{action} {resource}: {exc}",
-                               hint="check the network path to AWS and AWS_ENDPOINT_URL")
+            return DriverError(
+                f"{action} {resource}: {exc}",
+                hint="check the network path to AWS and AWS_ENDPOINT_URL",
+            )
         return DriverError(f"{action} {resource}: {exc}")
     code = error_code(exc)
     text = str(exc.response.get("Error", {}).get("Message", "")).strip()
@@ -153,21 +180,37 @@ def translate(exc: Exception, action: str, resource: str) -> RolloutError:
             hint="check the AMI id and region with `rollout images`, or bake the image again",
         )
     if code.startswith("InvalidInstanceID"):
-        return NotFoundError(f"{action} {resource}: no such instance ({said})",
-                             hint="the instance may have been terminated; run `rollout reap`")
+        return NotFoundError(
+            f"{action} {resource}: no such instance ({said})",
+            hint="the instance may have been terminated; run `rollout reap`",
+        )
     if code in _NOT_FOUND or code.endswith(".NotFound") or code.endswith("NotFoundException"):
         return NotFoundError(
             f"{action} {resource}: not found ({said})",
             hint="check the id or name in the pool's aws settings and the region",
         )
-    if code in ("ValidationError", "InvalidParameterValue", "InvalidParameterCombination",
-                "MissingParameter", "InvalidParameter"):
-        return DriverError(f"{action} {resource}: AWS rejected the request ({said})",
-                           hint="check the pool's aws settings against this message")
-    if code in ("InsufficientInstanceCapacity", "InstanceLimitExceeded", "VcpuLimitExceeded",
-                "LimitExceeded", "ResourceLimitExceeded"):
-        return DriverError(f"{action} {resource}: an AWS capacity or quota limit ({said})",
-                           hint="use other subnets/instance types, or ask for a quota raise")
+    if code in (
+        "ValidationError",
+        "InvalidParameterValue",
+        "InvalidParameterCombination",
+        "MissingParameter",
+        "InvalidParameter",
+    ):
+        return DriverError(
+            f"{action} {resource}: AWS rejected the request ({said})",
+            hint="check the pool's aws settings against this message",
+        )
+    if code in (
+        "InsufficientInstanceCapacity",
+        "InstanceLimitExceeded",
+        "VcpuLimitExceeded",
+        "LimitExceeded",
+        "ResourceLimitExceeded",
+    ):
+        return DriverError(
+            f"{action} {resource}: an AWS capacity or quota limit ({said})",
+            hint="use other subnets/instance types, or ask for a quota raise",
+        )
     return DriverError(f"{action} {resource}: {said}")
 
 
@@ -176,12 +219,14 @@ def aws_errors(action: str, resource: str) -> Iterator[None]:
     """Run AWS calls, raising :func:`translate`'s error on failure."""
     try:
         yield
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
+        # ResponseParserError: a garbled answer (a proxy's HTML error page...).
         raise translate(exc, action, resource) from exc
 
 
-def paginate(client: Any, operation: str, key: str, *, page_size: int | None = None,
-             **kwargs: Any) -> list[Any]:
+def paginate(
+    client: Any, operation: str, key: str, *, page_size: int | None = None, **kwargs: Any
+) -> list[Any]:
     """Every item under ``key`` across all pages of ``operation``."""
     items: list[Any] = []
     if page_size:

@@ -41,6 +41,7 @@ __all__ = [
     "Decision",
     "apply_outcome",
     "decide",
+    "halt",
     "new_state",
     "request_abort",
     "request_stop",
@@ -163,6 +164,13 @@ def request_abort(state: RolloutState, now: float) -> Decision:
     for i, _rep in enumerate(run.reps):
         run.restore(i, RestoreReason.ABORTED)
     return Decision(_state(run), events=tuple(run.events))
+
+
+def halt(state: RolloutState, reason: str, now: float) -> Decision:
+    """Stop the rollout as halted (the executor cannot observe the pool)."""
+    run = Pass(state, World({}, {}), now)
+    run.halt(reason)
+    return _finish(run)
 
 
 def resume_state(state: RolloutState, now: float) -> RolloutState:

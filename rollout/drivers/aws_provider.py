@@ -34,6 +34,7 @@ import builtins
 import hashlib
 import http.client
 import logging
+import os
 import socket
 import time
 from collections import Counter
@@ -52,7 +53,7 @@ from rollout.aws import (
     TAG_ROLE,
     TAG_ROLLOUT_ID,
 )
-from rollout.aws.asg import AutoScalingGroup, LaunchTemplate, point_group_at
+from rollout.aws.asg import AutoScalingGroup, GroupState, LaunchTemplate, point_group_at
 from rollout.aws.images import AwsImageStore
 from rollout.aws.session import AwsClients, aws_errors, tag_list, tags_of
 from rollout.config import AwsSettings, Pool, PoolSettings
@@ -66,12 +67,22 @@ log = logging.getLogger("rollout.aws")
 
 Probe = Callable[[Node], Readiness]
 _LIVE = ["pending", "running", "stopping", "stopped"]
-_STATES = {"pending": NodeState.PENDING, "running": NodeState.RUNNING,
-           "stopping": NodeState.STOPPED, "stopped": NodeState.STOPPED}
+_STATES = {
+    "pending": NodeState.PENDING,
+    "running": NodeState.RUNNING,
+    "stopping": NodeState.STOPPED,
+    "stopped": NodeState.STOPPED,
+}
 
 
-def tcp_http_probe(node: Node, *, http_port: int = 80, path: str = "/healthz",
-                   ssh_port: int = 22, timeout: float = 2.0) -> Readiness:
+def tcp_http_probe(
+    node: Node,
+    *,
+    http_port: int = 80,
+    path: str = "/healthz",
+    ssh_port: int = 22,
+    timeout: float = 2.0,
+) -> Readiness:
     """One real probe: SSH's port accepts a connection and HTTP answers 2xx/3xx.
     (``systemd`` stays empty: it would need a command over SSH.)"""
     host = node.address
@@ -95,12 +106,25 @@ def tcp_http_probe(node: Node, *, http_port: int = 80, path: str = "/healthz",
     return Readiness(True, "ssh and http answer", ssh=True, http=True)
 
 
+def expand_user(path: str | None) -> str | None:
+    """``~`` expanded, for key and known_hosts paths from the inventory."""
+    return os.path.expanduser(path) if path else None
+
+
 class AwsProvider:
     """``rollout.protocols.Provider`` over EC2 (and an ASG when configured)."""
 
-    def __init__(self, env: str, role: str, settings: PoolSettings, *,
-                 clients: AwsClients | None = None, probe: Probe | None = None,
-                 images: AwsImageStore | None = None, where: str = "aws settings") -> None:
+    def __init__(
+        self,
+        env: str,
+        role: str,
+        settings: PoolSettings,
+        *,
+        clients: AwsClients | None = None,
+        probe: Probe | None = None,
+        images: AwsImageStore | None = None,
+        where: str = "aws settings",
+    ) -> None:
         self.env = names.name(env, "environment")
         self.role = names.name(role, "role")
         if settings.aws is None:
@@ -115,11 +139,16 @@ class AwsProvider:
             )
         self.clients = clients or AwsClients.from_settings(aws)
         self.images = images or AwsImageStore(self.clients)
-        self.group = (AutoScalingGroup(self.clients, aws.auto_scaling_group)
-                      if aws.auto_scaling_group else None)
+        self.group = (
+            AutoScalingGroup(self.clients, aws.auto_scaling_group)
+            if aws.auto_scaling_group
+            else None
+        )
         self.probe: Probe = probe or (
-            lambda node: tcp_http_probe(node, http_port=settings.service_port,
-                                        path=settings.health_path))
+            lambda node: tcp_http_probe(
+                node, http_port=settings.service_port, path=settings.health_path
+            )
+        )
         self._ami_images: dict[str, Image | None] = {}
         self._subnet_az: dict[str, str] = {}
 
@@ -134,20 +163,24 @@ class AwsProvider:
 
     # -- observing -------------------------------------------------------
 
-    def _describe(self, filters: builtins.list[dict[str, Any]],
-                  ids: builtins.list[str] | None = None) -> builtins.list[dict[str, Any]]:
+    def _describe(
+        self, filters: builtins.list[dict[str, Any]], ids: builtins.list[str] | None = None
+    ) -> builtins.list[dict[str, Any]]:
         kwargs: dict[str, Any] = {"Filters": filters}
         if ids:
             kwargs["InstanceIds"] = ids
         with aws_errors("describe instances", f"of pool {self.env}/{self.role}"):
-            reservations = self.clients.paginate("ec2", "describe_instances", "Reservations",
-                                                 **kwargs)
+            reservations = self.clients.paginate(
+                "ec2", "describe_instances", "Reservations", **kwargs
+            )
         return [i for r in reservations for i in r.get("Instances", [])]
 
     def _pool_filters(self) -> builtins.list[dict[str, Any]]:
-        return [{"Name": f"tag:{TAG_ROLE}", "Values": [self.role]},
-                {"Name": f"tag:{TAG_ENV}", "Values": [self.env]},
-                {"Name": "instance-state-name", "Values": _LIVE}]
+        return [
+            {"Name": f"tag:{TAG_ROLE}", "Values": [self.role]},
+            {"Name": f"tag:{TAG_ENV}", "Values": [self.env]},
+            {"Name": "instance-state-name", "Values": _LIVE},
+        ]
 
     def _image_of(self, amis: set[str]) -> None:
         unknown = sorted(a for a in amis if a not in self._ami_images)
@@ -168,9 +201,14 @@ class AwsProvider:
             name = iid
         ip_key = "PublicIpAddress" if self.aws.ssh_address == "public" else "PrivateIpAddress"
         labels = dict(tags)
-        labels.update({"aws:instance-id": iid, "aws:ami": ami,
-                       "aws:az": str(inst.get("Placement", {}).get("AvailabilityZone", "")),
-                       "aws:subnet": str(inst.get("SubnetId", ""))})
+        labels.update(
+            {
+                "aws:instance-id": iid,
+                "aws:ami": ami,
+                "aws:az": str(inst.get("Placement", {}).get("AvailabilityZone", "")),
+                "aws:subnet": str(inst.get("SubnetId", "")),
+            }
+        )
         if iid in lifecycle:
             labels["aws:asg-state"] = lifecycle[iid]
         launched = inst.get("LaunchTime")
@@ -188,33 +226,38 @@ class AwsProvider:
             labels=labels,
         )
 
-    def _nodes(self, instances: builtins.list[dict[str, Any]]) -> builtins.list[Node]:
+    def _nodes(
+        self, instances: builtins.list[dict[str, Any]], group: GroupState | None = None
+    ) -> builtins.list[Node]:
         lifecycle: dict[str, str] = {}
         if self.group is not None and instances:
-            lifecycle = {m.instance_id: m.lifecycle
-                         for m in self.group.describe().members.values()}
+            group = group or self.group.describe()
+            lifecycle = {m.instance_id: m.lifecycle for m in group.members.values()}
         self._image_of({str(i.get("ImageId", "")) for i in instances if i.get("ImageId")})
         nodes = [self._node(i, lifecycle) for i in instances]
         return sorted(nodes, key=lambda n: (n.created_at, n.name))
 
     def list(self) -> builtins.list[Node]:
         instances = {str(i["InstanceId"]): i for i in self._describe(self._pool_filters())}
+        group = None
         if self.group is not None:
             # Members the group launched itself carry our tags only if the group
             # propagates them; they are the pool's nodes either way.
-            extra = [m for m in self.group.describe().members if m not in instances]
+            group = self.group.describe()
+            extra = [m for m in group.members if m not in instances]
             if extra:
                 live = [{"Name": "instance-state-name", "Values": _LIVE}]
                 for inst in self._describe(live, extra):
                     instances[str(inst["InstanceId"])] = inst
-        return self._nodes(list(instances.values()))
+        return self._nodes(list(instances.values()), group)
 
     def _find(self, node: Node) -> dict[str, Any] | None:
         """The live instance behind ``node`` (by instance id, else by name)."""
         if node.target.startswith("i-"):
             try:
-                found = self._describe([{"Name": "instance-state-name", "Values": _LIVE}],
-                                       [node.target])
+                found = self._describe(
+                    [{"Name": "instance-state-name", "Values": _LIVE}], [node.target]
+                )
             except NotFoundError:  # InvalidInstanceID.NotFound: long gone
                 return None
             return found[0] if found else None
@@ -222,8 +265,9 @@ class AwsProvider:
         return by_name[0] if by_name else None
 
     def _by_name(self, name: str) -> builtins.list[dict[str, Any]]:
-        return self._describe([*self._pool_filters(), {"Name": f"tag:{TAG_NAME}",
-                                                       "Values": [name]}])
+        return self._describe(
+            [*self._pool_filters(), {"Name": f"tag:{TAG_NAME}", "Values": [name]}]
+        )
 
     # -- launching -------------------------------------------------------
 
@@ -242,8 +286,9 @@ class AwsProvider:
         missing = [s for s in subnets if s not in self._subnet_az]
         if missing:
             with aws_errors("describe subnets", ", ".join(missing)):
-                for sub in self.clients.paginate("ec2", "describe_subnets", "Subnets",
-                                                 SubnetIds=missing):
+                for sub in self.clients.paginate(
+                    "ec2", "describe_subnets", "Subnets", SubnetIds=missing
+                ):
                     self._subnet_az[str(sub["SubnetId"])] = str(sub["AvailabilityZone"])
         per_az = Counter(n.labels.get("aws:az", "") for n in self.list())
 
@@ -267,9 +312,16 @@ class AwsProvider:
     def node_tags(self, spec: LaunchSpec) -> dict[str, str]:
         """Every tag a node of ``spec`` carries (also on its volumes)."""
         tags = dict(self.aws.extra_tags)
-        tags.update({TAG_NAME: spec.name, TAG_ROLE: self.role, TAG_ENV: self.env,
-                     TAG_IMAGE_ID: spec.image.id, TAG_IMAGE_VERSION: spec.image.version,
-                     TAG_CREATED_BY: CREATED_BY})
+        tags.update(
+            {
+                TAG_NAME: spec.name,
+                TAG_ROLE: self.role,
+                TAG_ENV: self.env,
+                TAG_IMAGE_ID: spec.image.id,
+                TAG_IMAGE_VERSION: spec.image.version,
+                TAG_CREATED_BY: CREATED_BY,
+            }
+        )
         if spec.rollout_id:
             tags[TAG_ROLLOUT_ID] = spec.rollout_id
         if self.group is not None:
@@ -279,8 +331,10 @@ class AwsProvider:
     def launch(self, spec: LaunchSpec) -> Node:
         names.name(spec.name, "node name")
         if (spec.role, spec.env) != (self.role, self.env):
-            raise ConfigError(f"launch {spec.name}: spec is for {spec.env}/{spec.role}, "
-                              f"this provider runs {self.env}/{self.role}")
+            raise ConfigError(
+                f"launch {spec.name}: spec is for {spec.env}/{spec.role}, "
+                f"this provider runs {self.env}/{self.role}"
+            )
         existing = self._by_name(spec.name)
         if existing:
             return self._nodes(existing[:1])[0]
@@ -296,14 +350,19 @@ class AwsProvider:
             amis = self.clients.ec2.describe_images(ImageIds=[ami])["Images"]
         if not amis or amis[0].get("State") != "available":
             state = amis[0].get("State") if amis else "missing"
-            raise DriverError(f"launch {spec.name}: AMI {ami} of image {spec.image.id} is "
-                              f"{state}, not available",
-                              hint="wait for the bake to finish, or pick another image")
+            raise DriverError(
+                f"launch {spec.name}: AMI {ami} of image {spec.image.id} is {state}, not available",
+                hint="wait for the bake to finish, or pick another image",
+            )
         tags = tag_list(self.node_tags(spec))
         params: dict[str, Any] = {
-            "ImageId": ami, "MinCount": 1, "MaxCount": 1,
-            "TagSpecifications": [{"ResourceType": "instance", "Tags": tags},
-                                  {"ResourceType": "volume", "Tags": tags}],
+            "ImageId": ami,
+            "MinCount": 1,
+            "MaxCount": 1,
+            "TagSpecifications": [
+                {"ResourceType": "instance", "Tags": tags},
+                {"ResourceType": "volume", "Tags": tags},
+            ],
         }
         template = self._template()
         if template:
@@ -317,8 +376,9 @@ class AwsProvider:
             params["SecurityGroupIds"] = list(self.aws.security_groups)
         if self.aws.instance_profile:
             profile = self.aws.instance_profile
-            params["IamInstanceProfile"] = ({"Arn": profile} if profile.startswith("arn:")
-                                            else {"Name": profile})
+            params["IamInstanceProfile"] = (
+                {"Arn": profile} if profile.startswith("arn:") else {"Name": profile}
+            )
         if self.aws.key_name:
             params["KeyName"] = self.aws.key_name
         if self.aws.user_data:
@@ -334,8 +394,7 @@ class AwsProvider:
         return self._nodes([inst])[0]
 
     def _run(self, params: dict[str, Any], token: str, spec: LaunchSpec) -> dict[str, Any]:
-        with aws_errors("launch node", f"{spec.name} from {spec.image.location} "
-                        f"({spec.image.id})"):
+        with aws_errors("launch node", f"{spec.name} from {spec.image.location} ({spec.image.id})"):
             reply = self.clients.ec2.run_instances(**params, ClientToken=token)
         return dict(reply["Instances"][0])
 
@@ -347,7 +406,8 @@ class AwsProvider:
         try:
             with aws_errors("describe instance status", f"{node.target} ({node.name})"):
                 statuses = self.clients.ec2.describe_instance_status(
-                    InstanceIds=[node.target], IncludeAllInstances=True)["InstanceStatuses"]
+                    InstanceIds=[node.target], IncludeAllInstances=True
+                )["InstanceStatuses"]
         except NotFoundError:
             return Readiness(False, f"{node.target} does not exist")
         if not statuses:
@@ -356,11 +416,14 @@ class AwsProvider:
         state = st["InstanceState"]["Name"]
         if state != "running":
             return Readiness(False, f"{node.target} is {state}")
-        checks = (st.get("InstanceStatus", {}).get("Status"),
-                  st.get("SystemStatus", {}).get("Status"))
+        checks = (
+            st.get("InstanceStatus", {}).get("Status"),
+            st.get("SystemStatus", {}).get("Status"),
+        )
         if checks != ("ok", "ok"):
-            return Readiness(False, f"{node.target} status checks: instance {checks[0]}, "
-                             f"system {checks[1]}")
+            return Readiness(
+                False, f"{node.target} status checks: instance {checks[0]}, system {checks[1]}"
+            )
         if not node.address:
             found = self._find(node)
             if found is not None:
@@ -385,8 +448,9 @@ class AwsProvider:
         if self.group is not None and iid in self.group.describe().members:
             # A stopped member would fail its health check and be replaced.
             with aws_errors("tag instance", iid):
-                self.clients.ec2.create_tags(Resources=[iid], Tags=tag_list(
-                    {TAG_ASG: self.group.name}))
+                self.clients.ec2.create_tags(
+                    Resources=[iid], Tags=tag_list({TAG_ASG: self.group.name})
+                )
             self.group.enter_standby(iid)
         with aws_errors("stop instance", f"{iid} ({node.name})"):
             self.clients.ec2.stop_instances(InstanceIds=[iid])
@@ -394,8 +458,10 @@ class AwsProvider:
     def start(self, node: Node) -> Node:
         inst = self._find(node)
         if inst is None:
-            raise DriverError(f"start {node.name}: instance {node.target or '?'} is gone",
-                              hint="it cannot be restored; launch a replacement")
+            raise DriverError(
+                f"start {node.name}: instance {node.target or '?'} is gone",
+                hint="it cannot be restored; launch a replacement",
+            )
         iid = str(inst["InstanceId"])
         if inst["State"]["Name"] in ("stopped", "stopping"):
             with aws_errors("start instance", f"{iid} ({node.name})"):
@@ -421,8 +487,9 @@ class AwsProvider:
                     )
                 with aws_errors("tag instance", iid):
                     # Say it is leaving, so readiness() never attaches it again.
-                    self.clients.ec2.create_tags(Resources=[iid], Tags=tag_list(
-                        {TAG_ASG: "retired"}))
+                    self.clients.ec2.create_tags(
+                        Resources=[iid], Tags=tag_list({TAG_ASG: "retired"})
+                    )
                 self.group.detach(iid)
         try:
             with aws_errors("terminate instance", f"{iid} ({node.name})"):
@@ -432,14 +499,15 @@ class AwsProvider:
 
     def ssh(self, node: Node) -> SshTarget:
         if not node.address:
-            raise DriverError(f"ssh {node.name}: instance {node.target} has no "
-                              f"{self.aws.ssh_address} IP address",
-                              hint="use aws.ssh_address: private from inside the VPC")
+            raise DriverError(
+                f"ssh {node.name}: instance {node.target} has no {self.aws.ssh_address} IP address",
+                hint="use aws.ssh_address: private from inside the VPC",
+            )
         return SshTarget(
             host=names.address(node.address, f"node {node.name}"),
             user=self.aws.ssh_user,
-            key_file=self.aws.ssh_key,
-            known_hosts=self.aws.known_hosts,
+            key_file=expand_user(self.aws.ssh_key),
+            known_hosts=expand_user(self.aws.known_hosts),
             host_key_policy=self.aws.host_key_policy,
         )
 
@@ -457,5 +525,6 @@ class AwsProvider:
             return number
         if self.aws.launch_template:
             return LaunchTemplate(self.clients, self.aws.launch_template).point_at(
-                image.location, description)
+                image.location, description
+            )
         return None

@@ -77,11 +77,18 @@ class Elbv2LoadBalancer:
     """``rollout.protocols.LoadBalancer`` over one ELBv2 target group of
     ``instance`` targets (the target id is the node's instance id)."""
 
-    def __init__(self, target_group_arn: str, *, clients: AwsClients,
-                 health_source: HealthSource | None = None) -> None:
+    def __init__(
+        self,
+        target_group_arn: str,
+        *,
+        clients: AwsClients,
+        health_source: HealthSource | None = None,
+    ) -> None:
         if not target_group_arn.startswith("arn:"):
-            raise ConfigError(f"aws.target_group_arn: {target_group_arn!r} is not an ARN",
-                              hint="copy the target group's ARN from the console or CLI")
+            raise ConfigError(
+                f"aws.target_group_arn: {target_group_arn!r} is not an ARN",
+                hint="copy the target group's ARN from the console or CLI",
+            )
         self.arn = target_group_arn
         self.clients = clients
         self.health_source = health_source or describe_target_health(clients)
@@ -105,8 +112,7 @@ class Elbv2LoadBalancer:
         target = node.lb_target
         if not target.startswith("i-"):
             raise DriverError(
-                f"target group {self.arn}: node {node.name} has no instance id "
-                f"(target {target!r})",
+                f"target group {self.arn}: node {node.name} has no instance id (target {target!r})",
                 hint="an ELBv2 pool needs the aws provider",
             )
         return target
@@ -119,7 +125,10 @@ class Elbv2LoadBalancer:
             admin, health = _MAP.get(state, (Admin.READY, Health.UNKNOWN))
             port = desc["Target"].get("Port")
             found[tid] = Member(
-                slot=tid, target=tid, admin=admin, health=health,
+                slot=tid,
+                target=tid,
+                admin=admin,
+                health=health,
                 sessions=1 if admin is Admin.DRAIN else 0,
                 port=int(port) if port is not None else None,
             )
@@ -133,15 +142,15 @@ class Elbv2LoadBalancer:
 
     def _register(self, target: str) -> None:
         with aws_errors("register target", f"{target} in {self.arn}"):
-            self.clients.elbv2.register_targets(TargetGroupArn=self.arn,
-                                                Targets=[{"Id": target}])
+            self.clients.elbv2.register_targets(TargetGroupArn=self.arn, Targets=[{"Id": target}])
         self._deregistered.discard(target)
 
     def _deregister(self, target: str) -> None:
         try:
             with aws_errors("deregister target", f"{target} from {self.arn}"):
-                self.clients.elbv2.deregister_targets(TargetGroupArn=self.arn,
-                                                      Targets=[{"Id": target}])
+                self.clients.elbv2.deregister_targets(
+                    TargetGroupArn=self.arn, Targets=[{"Id": target}]
+                )
         except DriverError as exc:
             # InvalidTarget: not registered (or the instance is gone): done already.
             if "InvalidTarget" not in str(exc):
@@ -153,8 +162,9 @@ class Elbv2LoadBalancer:
         if existing is None or existing.admin is not Admin.READY:
             self._register(target)
             existing = self.member(node)
-        return existing or Member(slot=target, target=target, admin=Admin.READY,
-                                  health=Health.UNKNOWN)
+        return existing or Member(
+            slot=target, target=target, admin=Admin.READY, health=Health.UNKNOWN
+        )
 
     def set_admin(self, node: Node, admin: Admin) -> None:
         target = self._target(node)
@@ -178,17 +188,20 @@ class Elbv2LoadBalancer:
         if self._delay is None:
             with aws_errors("describe target group attributes", self.arn):
                 attrs = self.clients.elbv2.describe_target_group_attributes(
-                    TargetGroupArn=self.arn)["Attributes"]
+                    TargetGroupArn=self.arn
+                )["Attributes"]
             value = {a["Key"]: a["Value"] for a in attrs}.get(
-                "deregistration_delay.timeout_seconds", "300")
+                "deregistration_delay.timeout_seconds", "300"
+            )
             self._delay = float(value)
         return self._delay
 
     def check(self) -> None:
         """Fail early, naming the ARN, when the target group does not exist."""
         with aws_errors("describe target group", self.arn):
-            groups = self.clients.elbv2.describe_target_groups(
-                TargetGroupArns=[self.arn])["TargetGroups"]
+            groups = self.clients.elbv2.describe_target_groups(TargetGroupArns=[self.arn])[
+                "TargetGroups"
+            ]
         if groups and groups[0].get("TargetType", "instance") != "instance":
             raise ConfigError(
                 f"target group {self.arn} has target type {groups[0]['TargetType']!r}; "
@@ -197,9 +210,16 @@ class Elbv2LoadBalancer:
             )
 
 
-def wait_for_member(lb: Elbv2LoadBalancer, node: Node, done: Callable[[Member | None], bool],
-                    *, clock: Clock, timeout: float, interval: float = 2.0,
-                    what: str = "target") -> Member | None:
+def wait_for_member(
+    lb: Elbv2LoadBalancer,
+    node: Node,
+    done: Callable[[Member | None], bool],
+    *,
+    clock: Clock,
+    timeout: float,
+    interval: float = 2.0,
+    what: str = "target",
+) -> Member | None:
     """Poll ``lb`` until ``done(member)`` holds; DriverError after ``timeout``.
 
     For callers outside the decision core (the CLI, tests): wait healthy with
@@ -219,4 +239,3 @@ def wait_for_member(lb: Elbv2LoadBalancer, node: Node, done: Callable[[Member | 
                 hint="check the target group's health check and the node's security group",
             )
         clock.sleep(interval)
-

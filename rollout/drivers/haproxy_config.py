@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rollout import names
+from rollout.drivers.haproxy_parse import MAINT_BITS, OP_STOPPED, parse_servers_state
 from rollout.errors import ConfigError, DriverError
 
 if TYPE_CHECKING:
@@ -210,7 +211,8 @@ def save_server_state(runtime: HAProxyRuntime, state_file: Path) -> None:
 
     A crash mid-write leaves the previous file, never a truncated one: HAProxy
     would skip servers missing from a short file and start them from the config
-    (every slot empty and in MAINT).
+    (every slot empty and in MAINT). After the reload, call
+    :func:`restore_down_servers` with the same file.
     """
     text = runtime.servers_state_text()
     directory = state_file.parent
@@ -235,3 +237,33 @@ def save_server_state(runtime: HAProxyRuntime, state_file: Path) -> None:
             f"{state_file}: cannot write the HAProxy server state: {exc.strerror or exc}",
             hint="check that the directory exists and is writable; do not reload without it",
         ) from None
+
+
+_CHECK_ENABLED = 0x04  # srv_check_state: CHK_ST_ENABLED
+
+
+def restore_down_servers(runtime: HAProxyRuntime, state_file: Path) -> list[str]:
+    """Right after a reload: force health DOWN on the servers the saved state
+    saw DOWN. Returns them as ``backend/server``.
+
+    HAProxy 2.6 restores addresses and admin states from the state file but
+    starts every checked server as "UP 1/2": a node that was failing its checks
+    gets traffic again until ``fall`` checks fail (measured). Its own checks
+    bring a forced-down server back UP after ``rise`` passes if it recovered.
+    """
+    try:
+        rows = parse_servers_state(state_file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DriverError(
+            f"{state_file}: cannot read the saved HAProxy server state: {exc.strerror or exc}"
+        ) from None
+    forced: list[str] = []
+    for row in rows:
+        if (
+            row.srv_op_state == OP_STOPPED
+            and not row.srv_admin_state & MAINT_BITS
+            and row.srv_check_state & _CHECK_ENABLED
+        ):
+            runtime.set_server_health(row.be_name, row.srv_name, "down")
+            forced.append(f"{row.be_name}/{row.srv_name}")
+    return forced

@@ -20,6 +20,8 @@ checks. Changing DRAIN to READY does not reset the health.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import re
 from collections.abc import Sequence
 
@@ -47,6 +49,10 @@ def free_slot(members: Sequence[Member]) -> Member | None:
     """The lowest-numbered empty slot in MAINT (``members`` is in slot order).
     An empty slot that is READY or DRAIN is left alone: someone is using it."""
     return next((m for m in members if not m.target and m.admin is Admin.MAINT), None)
+
+
+if TYPE_CHECKING:
+    from rollout.workspace import Workspace
 
 
 class HAProxyLoadBalancer:
@@ -79,6 +85,14 @@ class HAProxyLoadBalancer:
             slot_prefix=spec.slot_prefix,
             slots=spec.slots,
         )
+
+    @classmethod
+    def from_workspace(cls, ws: Workspace, pool: Pool) -> HAProxyLoadBalancer:
+        """The pool's backend through its configured runtime API, or the lab's own
+        socket under the data directory when ``haproxy.runtime`` is empty."""
+        assert pool.settings.haproxy is not None  # guaranteed by PoolSettings
+        url = pool.settings.haproxy.runtime or f"unix://{ws.data.lab / 'haproxy.sock'}"
+        return cls.for_pool(pool, HAProxyRuntime.from_url(url))
 
     def _where(self) -> str:
         return f"HAProxy backend {self.backend!r} ({self.runtime.url})"

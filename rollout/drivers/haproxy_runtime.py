@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import socket
 from types import TracebackType
-from typing import Literal
+from typing import Literal, NoReturn
 from urllib.parse import unquote, urlsplit
 
 from rollout import names
@@ -170,7 +170,7 @@ class HAProxyRuntime:
         if _ERROR_ANSWER.match(first):
             self._fail(line, first, where)
 
-    def _fail(self, line: str, answer: str, where: str) -> None:
+    def _fail(self, line: str, answer: str, where: str) -> NoReturn:
         raise DriverError(
             f"HAProxy runtime {self.url}: {line!r} failed{where}: {answer.strip()[:300]}",
             hint="check the backend and server names against the HAProxy config",
@@ -259,6 +259,3 @@ class HAProxyRuntime:
     def disable_health(self, backend: str, server: str) -> None:
         ref, where = self._server(backend, server)
         self._quiet(f"disable health {ref}", where)
-
-
-__all__ = ["DriverError", "HAProxyRuntime", "ServerHealth", "ServerState"]

@@ -62,10 +62,16 @@ class LabProvider:
         if rec.rollout_id:
             labels["rollout_id"] = rec.rollout_id
         return Node(
-            name=rec.name, address=rec.address, role=rec.role, env=rec.env,
-            image_id=rec.image_id, image_version=rec.image_version,
+            name=rec.name,
+            address=rec.address,
+            role=rec.role,
+            env=rec.env,
+            image_id=rec.image_id,
+            image_version=rec.image_version,
             state=NodeState.RUNNING if running else NodeState.STOPPED,
-            created_at=rec.created_at, target=rec.address, rollout_id=rec.rollout_id,
+            created_at=rec.created_at,
+            target=rec.address,
+            rollout_id=rec.rollout_id,
             labels=labels,
         )
 
@@ -111,8 +117,13 @@ class LabProvider:
         if not spec.image.location:
             raise NotFoundError(f"image {spec.image.id}: has no location (image directory)")
         rec = nodes.start_node(
-            self.lab, spec.name, Path(spec.image.location), role=spec.role, env=spec.env,
-            image_id=spec.image.id, image_version=spec.image.version,
+            self.lab,
+            spec.name,
+            Path(spec.image.location),
+            role=spec.role,
+            env=spec.env,
+            image_id=spec.image.id,
+            image_version=spec.image.version,
             rollout_id=spec.rollout_id,
         )
         return self._node(rec)
@@ -172,7 +183,9 @@ class LabProvider:
             write_record(self.lab, rec)
         nodes.signal_node(rec)
         thread = threading.Thread(
-            target=self._finish_quietly, args=(rec.name,), name=f"destroy-{rec.name}",
+            target=self._finish_quietly,
+            args=(rec.name,),
+            name=f"destroy-{rec.name}",
             daemon=True,
         )
         thread.start()
@@ -186,4 +199,3 @@ class LabProvider:
 
     def ssh(self, node: Node) -> SshTarget:
         return nodes.ssh_target(self.lab, names.name(node.name, "node name"))
-

@@ -57,8 +57,12 @@ def ssh_config_text(alias: str, target: SshTarget, control_dir: Path) -> str:
     """An ssh_config block for ``alias`` carrying the target's options, with a
     ControlMaster so every command of the suite reuses one connection. The
     ControlPath avoids ``%C``, which testinfra cannot handle."""
-    lines = [f"Host {alias}", f"  HostName {target.host}", f"  User {target.user}",
-             f"  Port {target.port}"]
+    lines = [
+        f"Host {alias}",
+        f"  HostName {target.host}",
+        f"  User {target.user}",
+        f"  Port {target.port}",
+    ]
     options = target.ssh_options()
     i = 0
     while i < len(options):
@@ -196,9 +200,17 @@ class TestinfraSmokeRunner:
         config.write_text(ssh_config_text(address, target, control_dir), encoding="utf-8")
         host = f"[{address}]" if ":" in address else address
         cmd = [
-            sys.executable, "-m", "pytest", str(self.suite),
-            f"--hosts=ssh://{target.user}@{host}", f"--ssh-config={config}",
-            f"--junitxml={junit}", "-p", "no:cacheprovider", "-q", "--no-header",
+            sys.executable,
+            "-m",
+            "pytest",
+            str(self.suite),
+            f"--hosts=ssh://{target.user}@{host}",
+            f"--ssh-config={config}",
+            f"--junitxml={junit}",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--no-header",
         ]
         env = {
             **os.environ,
@@ -214,9 +226,11 @@ class TestinfraSmokeRunner:
             shutil.rmtree(control_dir, ignore_errors=True)
         log.write_text(output, encoding="utf-8")
         if rc is None:
-            return [("suite", f"timed out after {self.timeout:.0f}s (output: {log})")], (
-                str(junit) if junit.exists() else None
-            ), "timeout"
+            return (
+                [("suite", f"timed out after {self.timeout:.0f}s (output: {log})")],
+                (str(junit) if junit.exists() else None),
+                "timeout",
+            )
         failures = junit_failures(junit)
         if rc != 0 and not failures:
             tail = output.strip()[-_OUTPUT_TAIL:]
@@ -258,8 +272,14 @@ def _run_bounded(
     """Run ``cmd`` in its own process group; (output, rc), rc None on timeout.
     The group is killed on timeout and on KeyboardInterrupt."""
     proc = subprocess.Popen(
-        cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     try:
         output, _ = proc.communicate(timeout=max(timeout, 0.1))
@@ -284,5 +304,8 @@ def _close_master(config: Path, alias: str) -> None:
     with contextlib.suppress(OSError, subprocess.TimeoutExpired):
         subprocess.run(
             ["ssh", "-F", str(config), "-O", "exit", alias],
-            stdin=subprocess.DEVNULL, capture_output=True, timeout=5, check=False,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=5,
+            check=False,
         )

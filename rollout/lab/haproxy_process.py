@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rollout.clock import SystemClock
-from rollout.drivers.haproxy_config import save_server_state
+from rollout.drivers.haproxy_config import restore_down_servers, save_server_state
 from rollout.drivers.haproxy_runtime import HAProxyRuntime
 from rollout.errors import DriverError
 from rollout.lab.records import write_atomic
@@ -132,6 +132,10 @@ def ensure_haproxy(data: DataDir, config_text: str, *, clock: Clock | None = Non
         files.socket.unlink(missing_ok=True)
     run(cmd, what=f"{'reload' if running else 'start'} HAProxy with {files.config}")
     _wait_socket(data, set(running), clock, timeout=10.0)
+    if running:
+        # A server that was DOWN comes back "UP 1/2" after a reload and would take
+        # traffic until `fall` checks fail: mark those down again at once.
+        restore_down_servers(runtime(data), files.state)
     return "reloaded" if running else "started"
 
 

@@ -8,9 +8,8 @@ from typing import Any
 def _get(host: Any, port: int, path: str) -> tuple[int, str]:
     """GET a path on the node itself; returns (status, body)."""
     marker = "\n__status__="
-    result = host.run(
-        "curl -sS --max-time 5 -w %s http://127.0.0.1:%s%s", marker + "%{http_code}", str(port), path
-    )
+    url = f"http://127.0.0.1:{port}{path}"
+    result = host.run("curl -sS --max-time 5 -w %s %s", marker + "%{http_code}", url)
     assert result.rc == 0, f"curl {path} failed: {result.stderr.strip()}"
     body, _, status = result.stdout.rpartition(marker)
     return int(status), body

@@ -1,32 +1,23 @@
 """Fixtures of the AWS tests: one moto server (ThreadedMotoServer, a real HTTP
-server on 127.0.0.1) per session, reset before each test, and boto3 pointed at
-it through the standard chain (``AWS_ENDPOINT_URL`` and fake keys)."""
+server on 127.0.0.1, port 18500-18599) per test process, reset before each
+test, and boto3 pointed at it through the standard chain (``AWS_ENDPOINT_URL``
+and fake keys in the environment)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tests.aws.moto_harness import UNSET_ENV, AwsWorld, MotoServer, build_world
+from tests.aws.moto_harness import AwsWorld, MotoServer, build_world, enter_moto, shared_server
 
 
 @pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    server = MotoServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def moto_server() -> MotoServer:
+    return shared_server()
 
 
 @pytest.fixture
 def aws_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
-    moto_server.reset()
-    for key in UNSET_ENV:
-        monkeypatch.delenv(key, raising=False)
-    for key, value in moto_server.env().items():
-        monkeypatch.setenv(key, value)
+    enter_moto(moto_server, monkeypatch)
     return moto_server
 
 

@@ -10,6 +10,7 @@ delay (:class:`ScriptedTargetHealth`), and node readiness over the network
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import socket
@@ -66,13 +67,44 @@ class MotoServer:
 
     def env(self) -> dict[str, str]:
         """Environment for boto3's standard chain, pointed at this server."""
-        return {"AWS_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
-                "AWS_REGION": REGION}
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+        }
 
 
-UNSET_ENV = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-             "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+_SHARED: list[MotoServer] = []
+
+
+def shared_server() -> MotoServer:
+    """The one moto server of this test process, started on first use, so that
+    tests/aws and tests/contract share it; stopped when the process exits."""
+    if not _SHARED:
+        server = MotoServer().start()
+        atexit.register(server.stop)
+        _SHARED.append(server)
+    return _SHARED[0]
+
+
+def enter_moto(server: MotoServer, monkeypatch: Any) -> None:
+    """Reset moto and point boto3's standard chain at it for one test."""
+    server.reset()
+    for key in UNSET_ENV:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in server.env().items():
+        monkeypatch.setenv(key, value)
+
+
+UNSET_ENV = (
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
 
 
 class StepClock:
@@ -95,64 +127,96 @@ class ScriptedTargetHealth:
     """Target health as real ELBv2 reports it and moto does not.
 
     Wraps the real source (moto's ``describe_target_health``) and rewrites it on
-    the test's clock: a newly registered target is ``initial`` for ``rise``
-    seconds, then ``healthy`` (``unhealthy`` if listed in :attr:`unhealthy`);
-    a target that moto dropped on deregistration is reported ``draining`` for
-    the target group's real ``deregistration_delay.timeout_seconds``, then gone.
+    the test's clock. It watches the elbv2 client's own RegisterTargets and
+    DeregisterTargets calls (botocore's client events) to know when each
+    happened: a registered target is ``initial`` for ``rise`` seconds, then
+    ``healthy`` (``unhealthy`` if listed in :attr:`unhealthy`); a deregistered
+    target, which moto drops at once, is reported ``draining`` for the target
+    group's real ``deregistration_delay.timeout_seconds``, then it is gone.
     """
 
-    def __init__(self, real: HealthSource, clock: Any, clients: AwsClients, *,
-                 rise: float = 10.0) -> None:
+    def __init__(
+        self, real: HealthSource, clock: Any, clients: AwsClients, *, rise: float = 10.0
+    ) -> None:
         self.real = real
         self.clock = clock
         self.clients = clients
         self.rise = rise
         self.unhealthy: set[str] = set()
-        self._seen: dict[str, float] = {}
-        self._draining: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._last: dict[str, dict[str, Any]] = {}
+        self._registered: dict[str, float] = {}
+        self._deregistered: dict[str, float] = {}
+        self._port: dict[str, int] = {}
+        events = clients.elbv2.meta.events
+        # before-parameter-build carries the call's parameters (after-call does not).
+        events.register(
+            "before-parameter-build.elastic-load-balancing-v2.RegisterTargets", self._on_register
+        )
+        events.register(
+            "before-parameter-build.elastic-load-balancing-v2.DeregisterTargets",
+            self._on_deregister,
+        )
+
+    def _on_register(self, params: dict[str, Any], **_: Any) -> None:
+        for target in params.get("Targets", []):
+            tid = str(target["Id"])
+            self._deregistered.pop(tid, None)
+            if tid not in self._registered:
+                self._registered[tid] = self.clock.now()
+
+    def _on_deregister(self, params: dict[str, Any], **_: Any) -> None:
+        for target in params.get("Targets", []):
+            tid = str(target["Id"])
+            if self._registered.pop(tid, None) is not None:
+                self._deregistered[tid] = self.clock.now()
 
     def delay(self, arn: str) -> float:
-        attrs = self.clients.elbv2.describe_target_group_attributes(
-            TargetGroupArn=arn)["Attributes"]
-        return float({a["Key"]: a["Value"] for a in attrs}[
-            "deregistration_delay.timeout_seconds"])
+        attrs = self.clients.elbv2.describe_target_group_attributes(TargetGroupArn=arn)[
+            "Attributes"
+        ]
+        return float({a["Key"]: a["Value"] for a in attrs}["deregistration_delay.timeout_seconds"])
 
     def __call__(self, arn: str) -> list[dict[str, Any]]:
         now = self.clock.now()
-        live = {str(d["Target"]["Id"]): d for d in self.real(arn)}
         out: list[dict[str, Any]] = []
-        for tid, desc in live.items():
-            self._draining.pop(tid, None)
-            first = self._seen.setdefault(tid, now)
+        for desc in self.real(arn):
+            tid = str(desc["Target"]["Id"])
+            self._port[tid] = int(desc["Target"].get("Port", 80))
+            since = self._registered.setdefault(tid, now)
             if tid in self.unhealthy:
                 state = "unhealthy"
-            elif now - first < self.rise:
+            elif now - since < self.rise:
                 state = "initial"
             else:
                 state = "healthy"
             out.append({**desc, "TargetHealth": {"State": state}})
-        delay = None
-        for tid in list(self._seen):
-            if tid not in live:
-                del self._seen[tid]
-                self._draining[tid] = (now, self._last[tid])
-        for tid, (since, desc) in list(self._draining.items()):
-            delay = self.delay(arn) if delay is None else delay
-            if now - since < delay:
-                out.append({**desc, "TargetHealth": {
-                    "State": "draining", "Reason": "Target.DeregistrationInProgress"}})
-            else:
-                del self._draining[tid]
-        self._last.update(live)
+        if self._deregistered:
+            delay = self.delay(arn)
+            for tid, since in list(self._deregistered.items()):
+                if now - since < delay:
+                    out.append(
+                        {
+                            "Target": {"Id": tid, "Port": self._port.get(tid, 80)},
+                            "TargetHealth": {
+                                "State": "draining",
+                                "Reason": "Target.DeregistrationInProgress",
+                            },
+                        }
+                    )
+                else:
+                    del self._deregistered[tid]
         return out
 
 
 def always_ready(node: Node) -> Readiness:
     """The readiness probe for moto's instances, which have no network: the
     provider's own checks (running, status checks ok) still apply before it."""
-    return Readiness(True, "scripted probe: moto instances have no network", ssh=True,
-                     http=True, systemd="running")
+    return Readiness(
+        True,
+        "scripted probe: moto instances have no network",
+        ssh=True,
+        http=True,
+        systemd="running",
+    )
 
 
 @dataclass
@@ -172,34 +236,51 @@ class AwsWorld:
 
     def settings(self, **aws: Any) -> PoolSettings:
         data: dict[str, Any] = {
-            "launch_template": self.launch_template, "subnets": list(self.subnets),
+            "launch_template": self.launch_template,
+            "subnets": list(self.subnets),
             "security_groups": [self.security_group],
-            "target_group_arn": self.target_group_arn, "base_ami": self.base_ami,
-            "instance_type": "t3.micro", "region": REGION,
+            "target_group_arn": self.target_group_arn,
+            "base_ami": self.base_ami,
+            "instance_type": "t3.micro",
+            "region": REGION,
         }
         if self.asg:
             data["auto_scaling_group"] = self.asg
         data.update(aws)
-        return PoolSettings.model_validate({
-            "provider": "aws", "load_balancer": "elbv2", "pool_size": 2, "canary": 1,
-            "soak": 0, "aws": data,
-            "timeouts": {"ready": 120, "lb_up": 120, "drain": 120, "smoke": 60},
-        })
+        return PoolSettings.model_validate(
+            {
+                "provider": "aws",
+                "load_balancer": "elbv2",
+                "pool_size": 2,
+                "canary": 1,
+                "soak": 0,
+                "aws": data,
+                "timeouts": {"ready": 120, "lb_up": 120, "drain": 120, "smoke": 60},
+            }
+        )
 
     def pool(self, **aws: Any) -> Pool:
         from pathlib import Path
 
-        return Pool(env=ENV, role=ROLE, settings=self.settings(**aws),
-                    source=Path("tests/aws/group_vars/web.yml"))
+        return Pool(
+            env=ENV,
+            role=ROLE,
+            settings=self.settings(**aws),
+            source=Path("tests/aws/group_vars/web.yml"),
+        )
 
     def provider(self, **kwargs: Any) -> AwsProvider:
         kwargs.setdefault("probe", always_ready)
-        return AwsProvider(ENV, ROLE, self.settings(), clients=self.clients,
-                           images=self.images, **kwargs)
+        return AwsProvider(
+            ENV, ROLE, self.settings(), clients=self.clients, images=self.images, **kwargs
+        )
 
     def lb(self, health: HealthSource | None = None) -> Elbv2LoadBalancer:
-        return Elbv2LoadBalancer(self.target_group_arn, clients=self.clients,
-                                 health_source=health or describe_target_health(self.clients))
+        return Elbv2LoadBalancer(
+            self.target_group_arn,
+            clients=self.clients,
+            health_source=health or describe_target_health(self.clients),
+        )
 
     def instance(self, iid: str) -> dict[str, Any]:
         res = self.clients.ec2.describe_instances(InstanceIds=[iid])["Reservations"]
@@ -210,12 +291,19 @@ class AwsWorld:
 
     def group(self) -> dict[str, Any]:
         assert self.asg
-        return dict(self.clients.autoscaling.describe_auto_scaling_groups(
-            AutoScalingGroupNames=[self.asg])["AutoScalingGroups"][0])
+        return dict(
+            self.clients.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[self.asg])[
+                "AutoScalingGroups"
+            ][0]
+        )
 
     def registered(self) -> set[str]:
-        return {d["Target"]["Id"] for d in self.clients.elbv2.describe_target_health(
-            TargetGroupArn=self.target_group_arn)["TargetHealthDescriptions"]}
+        return {
+            d["Target"]["Id"]
+            for d in self.clients.elbv2.describe_target_health(
+                TargetGroupArn=self.target_group_arn
+            )["TargetHealthDescriptions"]
+        }
 
 
 _BASE_AMI: dict[str, str] = {}
@@ -225,20 +313,37 @@ def base_ami(clients: AwsClients) -> str:
     """One of moto's stock AMIs, as the bake's base."""
     if "id" not in _BASE_AMI:
         images = clients.ec2.describe_images(
-            Owners=["amazon"], Filters=[{"Name": "architecture", "Values": ["x86_64"]}])
+            Owners=["amazon"], Filters=[{"Name": "architecture", "Values": ["x86_64"]}]
+        )
         _BASE_AMI["id"] = sorted(i["ImageId"] for i in images["Images"])[0]
     return _BASE_AMI["id"]
 
 
-def make_image(clients: AwsClients, base: str, subnet: str, version: str, *,
-               created_at: float, role: str = ROLE) -> Image:
+def make_image(
+    clients: AwsClients,
+    base: str,
+    subnet: str,
+    version: str,
+    *,
+    created_at: float,
+    role: str = ROLE,
+) -> Image:
     """A registered rollout AMI (as a bake would leave it), made in moto."""
-    iid = clients.ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1, SubnetId=subnet,
-                                    InstanceType="t3.micro")["Instances"][0]["InstanceId"]
-    image = Image(id=f"{role}-{version}-{uuid.uuid4().hex[:8]}", role=role, version=version,
-                  created_at=created_at, manifest={"role_checksum": "0" * 16})
-    ami = clients.ec2.create_image(InstanceId=iid, Name=image.id, TagSpecifications=[
-        {"ResourceType": "image", "Tags": tag_list(image_tags(image))}])["ImageId"]
+    iid = clients.ec2.run_instances(
+        ImageId=base, MinCount=1, MaxCount=1, SubnetId=subnet, InstanceType="t3.micro"
+    )["Instances"][0]["InstanceId"]
+    image = Image(
+        id=f"{role}-{version}-{uuid.uuid4().hex[:8]}",
+        role=role,
+        version=version,
+        created_at=created_at,
+        manifest={"role_checksum": "0" * 16},
+    )
+    ami = clients.ec2.create_image(
+        InstanceId=iid,
+        Name=image.id,
+        TagSpecifications=[{"ResourceType": "image", "Tags": tag_list(image_tags(image))}],
+    )["ImageId"]
     clients.ec2.terminate_instances(InstanceIds=[iid])
     return AwsImageStore(clients).get(ami)
 
@@ -250,47 +355,83 @@ def build_world(*, asg_size: int | None = None, deregistration_delay: int = 30) 
     ec2 = clients.ec2
     vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
     subnets = tuple(
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i + 1}.0/24",
-                          AvailabilityZone=f"{REGION}{az}")["Subnet"]["SubnetId"]
-        for i, az in enumerate("ab"))
-    sg = ec2.create_security_group(GroupName=f"web-{uid}", Description="web nodes",
-                                   VpcId=vpc)["GroupId"]
+        ec2.create_subnet(
+            VpcId=vpc, CidrBlock=f"10.20.{i + 1}.0/24", AvailabilityZone=f"{REGION}{az}"
+        )["Subnet"]["SubnetId"]
+        for i, az in enumerate("ab")
+    )
+    sg = ec2.create_security_group(GroupName=f"web-{uid}", Description="web nodes", VpcId=vpc)[
+        "GroupId"
+    ]
     base = base_ami(clients)
     old = make_image(clients, base, subnets[0], "1.0.0", created_at=1000.0)
     new = make_image(clients, base, subnets[0], "2.0.0", created_at=2000.0)
     lt_name = f"web-{uid}"
-    ec2.create_launch_template(LaunchTemplateName=lt_name, LaunchTemplateData={
-        "ImageId": old.location, "InstanceType": "t3.micro", "SecurityGroupIds": [sg]})
+    ec2.create_launch_template(
+        LaunchTemplateName=lt_name,
+        LaunchTemplateData={
+            "ImageId": old.location,
+            "InstanceType": "t3.micro",
+            "SecurityGroupIds": [sg],
+        },
+    )
     tg = clients.elbv2.create_target_group(
-        Name=f"web-{uid}", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="instance",
-        HealthCheckPath="/healthz")["TargetGroups"][0]["TargetGroupArn"]
-    clients.elbv2.modify_target_group_attributes(TargetGroupArn=tg, Attributes=[
-        {"Key": "deregistration_delay.timeout_seconds", "Value": str(deregistration_delay)}])
-    world = AwsWorld(clients=clients, vpc=vpc, subnets=(subnets[0], subnets[1]),
-                     security_group=sg, launch_template=lt_name, target_group_arn=tg,
-                     base_ami=base, images=AwsImageStore(clients), old=old, new=new, uid=uid)
+        Name=f"web-{uid}",
+        Protocol="HTTP",
+        Port=80,
+        VpcId=vpc,
+        TargetType="instance",
+        HealthCheckPath="/healthz",
+    )["TargetGroups"][0]["TargetGroupArn"]
+    clients.elbv2.modify_target_group_attributes(
+        TargetGroupArn=tg,
+        Attributes=[
+            {"Key": "deregistration_delay.timeout_seconds", "Value": str(deregistration_delay)}
+        ],
+    )
+    world = AwsWorld(
+        clients=clients,
+        vpc=vpc,
+        subnets=(subnets[0], subnets[1]),
+        security_group=sg,
+        launch_template=lt_name,
+        target_group_arn=tg,
+        base_ami=base,
+        images=AwsImageStore(clients),
+        old=old,
+        new=new,
+        uid=uid,
+    )
     if asg_size is not None:
         world.asg = f"web-{uid}"
         clients.autoscaling.create_auto_scaling_group(
             AutoScalingGroupName=world.asg,
             LaunchTemplate={"LaunchTemplateName": lt_name, "Version": "$Default"},
-            MinSize=1, MaxSize=asg_size + 2, DesiredCapacity=asg_size,
+            MinSize=1,
+            MaxSize=asg_size + 2,
+            DesiredCapacity=asg_size,
             VPCZoneIdentifier=",".join(subnets),
-            Tags=[{"Key": "rollout:role", "Value": ROLE, "PropagateAtLaunch": True},
-                  {"Key": "rollout:env", "Value": ENV, "PropagateAtLaunch": True}])
+            Tags=[
+                {"Key": "rollout:role", "Value": ROLE, "PropagateAtLaunch": True},
+                {"Key": "rollout:env", "Value": ENV, "PropagateAtLaunch": True},
+            ],
+        )
     return world
 
 
 def seed_plain_pool(world: AwsWorld, size: int) -> list[Node]:
     """The pool before a rollout: ``size`` nodes of the old image, in service."""
     provider = world.provider()
-    nodes = [provider.launch(LaunchSpec(name=f"web-{i}", role=ROLE, env=ENV, image=world.old))
-             for i in range(size)]
+    nodes = [
+        provider.launch(LaunchSpec(name=f"web-{i}", role=ROLE, env=ENV, image=world.old))
+        for i in range(size)
+    ]
     register(world, [n.target for n in nodes])
     return provider.list()
 
 
 def register(world: AwsWorld, ids: list[str]) -> None:
     if ids:
-        world.clients.elbv2.register_targets(TargetGroupArn=world.target_group_arn,
-                                             Targets=[{"Id": i} for i in ids])
+        world.clients.elbv2.register_targets(
+            TargetGroupArn=world.target_group_arn, Targets=[{"Id": i} for i in ids]
+        )

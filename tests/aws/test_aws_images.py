@@ -17,11 +17,13 @@ pytestmark = pytest.mark.aws
 
 def test_images_are_found_by_their_tags(world: AwsWorld) -> None:
     store = world.images
-    api = make_image(world.clients, world.base_ami, world.subnets[0], "1.0.0",
-                     created_at=3000.0, role="api")
+    api = make_image(
+        world.clients, world.base_ami, world.subnets[0], "1.0.0", created_at=3000.0, role="api"
+    )
     # A foreign AMI of our own account, without rollout tags, is not an image.
-    iid = world.clients.ec2.run_instances(ImageId=world.base_ami, MinCount=1,
-                                          MaxCount=1)["Instances"][0]["InstanceId"]
+    iid = world.clients.ec2.run_instances(ImageId=world.base_ami, MinCount=1, MaxCount=1)[
+        "Instances"
+    ][0]["InstanceId"]
     world.clients.ec2.create_image(InstanceId=iid, Name="someone-elses")
 
     assert [i.id for i in store.list("web")] == [world.old.id, world.new.id]
@@ -54,9 +56,12 @@ def stubbed(service: str) -> tuple[AwsClients, Stubber]:
 
 def test_access_denied_names_the_action_and_points_at_the_policy(aws_env: object) -> None:
     clients, stub = stubbed("ec2")
-    stub.add_client_error("describe_images", service_error_code="UnauthorizedOperation",
-                          service_message="You are not authorized to perform this operation.",
-                          http_status_code=403)
+    stub.add_client_error(
+        "describe_images",
+        service_error_code="UnauthorizedOperation",
+        service_message="You are not authorized to perform this operation.",
+        http_status_code=403,
+    )
     with stub, pytest.raises(DriverError) as err:
         AwsImageStore(clients).list("web")
     text = str(err.value)
@@ -67,8 +72,9 @@ def test_access_denied_names_the_action_and_points_at_the_policy(aws_env: object
 
 def test_throttling_after_retries_says_what_to_do(aws_env: object) -> None:
     clients, stub = stubbed("elbv2")
-    stub.add_client_error("describe_target_health", service_error_code="Throttling",
-                          http_status_code=400)
+    stub.add_client_error(
+        "describe_target_health", service_error_code="Throttling", http_status_code=400
+    )
     from rollout.drivers.elbv2_lb import Elbv2LoadBalancer
 
     arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web/0123456789abcdef"

@@ -39,8 +39,9 @@ def test_launch_tags_every_node_and_spreads_across_azs(world: AwsWorld) -> None:
         assert inst["SecurityGroups"][0]["GroupId"] == world.security_group
     zones = Counter(n.labels["aws:az"] for n in listed.values())
     assert zones == {"eu-west-1a": 2, "eu-west-1b": 2}
-    volumes = world.clients.ec2.describe_volumes(Filters=[
-        {"Name": "tag:rollout:image-id", "Values": [world.new.id]}])["Volumes"]
+    volumes = world.clients.ec2.describe_volumes(
+        Filters=[{"Name": "tag:rollout:image-id", "Values": [world.new.id]}]
+    )["Volumes"]
     assert len(volumes) == 4  # the root volumes carry the tags too
 
 
@@ -50,9 +51,12 @@ def test_launch_is_idempotent_on_name(world: AwsWorld) -> None:
     again = provider.launch(spec("web-a", world.new))
 
     assert again.target == first.target
-    running = world.clients.ec2.describe_instances(Filters=[
-        {"Name": "tag:Name", "Values": ["web-a"]},
-        {"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"]
+    running = world.clients.ec2.describe_instances(
+        Filters=[
+            {"Name": "tag:Name", "Values": ["web-a"]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+        ]
+    )["Reservations"]
     assert sum(len(r["Instances"]) for r in running) == 1
 
 
@@ -60,9 +64,19 @@ def test_image_is_derived_from_the_ami_not_only_the_tag(world: AwsWorld) -> None
     # An instance the ASG (or a person) launched from the AMI carries no rollout
     # image tag; skip matching must still see which image it runs.
     iid = world.clients.ec2.run_instances(
-        ImageId=world.new.location, MinCount=1, MaxCount=1, SubnetId=world.subnets[1],
-        TagSpecifications=[{"ResourceType": "instance", "Tags": [
-            {"Key": "rollout:role", "Value": ROLE}, {"Key": "rollout:env", "Value": ENV}]}],
+        ImageId=world.new.location,
+        MinCount=1,
+        MaxCount=1,
+        SubnetId=world.subnets[1],
+        TagSpecifications=[
+            {
+                "ResourceType": "instance",
+                "Tags": [
+                    {"Key": "rollout:role", "Value": ROLE},
+                    {"Key": "rollout:env", "Value": ENV},
+                ],
+            }
+        ],
     )["Instances"][0]["InstanceId"]
 
     (node,) = world.provider().list()
@@ -103,8 +117,13 @@ def test_destroy_is_idempotent_and_stop_start_keep_the_node(world: AwsWorld) -> 
 
 
 def test_unknown_ami_is_named_before_anything_is_launched(world: AwsWorld) -> None:
-    ghost = Image(id="web-9.9.9-deadbeef", role=ROLE, version="9.9.9", created_at=0.0,
-                  location="ami-0123456789abcdef0")
+    ghost = Image(
+        id="web-9.9.9-deadbeef",
+        role=ROLE,
+        version="9.9.9",
+        created_at=0.0,
+        location="ami-0123456789abcdef0",
+    )
     with pytest.raises(NotFoundError) as err:
         world.provider().launch(spec("web-x", ghost))
     assert "ami-0123456789abcdef0" in str(err.value) and "web-9.9.9-deadbeef" in str(err.value)
@@ -157,11 +176,17 @@ def test_asg_protected_member_is_not_retired_when_told_not_to(asg_world: AwsWorl
     world = asg_world
     from rollout.drivers.aws_provider import AwsProvider
 
-    provider = AwsProvider(ENV, ROLE, world.settings(replace_protected=False),
-                           clients=world.clients, images=world.images)
+    provider = AwsProvider(
+        ENV,
+        ROLE,
+        world.settings(replace_protected=False),
+        clients=world.clients,
+        images=world.images,
+    )
     victim = provider.list()[0]
     world.clients.autoscaling.set_instance_protection(
-        AutoScalingGroupName=world.asg, InstanceIds=[victim.target], ProtectedFromScaleIn=True)
+        AutoScalingGroupName=world.asg, InstanceIds=[victim.target], ProtectedFromScaleIn=True
+    )
 
     with pytest.raises(DriverError) as err:
         provider.destroy(victim)

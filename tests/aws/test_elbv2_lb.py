@@ -21,8 +21,9 @@ def node_of(world: AwsWorld, name: str) -> Node:
 
 
 def scripted(world: AwsWorld, clock: StepClock, rise: float = 10.0) -> ScriptedTargetHealth:
-    return ScriptedTargetHealth(describe_target_health(world.clients), clock, world.clients,
-                                rise=rise)
+    return ScriptedTargetHealth(
+        describe_target_health(world.clients), clock, world.clients, rise=rise
+    )
 
 
 def test_register_then_wait_until_healthy_initial_is_not_enough(world: AwsWorld) -> None:
@@ -35,8 +36,15 @@ def test_register_then_wait_until_healthy_initial_is_not_enough(world: AwsWorld)
     assert member.health is Health.UNKNOWN and not member.in_service  # "initial"
     assert node.target in world.registered()
 
-    up = wait_for_member(lb, node, lambda m: m is not None and m.in_service, clock=clock,
-                         timeout=60, interval=2.0, what="healthy")
+    up = wait_for_member(
+        lb,
+        node,
+        lambda m: m is not None and m.in_service,
+        clock=clock,
+        timeout=60,
+        interval=2.0,
+        what="healthy",
+    )
     assert up is not None and up.health is Health.UP
     assert 10.0 <= clock.now() - 1_000_000.0 <= 12.0  # waited the rise, then stopped
     assert lb.add(node) == up  # idempotent: no second registration needed
@@ -54,8 +62,14 @@ def test_unhealthy_target_is_down_and_the_wait_names_it(world: AwsWorld) -> None
     member = lb.member(node)
     assert member is not None and member.health is Health.DOWN and member.admin is Admin.READY
     with pytest.raises(DriverError) as err:
-        wait_for_member(lb, node, lambda m: m is not None and m.in_service, clock=clock,
-                        timeout=20, what="healthy")
+        wait_for_member(
+            lb,
+            node,
+            lambda m: m is not None and m.in_service,
+            clock=clock,
+            timeout=20,
+            what="healthy",
+        )
     assert node.target in str(err.value) and "ready/down" in str(err.value)
 
 

@@ -3,7 +3,7 @@
 Each test starts its own haproxy (foreground, ``-db``) from ``render_config``
 and stops it by PID. Backends are threaded HTTP servers in this process on
 127.0.0.2-9:18180; ``/healthz`` answers 200 or 500, ``/slow`` blocks until
-released. Ports: frontend 18110, TCP admin 18101, sshd 18122... see constants.
+released. Ports: frontend 18110, TCP admin 18101, a throwaway sshd on 2299.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from rollout.drivers.haproxy_config import (
     EMPTY_PORT,
     BackendSpec,
     render_config,
+    restore_down_servers,
     save_server_state,
 )
 from rollout.drivers.haproxy_lb import HAProxyLoadBalancer
@@ -149,13 +150,16 @@ class HAProxy:
     def runtime(self, timeout: float = 2.0) -> HAProxyRuntime:
         return HAProxyRuntime.from_url(f"unix://{self.socket}", timeout=timeout)
 
-    def reload(self) -> None:
-        """Seamless reload: save the state, then ``-x SOCKET -sf OLDPID``."""
+    def reload(self) -> list[str]:
+        """Seamless reload: save the state, ``-x SOCKET -sf OLDPID``, then
+        force DOWN what was DOWN. Returns the servers forced down."""
         old = self.procs[-1]
         save_server_state(self.runtime(), self.state)
         new = self._spawn("-x", str(self.socket), "-sf", str(old.pid))
         wait_for("the new haproxy to answer", lambda: self._answers(new.pid))
+        forced = restore_down_servers(self.runtime(), self.state)
         wait_for("the old haproxy to exit", lambda: old.poll() is not None)
+        return forced
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -349,7 +353,7 @@ def test_full_backend_and_unknown_server_raise(
     with pytest.raises(DriverError, match=r"no free slot in backend web \(slots: 1\)"):
         lb.add(backend(backends, "127.0.0.9").node())
     runtime = hap.runtime()
-    with pytest.raises(DriverError, match=r"No such server.*backend 'web', server 'node7'"):
+    with pytest.raises(DriverError, match=r"\(backend 'web', server 'node7'\): No such server"):
         runtime.set_server_state("web", "node7", "ready")
     with pytest.raises(DriverError, match=r"admin.sock.*No such backend"):
         runtime.enable_health("api", "node1")
@@ -362,26 +366,30 @@ def test_full_backend_and_unknown_server_raise(
 def test_reload_keeps_addresses_and_admin_states(
     haproxy: Callable[..., HAProxy], backends: dict[str, Backend]
 ) -> None:
-    hap = haproxy()
+    hap = haproxy(slots=5)
     lb = lb_of(hap)
-    a, b, c = (backend(backends, h) for h in ("127.0.0.2", "127.0.0.3", "127.0.0.4"))
-    for one in (a, b, c):
+    hosts = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
+    a, b, c, d = (backend(backends, h, healthy=h != "127.0.0.5") for h in hosts)
+    for one in (a, b, c, d):
         lb.add(one.node())
-    wait_for("all UP", lambda: all(m.in_service for m in lb.members() if m.target))
+    wait_for("a, b, c UP", lambda: sum(m.in_service for m in lb.members()) == 3)
     lb.set_admin(b.node(), Admin.DRAIN)
     lb.set_admin(c.node(), Admin.MAINT)
-    before = [(m.slot, m.target, m.admin, m.port) for m in lb.members()]
+    before = [(m.slot, m.target, m.admin, m.port, m.health) for m in lb.members()]
     old_pid = hap.runtime().show_info()["Pid"]
 
-    hap.reload()
+    forced = hap.reload()
 
+    after = [(m.slot, m.target, m.admin, m.port, m.health) for m in lb.members()]
     assert hap.runtime().show_info()["Pid"] != old_pid
-    after = [(m.slot, m.target, m.admin, m.port) for m in lb.members()]
+    assert forced == ["web/node4"]
     assert after == before
-    assert before[:3] == [
-        ("node1", a.host, Admin.READY, SERVICE_PORT),
-        ("node2", b.host, Admin.DRAIN, SERVICE_PORT),
-        ("node3", c.host, Admin.MAINT, SERVICE_PORT),
+    assert before == [
+        ("node1", a.host, Admin.READY, SERVICE_PORT, Health.UP),
+        ("node2", b.host, Admin.DRAIN, SERVICE_PORT, Health.UP),
+        ("node3", c.host, Admin.MAINT, SERVICE_PORT, Health.UNKNOWN),
+        ("node4", d.host, Admin.READY, SERVICE_PORT, Health.DOWN),
+        ("node5", "", Admin.MAINT, EMPTY_PORT, Health.UNKNOWN),
     ]
     wait_for("a in service after reload", lambda: slot_of(lb, a.host).in_service)
     assert get() == (200, a.host)
@@ -481,12 +489,32 @@ def test_ssh_transport(
             ssh.set_server_state("web", "node9", "maint")
         ssh_ms = median_ms(ssh)
         print(f"\nmedian 'show info' over ssh: {ssh_ms:.2f} ms (n=200, one connection)")
+        # The kept relay connects per command, so it follows a reload.
+        old_pid = ssh.show_info()["Pid"]
+        hap.reload()
+        assert ssh.show_info()["Pid"] == str(hap.procs[-1].pid) != old_pid
+        assert slot_of(lb, node.address).admin is Admin.DRAIN
 
     missing = HAProxyRuntime.from_url(
         f"ssh://root@127.0.0.1:{SSH_PORT}/nonexistent.sock", ssh_key=key, known_hosts=known_hosts
     )
-    with missing, pytest.raises(DriverError, match="remote socat failed"):
+    with missing, pytest.raises(DriverError, match="cannot talk to the socket on the LB host"):
         missing.command("show info")
+    stalled_path, stop_stalled = stalled_socket(Path(key).parent)
+    stalled = HAProxyRuntime.from_url(
+        f"ssh://root@127.0.0.1:{SSH_PORT}{stalled_path}",
+        ssh_key=key,
+        known_hosts=known_hosts,
+        timeout=1.0,
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(DriverError, match="no answer"):
+            stalled.command("show info")
+        assert time.monotonic() - started < 2.0
+    finally:
+        stalled.close()
+        stop_stalled()
     empty = Path(known_hosts).with_name("empty_known_hosts")
     empty.write_text("")
     stranger = HAProxyRuntime.from_url(url, ssh_key=key, known_hosts=str(empty))
@@ -494,13 +522,33 @@ def test_ssh_transport(
         stranger.command("show info")
 
 
-def test_stalled_socket_raises_within_the_timeout(tmp_path: Path) -> None:
-    path = tmp_path / "stalled.sock"
+def stalled_socket(directory: Path) -> tuple[Path, Callable[[], None]]:
+    """A unix socket that accepts connections and never answers."""
+    path = directory / "stalled.sock"
     server = socket.socket(socket.AF_UNIX)
     server.bind(str(path))
-    server.listen(1)
+    server.listen(8)
     held: list[socket.socket] = []
-    threading.Thread(target=lambda: held.append(server.accept()[0]), daemon=True).start()
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+
+    def stop() -> None:
+        server.close()
+        for conn in held:
+            conn.close()
+
+    return path, stop
+
+
+def test_stalled_socket_raises_within_the_timeout(tmp_path: Path) -> None:
+    path, stop = stalled_socket(tmp_path)
     runtime = HAProxyRuntime.from_url(f"unix://{path}", timeout=0.5)
     started = time.monotonic()
     try:
@@ -509,9 +557,7 @@ def test_stalled_socket_raises_within_the_timeout(tmp_path: Path) -> None:
         elapsed = time.monotonic() - started
         assert 0.45 <= elapsed < 1.5, elapsed
     finally:
-        for conn in held:
-            conn.close()
-        server.close()
+        stop()
 
 
 def test_missing_and_refused_sockets_raise(tmp_path: Path) -> None:

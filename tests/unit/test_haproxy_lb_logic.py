@@ -18,6 +18,7 @@ from rollout.drivers.haproxy_lb import HAProxyLoadBalancer, free_slot, slot_numb
 from rollout.drivers.haproxy_runtime import HAProxyRuntime
 from rollout.errors import ConfigError, DriverError
 from rollout.model import Admin, Health, Member, Node, NodeState
+from rollout.protocols import LoadBalancer
 
 FMAINT, CMAINT, FDRAIN = 0x01, 0x04, 0x08
 
@@ -174,6 +175,7 @@ def test_slots_of_never_matches_the_empty_target() -> None:
 
 
 def test_fresh_backend_is_all_empty(lb: HAProxyLoadBalancer) -> None:
+    assert isinstance(lb, LoadBalancer)
     assert states(lb) == [(f"node{i}", "", Admin.MAINT, Health.UNKNOWN) for i in (1, 2, 3)]
 
 

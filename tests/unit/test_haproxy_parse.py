@@ -4,6 +4,7 @@ the refusal of names that could inject runtime commands."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -297,7 +298,7 @@ def test_render_config_tcp_admin_and_two_pools() -> None:
     ids=str,
 )
 def test_render_config_refuses_bad_values(change: dict[str, object]) -> None:
-    spec = BackendSpec(**{**WEB.__dict__, **change})  # type: ignore[arg-type]
+    spec = BackendSpec(**{**WEB.__dict__, **change})
     with pytest.raises(ConfigError):
         render(spec)
 
@@ -370,7 +371,7 @@ BAD_NAMES = ["web\nshutdown", "a;b", "a b", "", "web\tx", "web\r"]
 def test_bad_names_are_refused_before_anything_is_sent(bad: str) -> None:
     transport = RecordingTransport()
     runtime = HAProxyRuntime(transport)
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: runtime.set_server_state(bad, "node1", "ready"),
         lambda: runtime.set_server_state("web", bad, "maint"),
         lambda: runtime.set_server_addr(bad, "node1", "10.0.0.1", 80),

@@ -140,6 +140,7 @@ def test_only_directories_with_a_manifest_are_images(store: LabImageStore) -> No
     assert store.list() == []
     with pytest.raises(NotFoundError):
         store.get("web-1.0.0-bbbbbbbb")
+    assert [p.name for p in store.leftovers()] == ["web-1.0.0-aaaaaaaa", "web-1.0.0-bbbbbbbb"]
 
 
 def test_register_needs_the_rootfs_in_place(store: LabImageStore) -> None:

@@ -42,7 +42,8 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" errors="0" failures="2" tests="3">
 <testcase classname="test_web" name="test_nginx_running_and_enabled[ssh://10.0.0.2]"/>
 <testcase classname="test_web" name="test_healthz_ok[ssh://10.0.0.2]">
-  <failure message="AssertionError: /healthz answered 500: unhealthy&#10;assert 500 == 200">x</failure>
+  <failure message="AssertionError: /healthz answered 500: unhealthy&#10;assert 500 == 200"
+    >x</failure>
 </testcase>
 <testcase classname="test_web" name="test_version[ssh://10.0.0.2]">
   <error message="">connection refused</error>
@@ -124,7 +125,7 @@ def test_bounded_run_kills_the_whole_group(tmp_path: Path) -> None:
         "time.sleep(30)"
     )
     started = time.monotonic()
-    output, rc = _run_bounded([sys.executable, "-c", script], dict(os.environ), tmp_path, 1.0)
+    _output, rc = _run_bounded([sys.executable, "-c", script], dict(os.environ), tmp_path, 1.0)
     assert rc is None
     assert time.monotonic() - started < 5
     grandchild = int(pidfile.read_text())

@@ -1,0 +1,110 @@
+"""The click group, the shared options and the stop flag every command uses."""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from rollout.output import Output
+from rollout.workspace import Workspace
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Options:
+    project: Path | None
+    data_dir: Path | None
+    env: str
+    output: str
+
+    def workspace(self) -> Workspace:
+        return Workspace.open(self.project, self.env, self.data_dir)
+
+    def out(self) -> Output:
+        return Output(self.output)
+
+
+pass_options = click.make_pass_decorator(Options)
+
+
+def common(func: F) -> F:
+    """--env and --output on every command, so they can follow the subcommand."""
+
+    @click.option("--env", "env", default=None, help="Environment (inventories/ENV). [lab]")
+    @click.option("--output", "output", type=click.Choice(["text", "json"]), default=None,
+                  help="text for people, json for scripts (one event per line).")
+    @functools.wraps(func)
+    def wrapper(*args: Any, env: str | None, output: str | None, **kwargs: Any) -> Any:
+        opts = click.get_current_context().find_object(Options)
+        assert opts is not None
+        if env is not None:
+            opts.env = env
+        if output is not None:
+            opts.output = output
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--project", type=click.Path(path_type=Path, file_okay=False),
+              envvar="ROLLOUT_PROJECT", help="Project directory (holds inventories/ and roles/).")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
+              envvar="ROLLOUT_DATA_DIR", help="Base cache, images, journal and logs.")
+@click.option("--env", default="lab", envvar="ROLLOUT_ENV", show_default=True,
+              help="Environment (inventories/ENV).")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.version_option(package_name="rollout")
+@click.pass_context
+def cli(ctx: click.Context, project: Path | None, data_dir: Path | None, env: str,
+        output: str) -> None:
+    """Phoenix rollouts of immutable, Ansible-baked images behind a load balancer.
+
+    \b
+    Exit codes: 0 ok; 1 failed and restored; 2 usage or config error;
+    3 pool locked or unfinished rollout; 4 halted, needs resume or abort;
+    5 environment problem (root, programs, disk); 70 internal error;
+    130 interrupted (pool left safe).
+    """
+    ctx.obj = Options(project=project, data_dir=data_dir, env=env, output=output)
+
+
+
+class _Stop:
+    """SIGINT/SIGTERM set a flag; the controller stops starting new work."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal: int | None = None
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.signal = signum
+        self.event.set()
+        print(f"\nrollout: {signal.Signals(signum).name} received: finishing the in-flight "
+              "step safely; send it again to stop at once", file=sys.stderr)
+
+    def requested(self) -> bool:
+        return self.event.is_set()
+
+
+STOP = _Stop()
+
+

@@ -1,0 +1,93 @@
+"""`rollout build` and `rollout images`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from rollout import names
+from rollout.cli.base import Options, cli, common, pass_options
+from rollout.errors import ConfigError
+
+
+def _extra_vars(values: tuple[str, ...]) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--extra-var {item!r}: expected KEY=VALUE")
+        if not key.isidentifier():
+            raise ConfigError(f"--extra-var {item!r}: {key!r} is not a valid variable name")
+        result[key] = value
+    return result
+
+
+@cli.command()
+@click.option("--role", required=True, help="The role to bake (roles/ROLE).")
+@click.option("--version", "version", default=None, help="Image version. [a timestamp]")
+@click.option("--parent", default=None, help="Bake on top of this image id.")
+@click.option("--extra-var", "extra_vars", multiple=True, metavar="K=V",
+              help="An Ansible extra variable (repeatable).")
+@click.option("--no-smoke", is_flag=True, help="Skip the smoke gate: the image is unverified.")
+@common
+@pass_options
+def build(opts: Options, role: str, version: str | None, parent: str | None,
+          extra_vars: tuple[str, ...], no_smoke: bool) -> None:
+    """Bake an image of ROLE with Ansible, smoke-test it and register it."""
+    from rollout.bake import bake
+
+    names.name(role, "role", "--role")
+    ws = opts.workspace()
+    version = version or time.strftime("%Y%m%d.%H%M%S", time.gmtime())
+    names.version(version, "--version")
+    variables = _extra_vars(extra_vars)
+    store = ws.images_for()
+    parent_image = store.get(names.image_id(parent, "--parent")) if parent else None
+    out = opts.out()
+    image = bake(ws.project, ws.env, ws.data, role, version, parent=parent_image,
+                 extra_vars=variables, smoke=not no_smoke, on_event=out.line)
+    if out.json:
+        out.record({"event": "image_registered", "id": image.id, "role": image.role,
+                    "version": image.version, "verified": image.verified})
+    else:
+        out.line(f"registered image {image.id} ({image.role} {image.version}"
+                 f"{'' if image.verified else ', UNVERIFIED: baked with --no-smoke'})")
+
+
+@cli.command()
+@click.option("--role", default=None, help="Only this role.")
+@common
+@pass_options
+def images(opts: Options, role: str | None) -> None:
+    """List registered images."""
+    if role is not None:
+        names.name(role, "role", "--role")
+    ws = opts.workspace()
+    found = ws.images_for().list(role)
+    out = opts.out()
+    rows = [_image_json(i) for i in found]
+    if out.json:
+        out.document(rows)
+        return
+    out.table("images", ["id", "role", "version", "created", "verified", "passed in"],
+              [[r["id"], r["role"], r["version"], r["created"], str(r["verified"]),
+                ",".join(r["passed_envs"]) or "-"] for r in rows])
+
+
+def _image_json(image: Any) -> dict[str, Any]:
+    manifest = image.manifest or {}
+    return {
+        "id": image.id,
+        "role": image.role,
+        "version": image.version,
+        "parent": image.parent,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(image.created_at)),
+        "verified": image.verified,
+        "location": image.location,
+        "passed_envs": sorted(manifest.get("passed_envs", [])),
+        "promoted_to": sorted(manifest.get("promoted_to", [])),
+    }
+
+

@@ -1,0 +1,264 @@
+"""`rollout run`, `resume`, `abort`, `reap`, `status`, `history`, `show`."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from rollout import names, operations
+from rollout.cli.base import STOP, Options, cli, common, pass_options
+from rollout.executor import RolloutResult
+from rollout.output import Output
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def pacing_options(func: F) -> F:
+    """Command-line overrides of the pool's pacing settings (shared by run, plan,
+    phoenix and replace). Unset means: as in the inventory."""
+    options = [
+        click.option("--strategy", type=click.Choice(["surge", "in_place"]), default=None),
+        click.option("--batch-size", type=int, default=None),
+        click.option("--max-unavailable", type=int, default=None),
+        click.option("--min-healthy", default=None, help="A count (3) or a share ('75%').",),
+        click.option("--canary", type=int, default=None, help="Nodes in the first batch."),
+        click.option("--soak", default=None, help="Canary soak, e.g. 30s."),
+        click.option("--failure-budget", type=int, default=None),
+        click.option("--standby", type=click.Choice(["running", "stopped"]), default=None),
+        click.option("--ready-timeout", "ready", default=None),
+        click.option("--smoke-timeout", "smoke", default=None),
+        click.option("--lb-up-timeout", "lb_up", default=None),
+        click.option("--drain-timeout", "drain", default=None),
+        click.option("--progress-deadline", default=None),
+    ]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        overrides = {key: kwargs.pop(key) for key in operations.OVERRIDABLE}
+        return func(*args, overrides={k: v for k, v in overrides.items() if v is not None},
+                    **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+def target_options(func: F) -> F:
+    func = click.option("--image", "image_id", default=None, help="Target image id.")(func)
+    func = click.option("--version", "version", default=None,
+                        help="Target image version. [the role's newest image]")(func)
+    return func
+
+
+def _report(out: Output, result: RolloutResult) -> None:
+    if out.json:
+        return  # the rollout_finished event already said it
+    if result.restored:
+        out.line(f"warning: {len(result.restored)} node(s) failed and were restored: "
+                 f"{', '.join(result.restored)}", style="yellow")
+    if result.overhead is not None:
+        out.line(f"wall {result.wall:.1f}s, irreducible waits {sum(result.waits.values()):.1f}s,"
+                 f" overhead ratio {result.overhead:.3f}")
+
+
+@cli.command()
+@click.option("--role", required=True)
+@target_options
+@pacing_options
+@click.option("--wait-lock", is_flag=True, help="Wait for the pool's lock instead of exit 3.")
+@click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the smoke tests' JUnit XML here.")
+@click.option("--metrics-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Update this Prometheus textfile with the rollout's metrics.")
+@common
+@pass_options
+def run(opts: Options, role: str, version: str | None, image_id: str | None,
+        overrides: dict[str, Any], wait_lock: bool, junit: Path | None,
+        metrics_file: Path | None) -> None:
+    """Replace the pool's nodes with fresh ones from the target image."""
+    names.name(role, "role", "--role")
+    out = opts.out()
+    STOP.install()
+    result = operations.run_rollout(
+        opts.workspace(), role, version=version, image_id=image_id, overrides=overrides,
+        wait_lock=wait_lock, junit=junit, metrics_file=metrics_file, on_event=out.event,
+        stop_requested=STOP.requested)
+    _report(out, result)
+
+
+def _id_or_role(func: F) -> F:
+    func = click.argument("rollout_id", required=False)(func)
+    func = click.option("--role", default=None)(func)
+    func = click.option("--wait-lock", is_flag=True)(func)
+    return func
+
+
+@cli.command()
+@_id_or_role
+@common
+@pass_options
+def resume(opts: Options, rollout_id: str | None, role: str | None, wait_lock: bool) -> None:
+    """Reconcile an unfinished rollout with the world, then finish or roll back."""
+    out = opts.out()
+    STOP.install()
+    result = operations.resume_rollout(opts.workspace(), role=role, rollout_id=rollout_id,
+                                       wait_lock=wait_lock, on_event=out.event,
+                                       stop_requested=STOP.requested)
+    _report(out, result)
+
+
+@cli.command()
+@_id_or_role
+@common
+@pass_options
+def abort(opts: Options, rollout_id: str | None, role: str | None, wait_lock: bool) -> None:
+    """Stop an unfinished rollout and put its old nodes back in service."""
+    out = opts.out()
+    STOP.install()
+    result = operations.abort_rollout(opts.workspace(), role=role, rollout_id=rollout_id,
+                                      wait_lock=wait_lock, on_event=out.event,
+                                      stop_requested=STOP.requested)
+    _report(out, result)
+
+
+@cli.command()
+@click.option("--role", required=True)
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option("--wait-lock", is_flag=True)
+@common
+@pass_options
+def reap(opts: Options, role: str, dry_run: bool, wait_lock: bool) -> None:
+    """Remove nodes and LB entries that rollouts created but no journal owns."""
+    out = opts.out()
+    report = operations.reap_pool(opts.workspace(), role, dry_run=dry_run,
+                                  wait_lock=wait_lock, on_event=out.event)
+    if out.json:
+        out.record({"event": "reap_report", "destroyed": list(report.destroyed),
+                    "removed": list(report.removed), "kept": [list(k) for k in report.kept],
+                    "dry_run": report.dry_run})
+    elif not report.destroyed and not report.removed:
+        out.line("nothing to reap")
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def _summary(state: Any) -> dict[str, Any]:
+    phases: dict[str, int] = {}
+    for rep in state.replacements:
+        phases[str(rep.phase)] = phases.get(str(rep.phase), 0) + 1
+    return {
+        "id": state.id, "env": state.env, "role": state.role, "status": str(state.status),
+        "target_image": state.target.id, "target_version": state.target.version,
+        "started_at": state.started_at, "finished_at": state.finished_at,
+        "replacements": len(state.replacements), "phases": phases, "message": state.message,
+    }
+
+
+@cli.command()
+@click.option("--role", default=None)
+@common
+@pass_options
+def status(opts: Options, role: str | None) -> None:
+    """Each pool's unfinished rollout (if any), lock holder and last rollout."""
+    ws = opts.workspace()
+    journal = operations.open_journal(ws)
+    from rollout.lock import Lease
+
+    pools = [ws.pool(role)] if role else list(ws.env.pools.values())
+    rows: list[dict[str, Any]] = []
+    for pool in pools:
+        unfinished = journal.unfinished(pool.env, pool.role)
+        last = journal.history(pool.env, pool.role, limit=1)
+        holder = Lease(journal, f"{pool.env}/{pool.role}", heartbeat=False).current()
+        rows.append({
+            "env": pool.env, "role": pool.role,
+            "unfinished": _summary(unfinished) if unfinished else None,
+            "last": _summary(last[0].state) if last else None,
+            "lock": None if holder is None else {
+                "host": holder.host, "pid": holder.pid, "expires_at": holder.expires_at},
+        })
+    out = opts.out()
+    if out.json:
+        out.document({"pools": rows})
+        return
+    for r in rows:
+        un = r["unfinished"]
+        last = r["last"]
+        out.line(f"{r['env']}/{r['role']}: "
+                 + (f"UNFINISHED {un['id']} ({un['status']}): run 'rollout resume {un['id']}' "
+                    f"or 'rollout abort {un['id']}'" if un else "no unfinished rollout")
+                 + (f"; locked by pid {r['lock']['pid']} on {r['lock']['host']}"
+                    if r["lock"] else "")
+                 + (f"; last {last['id']} {last['status']} at {_when(last['finished_at'])}"
+                    if last else ""))
+
+
+@cli.command()
+@click.option("--role", default=None)
+@click.option("--limit", type=click.IntRange(1, 1000), default=20)
+@common
+@pass_options
+def history(opts: Options, role: str | None, limit: int) -> None:
+    """Past rollouts, newest first."""
+    ws = opts.workspace()
+    if role:
+        ws.pool(role)
+    journal = operations.open_journal(ws)
+    records = journal.history(ws.env.name, role, limit=limit)
+    out = opts.out()
+    if out.json:
+        out.document([_summary(r.state) | {"pid": r.pid, "host": r.host} for r in records])
+        return
+    out.table("rollouts", ["id", "pool", "status", "target", "started", "finished"],
+              [[r.state.id, f"{r.state.env}/{r.state.role}", str(r.state.status),
+                r.state.target.version, _when(r.state.started_at), _when(r.state.finished_at)]
+               for r in records])
+
+
+@cli.command()
+@click.argument("rollout_id")
+@common
+@pass_options
+def show(opts: Options, rollout_id: str) -> None:
+    """One rollout: its replacements, every recorded step and its timings."""
+    names.image_id(rollout_id, "rollout id")
+    ws = opts.workspace()
+    journal = operations.open_journal(ws)
+    state = journal.get(rollout_id)
+    steps = journal.steps(rollout_id)
+    waits = journal.wait_totals(rollout_id)
+    overhead = journal.overhead(rollout_id)
+    data = _summary(state) | {
+        "replacements": [{
+            "index": r.index, "batch": r.batch, "old": r.old_name, "new": r.new_name,
+            "phase": str(r.phase), "error": r.error,
+            "restore_reason": str(r.restore_reason) if r.restore_reason else None,
+            "drain_timed_out": r.drain_timed_out} for r in state.replacements],
+        "steps": [{"kind": s.kind, "node": s.node, "started_at": s.started_at,
+                   "ok": s.ok, "duration": s.duration, "error": s.error} for s in steps],
+        "waits": waits, "overhead": overhead,
+    }
+    out = opts.out()
+    if out.json:
+        out.document(data)
+        return
+    out.line(f"rollout {state.id}: {state.env}/{state.role} -> {state.target.version} "
+             f"({state.target.id}), {state.status}"
+             + (f": {state.message}" if state.message else ""))
+    out.table("replacements", ["#", "batch", "old", "new", "phase", "error"],
+              [[str(r.index), str(r.batch), r.old_name, r.new_name, str(r.phase),
+                r.error or ""] for r in state.replacements])
+    out.table("steps", ["step", "node", "ok", "seconds", "error"],
+              [[s.kind, s.node, "-" if s.ok is None else str(s.ok),
+                f"{s.duration:.2f}" if s.duration is not None else "-", s.error or ""]
+               for s in steps])
+    if waits:
+        out.line("waits: " + ", ".join(f"{k} {v:.1f}s" for k, v in sorted(waits.items()))
+                 + (f"; overhead ratio {overhead:.3f}" if overhead else ""))

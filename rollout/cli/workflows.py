@@ -1,0 +1,1 @@
+"""Operator workflows: plan, phoenix, replace, promote (see rollout.workflows)."""
