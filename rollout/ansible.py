@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -195,7 +196,9 @@ def run_playbook(
 ) -> PlaybookResult:
     """Run ``project/playbook`` against ``hosts`` and return what happened.
 
-    ``cancel`` is polled about twice a second; returning True stops the play.
+    ``cancel`` is polled about twice a second; returning True stops the play, as
+    does ``timeout`` (the status is then "canceled" or "timeout"). ansible-playbook
+    and its workers are killed before this returns, also on Ctrl-C.
     ``on_task`` is called with each task name as it starts; ``group`` puts the
     hosts in an inventory group of that name. With ``check`` (the
     default) a run that did not succeed raises :class:`PlaybookFailed`.
@@ -223,10 +226,22 @@ def run_playbook(
                 on_task(task)
         return True
 
-    def should_cancel() -> bool:
-        return interrupted.is_set() or (cancel is not None and bool(cancel()))
-
     started = time.monotonic()
+    deadline = started + timeout if timeout else None
+    timed_out = threading.Event()
+    doomed: list[tuple[int, str]] = []
+
+    def should_cancel() -> bool:
+        stop = interrupted.is_set() or (cancel is not None and bool(cancel()))
+        if not stop and deadline is not None and time.monotonic() > deadline:
+            timed_out.set()
+            stop = True
+        if stop and not doomed:
+            # ansible's workers call setsid(), so the runner's killpg misses them:
+            # note the whole tree while it still hangs below us, kill it afterwards.
+            doomed.extend(process_tree(os.getpid(), "ansible-playbook"))
+        return stop
+
     try:
         for sub in ("tmp", "cp", "private"):
             (work / sub).mkdir()
@@ -241,7 +256,6 @@ def run_playbook(
                 suppress_env_files=True,
                 settings={"pexpect_timeout": _POLL_SECONDS},
                 quiet=True,
-                timeout=int(timeout) if timeout else None,
                 cancel_callback=should_cancel,
                 event_handler=handle_event,
             )
@@ -254,7 +268,9 @@ def run_playbook(
             # The runner kills ansible-playbook's process group once it sees the flag.
             interrupted.set()
             thread.join(15)
+            kill_processes(doomed)
             raise
+        kill_processes(doomed)
         duration = time.monotonic() - started
         log_path = _keep_log(runner, log_dir, log_name)
         rc = int(runner.rc) if runner.rc is not None else -1
@@ -264,7 +280,7 @@ def run_playbook(
                 hint=f"install ansible-core into {sys.prefix} (pip install ansible-core)",
             )
         result = PlaybookResult(
-            status=str(runner.status),
+            status="timeout" if timed_out.is_set() else str(runner.status),
             rc=rc,
             stats=play_stats(events),
             duration=duration,
@@ -277,6 +293,49 @@ def run_playbook(
     if check and not result.ok:
         raise PlaybookFailed(f"{playbook}: {result.describe()}", result)
     return result
+
+
+def process_tree(root: int, name: str) -> list[tuple[int, str]]:
+    """(pid, start time) of each child of ``root`` whose command line holds
+    ``name``, and of all their descendants."""
+    children: dict[int, list[int]] = {}
+    starts: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        starts[int(entry)] = fields[19]
+    found: list[tuple[int, str]] = []
+    queue = [pid for pid in children.get(root, []) if name in _cmdline(pid)]
+    while queue:
+        pid = queue.pop()
+        found.append((pid, starts[pid]))
+        queue.extend(children.get(pid, []))
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+            errors="replace")
+    except OSError:
+        return ""
+
+
+def kill_processes(processes: Iterable[tuple[int, str]]) -> None:
+    """SIGKILL each (pid, start time) that still runs; the start time guards
+    against a pid reused by an unrelated process."""
+    for pid, start in processes:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            if fields[19] == start:
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, IndexError):
+            continue
 
 
 def _keep_log(runner: Any, log_dir: Path, log_name: str | None) -> Path | None:

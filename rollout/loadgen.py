@@ -50,7 +50,7 @@ class Load:
 
     def __init__(self, url: str, *, concurrency: int = 8, max_seconds: float = 600.0,
                  max_requests: int = 10_000_000, timeout: float = 5.0,
-                 keep_bodies: bool = False) -> None:
+                 keep_bodies: bool = False, rate: float | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"only http:// URLs are supported (got {url!r})")
@@ -62,6 +62,9 @@ class Load:
         self.max_requests = max_requests
         self.timeout = timeout
         self.keep_bodies = keep_bodies
+        # Requests per second over all threads; None means as fast as possible.
+        # A cap keeps the load steady and leaves CPU for the nodes on a small host.
+        self.rate = rate
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._report = LoadReport()
@@ -96,7 +99,14 @@ class Load:
     def _worker(self) -> None:
         conn: http.client.HTTPConnection | None = None
         deadline = self._started + self.max_seconds
+        interval = self.concurrency / self.rate if self.rate else 0.0
+        next_at = time.monotonic()
         while not self._stop.is_set() and time.monotonic() < deadline:
+            if interval:
+                next_at += interval
+                delay = next_at - time.monotonic()
+                if delay > 0 and self._stop.wait(delay):
+                    break
             with self._lock:
                 if self._report.requests >= self.max_requests:
                     return

@@ -21,7 +21,6 @@ import json
 import logging
 import re
 import secrets
-import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,14 +29,14 @@ from typing import Any, Protocol
 
 from rollout import ansible, names
 from rollout.aws import CREATED_BY, TAG_BUILDER, TAG_CREATED_BY, TAG_NAME
+from rollout.aws.ec2 import Probe, expand_user, run_params, ssh_port_probe, template_ref
 from rollout.aws.images import AwsImageStore, image_tags
 from rollout.aws.session import AwsClients, aws_errors, tag_list
 from rollout.clock import SystemClock
 from rollout.config import AwsSettings
-from rollout.drivers.aws_provider import Probe, expand_user
 from rollout.errors import BakeError, ConfigError, NotFoundError, RolloutError
 from rollout.images import iso_utc, new_image_id, role_checksum, roles_commit
-from rollout.model import Image, Node, NodeState, Readiness, SshTarget
+from rollout.model import Image, Node, NodeState, SshTarget
 from rollout.protocols import Clock, SmokeRunner
 
 log = logging.getLogger("rollout.aws")
@@ -68,16 +67,6 @@ class BakeTimeouts:
     playbook: float = 1800.0
     image: float = 3600.0  # create_image until available (large volumes are slow)
     poll: float = 5.0
-
-
-def ssh_port_probe(node: Node) -> Readiness:
-    """The builder's readiness: its SSH port accepts a connection (the service
-    is not configured yet, so there is no HTTP to ask)."""
-    try:
-        with socket.create_connection((node.address, 22), timeout=3.0):
-            return Readiness(True, "ssh answers", ssh=True)
-    except OSError as exc:
-        return Readiness(False, f"ssh {node.address}:22: {exc}")
 
 
 def bake_ami(
@@ -239,49 +228,26 @@ def bake_ami(
 def _launch_builder(
     clients: AwsClients, settings: AwsSettings, base: str, name: str, image_id: str, role: str
 ) -> str:
-    tags = dict(settings.extra_tags)
-    tags.update(
-        {
-            TAG_NAME: name,
-            TAG_BUILDER: image_id,
-            "rollout:bake-role": role,
-            TAG_CREATED_BY: CREATED_BY,
-        }
-    )
-    params: dict[str, Any] = {
-        "ImageId": base,
-        "MinCount": 1,
-        "MaxCount": 1,
-        "TagSpecifications": [
-            {"ResourceType": "instance", "Tags": tag_list(tags)},
-            {"ResourceType": "volume", "Tags": tag_list(tags)},
-        ],
-        "ClientToken": f"{image_id}-builder"[:64],
-        # A builder must not outlive a lost controller: shutting it down ends it.
-        "InstanceInitiatedShutdownBehavior": "terminate",
+    tags = {
+        TAG_NAME: name,
+        TAG_BUILDER: image_id,
+        "rollout:bake-role": role,
+        TAG_CREATED_BY: CREATED_BY,
     }
+    template = None
     if settings.launch_template:
-        key = (
-            "LaunchTemplateId"
-            if settings.launch_template.startswith("lt-")
-            else "LaunchTemplateName"
-        )
-        params["LaunchTemplate"] = {
-            key: settings.launch_template,
-            "Version": settings.launch_template_version,
-        }
-    kind = settings.builder_instance_type or settings.instance_type
-    if kind:
-        params["InstanceType"] = kind
-    if settings.subnets:
-        params["SubnetId"] = settings.subnets[0]
-    if settings.security_groups:
-        params["SecurityGroupIds"] = list(settings.security_groups)
-    if settings.key_name:
-        params["KeyName"] = settings.key_name
-    if settings.instance_profile:
-        prof = settings.instance_profile
-        params["IamInstanceProfile"] = {"Arn": prof} if prof.startswith("arn:") else {"Name": prof}
+        template = template_ref(settings.launch_template, settings.launch_template_version)
+    params = run_params(
+        settings,
+        ami=base,
+        tags=tags,
+        template=template,
+        subnet=settings.subnets[0] if settings.subnets else None,
+        instance_type=settings.builder_instance_type or settings.instance_type,
+    )
+    params["ClientToken"] = f"{image_id}-builder"[:64]
+    # A builder must not outlive a lost controller: shutting it down ends it.
+    params["InstanceInitiatedShutdownBehavior"] = "terminate"
     with aws_errors("launch builder", f"{name} from {base}"):
         reply = clients.ec2.run_instances(**params)
     return str(reply["Instances"][0]["InstanceId"])

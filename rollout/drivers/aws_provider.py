@@ -32,13 +32,9 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import http.client
 import logging
-import os
-import socket
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rollout import names
@@ -54,61 +50,25 @@ from rollout.aws import (
     TAG_ROLLOUT_ID,
 )
 from rollout.aws.asg import AutoScalingGroup, GroupState, LaunchTemplate, point_group_at
+from rollout.aws.ec2 import (
+    LIVE_STATES,
+    Probe,
+    expand_user,
+    instance_node,
+    run_params,
+    tcp_http_probe,
+    template_ref,
+)
 from rollout.aws.images import AwsImageStore
 from rollout.aws.session import AwsClients, aws_errors, tag_list, tags_of
 from rollout.config import AwsSettings, Pool, PoolSettings
 from rollout.errors import ConfigError, DriverError, NotFoundError
-from rollout.model import Image, LaunchSpec, Node, NodeState, Readiness, SshTarget
+from rollout.model import Image, LaunchSpec, Node, Readiness, SshTarget
 
 if TYPE_CHECKING:
     from rollout.workspace import Workspace
 
 log = logging.getLogger("rollout.aws")
-
-Probe = Callable[[Node], Readiness]
-_LIVE = ["pending", "running", "stopping", "stopped"]
-_STATES = {
-    "pending": NodeState.PENDING,
-    "running": NodeState.RUNNING,
-    "stopping": NodeState.STOPPED,
-    "stopped": NodeState.STOPPED,
-}
-
-
-def tcp_http_probe(
-    node: Node,
-    *,
-    http_port: int = 80,
-    path: str = "/healthz",
-    ssh_port: int = 22,
-    timeout: float = 2.0,
-) -> Readiness:
-    """One real probe: SSH's port accepts a connection and HTTP answers 2xx/3xx.
-    (``systemd`` stays empty: it would need a command over SSH.)"""
-    host = node.address
-    if not host:
-        return Readiness(False, "the instance has no IP address yet")
-    try:
-        with socket.create_connection((host, ssh_port), timeout=timeout):
-            pass
-    except OSError as exc:
-        return Readiness(False, f"ssh {host}:{ssh_port}: {exc}")
-    conn = http.client.HTTPConnection(host, http_port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        status = conn.getresponse().status
-    except (OSError, http.client.HTTPException) as exc:
-        return Readiness(False, f"http://{host}:{http_port}{path}: {exc}", ssh=True)
-    finally:
-        conn.close()
-    if status >= 400:
-        return Readiness(False, f"http://{host}:{http_port}{path} answered {status}", ssh=True)
-    return Readiness(True, "ssh and http answer", ssh=True, http=True)
-
-
-def expand_user(path: str | None) -> str | None:
-    """``~`` expanded, for key and known_hosts paths from the inventory."""
-    return os.path.expanduser(path) if path else None
 
 
 class AwsProvider:
@@ -179,7 +139,7 @@ class AwsProvider:
         return [
             {"Name": f"tag:{TAG_ROLE}", "Values": [self.role]},
             {"Name": f"tag:{TAG_ENV}", "Values": [self.env]},
-            {"Name": "instance-state-name", "Values": _LIVE},
+            {"Name": "instance-state-name", "Values": LIVE_STATES},
         ]
 
     def _image_of(self, amis: set[str]) -> None:
@@ -189,43 +149,6 @@ class AwsProvider:
             for ami in unknown:  # AMIs are immutable, so this never goes stale
                 self._ami_images[ami] = found.get(ami)
 
-    def _node(self, inst: dict[str, Any], lifecycle: dict[str, str]) -> Node:
-        tags = tags_of(inst)
-        iid = str(inst["InstanceId"])
-        ami = str(inst.get("ImageId", ""))
-        image = self._ami_images.get(ami)
-        name = tags.get(TAG_NAME, "")
-        try:
-            name = names.name(name)
-        except ConfigError:
-            name = iid
-        ip_key = "PublicIpAddress" if self.aws.ssh_address == "public" else "PrivateIpAddress"
-        labels = dict(tags)
-        labels.update(
-            {
-                "aws:instance-id": iid,
-                "aws:ami": ami,
-                "aws:az": str(inst.get("Placement", {}).get("AvailabilityZone", "")),
-                "aws:subnet": str(inst.get("SubnetId", "")),
-            }
-        )
-        if iid in lifecycle:
-            labels["aws:asg-state"] = lifecycle[iid]
-        launched = inst.get("LaunchTime")
-        return Node(
-            name=name,
-            address=str(inst.get(ip_key) or ""),
-            role=tags.get(TAG_ROLE, self.role),
-            env=tags.get(TAG_ENV, self.env),
-            image_id=image.id if image else tags.get(TAG_IMAGE_ID, ami),
-            image_version=image.version if image else tags.get(TAG_IMAGE_VERSION, ""),
-            state=_STATES.get(str(inst["State"]["Name"]), NodeState.GONE),
-            created_at=float(launched.timestamp()) if launched is not None else 0.0,
-            target=iid,
-            rollout_id=tags.get(TAG_ROLLOUT_ID) or None,
-            labels=labels,
-        )
-
     def _nodes(
         self, instances: builtins.list[dict[str, Any]], group: GroupState | None = None
     ) -> builtins.list[Node]:
@@ -234,7 +157,17 @@ class AwsProvider:
             group = group or self.group.describe()
             lifecycle = {m.instance_id: m.lifecycle for m in group.members.values()}
         self._image_of({str(i.get("ImageId", "")) for i in instances if i.get("ImageId")})
-        nodes = [self._node(i, lifecycle) for i in instances]
+        nodes = [
+            instance_node(
+                i,
+                role=self.role,
+                env=self.env,
+                image=self._ami_images.get(str(i.get("ImageId", ""))),
+                ssh_address=self.aws.ssh_address,
+                lifecycle=lifecycle.get(str(i["InstanceId"])),
+            )
+            for i in instances
+        ]
         return sorted(nodes, key=lambda n: (n.created_at, n.name))
 
     def list(self) -> builtins.list[Node]:
@@ -246,7 +179,7 @@ class AwsProvider:
             group = self.group.describe()
             extra = [m for m in group.members if m not in instances]
             if extra:
-                live = [{"Name": "instance-state-name", "Values": _LIVE}]
+                live = [{"Name": "instance-state-name", "Values": LIVE_STATES}]
                 for inst in self._describe(live, extra):
                     instances[str(inst["InstanceId"])] = inst
         return self._nodes(list(instances.values()), group)
@@ -256,7 +189,7 @@ class AwsProvider:
         if node.target.startswith("i-"):
             try:
                 found = self._describe(
-                    [{"Name": "instance-state-name", "Values": _LIVE}], [node.target]
+                    [{"Name": "instance-state-name", "Values": LIVE_STATES}], [node.target]
                 )
             except NotFoundError:  # InvalidInstanceID.NotFound: long gone
                 return None
@@ -304,24 +237,18 @@ class AwsProvider:
             if lt:
                 ref = lt.get("LaunchTemplateId") or lt.get("LaunchTemplateName")
                 version = lt.get("Version") or "$Default"
-        if ref is None:
-            return None
-        key = "LaunchTemplateId" if ref.startswith("lt-") else "LaunchTemplateName"
-        return {key: ref, "Version": version}
+        return template_ref(ref, version) if ref else None
 
     def node_tags(self, spec: LaunchSpec) -> dict[str, str]:
         """Every tag a node of ``spec`` carries (also on its volumes)."""
-        tags = dict(self.aws.extra_tags)
-        tags.update(
-            {
-                TAG_NAME: spec.name,
-                TAG_ROLE: self.role,
-                TAG_ENV: self.env,
-                TAG_IMAGE_ID: spec.image.id,
-                TAG_IMAGE_VERSION: spec.image.version,
-                TAG_CREATED_BY: CREATED_BY,
-            }
-        )
+        tags = {
+            TAG_NAME: spec.name,
+            TAG_ROLE: self.role,
+            TAG_ENV: self.env,
+            TAG_IMAGE_ID: spec.image.id,
+            TAG_IMAGE_VERSION: spec.image.version,
+            TAG_CREATED_BY: CREATED_BY,
+        }
         if spec.rollout_id:
             tags[TAG_ROLLOUT_ID] = spec.rollout_id
         if self.group is not None:
@@ -354,33 +281,14 @@ class AwsProvider:
                 f"launch {spec.name}: AMI {ami} of image {spec.image.id} is {state}, not available",
                 hint="wait for the bake to finish, or pick another image",
             )
-        tags = tag_list(self.node_tags(spec))
-        params: dict[str, Any] = {
-            "ImageId": ami,
-            "MinCount": 1,
-            "MaxCount": 1,
-            "TagSpecifications": [
-                {"ResourceType": "instance", "Tags": tags},
-                {"ResourceType": "volume", "Tags": tags},
-            ],
-        }
-        template = self._template()
-        if template:
-            params["LaunchTemplate"] = template
-        if self.aws.instance_type:
-            params["InstanceType"] = self.aws.instance_type
-        subnet = self._pick_subnet()
-        if subnet:
-            params["SubnetId"] = subnet
-        if self.aws.security_groups:
-            params["SecurityGroupIds"] = list(self.aws.security_groups)
-        if self.aws.instance_profile:
-            profile = self.aws.instance_profile
-            params["IamInstanceProfile"] = (
-                {"Arn": profile} if profile.startswith("arn:") else {"Name": profile}
-            )
-        if self.aws.key_name:
-            params["KeyName"] = self.aws.key_name
+        params = run_params(
+            self.aws,
+            ami=ami,
+            tags=self.node_tags(spec),
+            template=self._template(),
+            subnet=self._pick_subnet(),
+            instance_type=self.aws.instance_type,
+        )
         if self.aws.user_data:
             params["UserData"] = self.aws.user_data
         # The client token makes a retried call (after a timeout) idempotent on

@@ -136,6 +136,17 @@ class Elbv2LoadBalancer:
             found[tid] = Member(slot=tid, target=tid, admin=Admin.MAINT, health=Health.UNKNOWN)
         return list(found.values())
 
+    def target_states(self) -> dict[str, str]:
+        """ELBv2's own state of each target (``healthy``, ``initial``,
+        ``draining: Target.DeregistrationInProgress``...), for status output."""
+        states = {}
+        for desc in self.health_source(self.arn):
+            health = desc.get("TargetHealth", {})
+            reason = health.get("Reason")
+            state = str(health.get("State", "unavailable"))
+            states[str(desc["Target"]["Id"])] = f"{state}: {reason}" if reason else state
+        return states
+
     def member(self, node: Node) -> Member | None:
         target = self._target(node)
         return next((m for m in self.members() if m.target == target), None)

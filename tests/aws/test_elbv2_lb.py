@@ -86,6 +86,7 @@ def test_deregistration_is_the_drain_and_honours_the_delay(world: AwsWorld) -> N
     draining = lb.member(node)
     assert draining is not None and draining.admin is Admin.DRAIN and draining.sessions == 1
 
+    assert lb.target_states() == {node.target: "draining: Target.DeregistrationInProgress"}
     clock.advance(29.0)
     assert lb.member(node).sessions == 1  # type: ignore[union-attr]
     clock.advance(2.0)

@@ -131,3 +131,41 @@ def test_long_output_is_cut() -> None:
     failure = first_failure([_event("runner_on_failed", task="t", host="h",
                                     res={"stderr": "x" * 10000})])
     assert failure is not None and len(failure.output) < 4100
+
+
+def test_process_tree_reaches_detached_workers(tmp_path: Path) -> None:
+    """ansible's workers call setsid(); the tree walk must still find and kill them."""
+    import os
+    import subprocess
+    import time
+
+    from rollout.ansible import kill_processes, process_tree
+
+    pidfile = tmp_path / "worker.pid"
+    script = (
+        "import os, subprocess, time;"
+        "w = subprocess.Popen(['sleep', '60'], start_new_session=True);"
+        f"open({str(pidfile)!r}, 'w').write(str(w.pid)); time.sleep(60)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script, "fake-ansible-playbook"])
+    try:
+        deadline = time.monotonic() + 10
+        while not pidfile.exists() or not pidfile.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        worker = int(pidfile.read_text())
+        tree = process_tree(os.getpid(), "fake-ansible-playbook")
+        assert {pid for pid, _ in tree} == {parent.pid, worker}
+        assert process_tree(os.getpid(), "no-such-program") == []
+        kill_processes(tree)
+        parent.wait(5)
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{worker}").exists():
+            state = Path(f"/proc/{worker}/stat").read_text().rpartition(")")[2].split()[0]
+            if state == "Z":
+                break
+            assert time.monotonic() < deadline, "the detached worker survived"
+            time.sleep(0.02)
+    finally:
+        parent.kill()
+        parent.wait()
