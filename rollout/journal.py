@@ -371,7 +371,7 @@ class Journal:
                 batches_done=frozenset(extra["batches_done"]),
                 skipped_nodes=tuple(extra["skipped_nodes"]),
                 previous_images=tuple(json.loads(row["previous_images"])),
-                message=extra["message"],
+                message=extra["message"], kind=extra.get("kind", "rollout"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise JournalError(
@@ -398,6 +398,7 @@ def _state_json(state: RolloutState) -> str:
         "failing": state.failing, "halted": state.halted,
         "batches_done": sorted(state.batches_done),
         "skipped_nodes": list(state.skipped_nodes), "message": state.message,
+        "kind": state.kind,
     }, sort_keys=True)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -138,7 +138,7 @@ def run_rollout(ws: Workspace, role: str, *, version: str | None = None,
             controller = session.controller(on_event=on_event, stop_requested=stop_requested,
                                             lease=lease)
             result = controller.run(target)
-        record_evidence(session, target, result)
+        after_success(session, target, result)
         return result
     finally:
         rid = result.id if result else _latest_id(session)
@@ -153,8 +153,10 @@ def resume_rollout(ws: Workspace, *, role: str | None = None, rollout_id: str | 
                    stop_requested: Callable[[], bool] = lambda: False) -> RolloutResult:
     session, rid = _session_for(ws, role, rollout_id)
     with session.lease(wait=wait_lock) as lease:
-        return session.controller(on_event=on_event, stop_requested=stop_requested,
-                                  lease=lease).resume(rid)
+        result = session.controller(on_event=on_event, stop_requested=stop_requested,
+                                    lease=lease).resume(rid)
+    after_success(session, session.journal.get(result.id).target, result)
+    return result
 
 
 def abort_rollout(ws: Workspace, *, role: str | None = None, rollout_id: str | None = None,
@@ -245,6 +247,53 @@ def write_rollout_metrics(session: Session, rollout_id: str, path: Path,
     ))
 
 
+def after_success(session: Session, image: Image, result: RolloutResult) -> None:
+    """What a finished, successful rollout leaves behind: the evidence in the
+    image store, and (AWS) the launch template pointing at the new image."""
+    if str(result.status) != "succeeded":
+        return
+    record_evidence(session, image, result)
+    hook = getattr(session.drivers.provider, "on_rollout_succeeded", None)
+    if hook is not None and result.replaced:
+        hook(image)
+
+
+def build_image(ws: Workspace, role: str, version: str, *, parent: str | None = None,
+                extra_vars: Mapping[str, str] | None = None, smoke: bool = True,
+                on_event: Callable[[str], None] = lambda m: None,
+                cancel: Callable[[], bool] = lambda: False) -> Image:
+    """Bake ``role``: on the lab (a directory image) or, when the environment's
+    pool of that role runs on AWS, an AMI. Validated before anything starts."""
+    names.name(role, "role", "--role")
+    names.version(version, "--version")
+    pool = ws.env.pools.get(role)
+    if pool is not None and pool.settings.provider == "aws":
+        from rollout.aws.bake import bake_ami
+        from rollout.drivers.smoke import TestinfraSmokeRunner
+
+        aws = pool.settings.aws
+        assert aws is not None  # PoolSettings guarantees it for provider aws
+        store = ws.images_for(pool)
+        parent_image = store.get(names.image_id(parent, "--parent")) if parent else None
+        runner = None
+        if smoke:
+            from rollout.aws.ec2 import ssh_target_for
+
+            runner = TestinfraSmokeRunner(
+                project=ws.project, pool_settings=pool.settings,
+                ssh_for=lambda node: ssh_target_for(node, aws),
+                evidence_dir=ws.data.evidence / "bakes", timeout=pool.settings.timeouts.smoke)
+        return bake_ami(ws.project, aws, role, version, smoke=runner, log_dir=ws.data.logs,
+                        parent=parent_image, extra_vars=extra_vars, cancel=cancel,
+                        on_event=on_event)
+    from rollout.bake import bake
+
+    store = ws.images_for()
+    parent_image = store.get(names.image_id(parent, "--parent")) if parent else None
+    return bake(ws.project, ws.env, ws.data, role, version, parent=parent_image,
+                extra_vars=extra_vars or {}, smoke=smoke, on_event=on_event)
+
+
 def record_evidence(session: Session, image: Image, result: RolloutResult) -> None:
     """After a successful rollout, note in the image store that the image passed
     this environment, with the rollout id and the JUnit files as evidence."""
@@ -257,8 +306,6 @@ def record_evidence(session: Session, image: Image, result: RolloutResult) -> No
     junits = [str(evidence / f"{n}.xml") for n in new_nodes(session, result.id)
               if (evidence / f"{n}.xml").is_file()]
     summary = f"{len(result.replaced)} node(s) passed the smoke gate in rollout {result.id}"
-    try:
+    with suppress(NotFoundError):  # an image deleted meanwhile has no evidence to keep
         update(image.id, lambda m: record_pass(m, session.pool.env, result.id, junits, summary,
                                                at=time.time()))
-    except NotFoundError:
-        pass

@@ -20,8 +20,8 @@ from rollout.aws import (
 )
 from rollout.aws.session import tag_list, tags_of
 from rollout.config import AwsSettings
-from rollout.errors import ConfigError
-from rollout.model import Image, Node, NodeState, Readiness
+from rollout.errors import ConfigError, DriverError
+from rollout.model import Image, Node, NodeState, Readiness, SshTarget
 
 Probe = Callable[[Node], Readiness]
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
@@ -164,4 +164,21 @@ def instance_node(
         target=iid,
         rollout_id=tags.get(TAG_ROLLOUT_ID) or None,
         labels=labels,
+    )
+
+
+def ssh_target_for(node: Node, aws: AwsSettings) -> SshTarget:
+    """How to reach an instance over SSH, per the pool's aws settings (the same
+    for pool nodes and bake builders)."""
+    if not node.address:
+        raise DriverError(
+            f"ssh {node.name}: instance {node.target} has no {aws.ssh_address} IP address",
+            hint="use aws.ssh_address: private from inside the VPC",
+        )
+    return SshTarget(
+        host=names.address(node.address, f"node {node.name}"),
+        user=aws.ssh_user,
+        key_file=expand_user(aws.ssh_key),
+        known_hosts=expand_user(aws.known_hosts),
+        host_key_policy=aws.host_key_policy,
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from rollout import names
+from rollout import names, operations
 from rollout.cli.base import Options, cli, common, pass_options
 from rollout.errors import ConfigError
 
@@ -36,21 +36,18 @@ def _extra_vars(values: tuple[str, ...]) -> dict[str, str]:
 def build(opts: Options, role: str, version: str | None, parent: str | None,
           extra_vars: tuple[str, ...], no_smoke: bool) -> None:
     """Bake an image of ROLE with Ansible, smoke-test it and register it."""
-    from rollout.bake import bake
+    from rollout.cli.base import STOP
 
-    names.name(role, "role", "--role")
-    ws = opts.workspace()
     version = version or time.strftime("%Y%m%d.%H%M%S", time.gmtime())
-    names.version(version, "--version")
     variables = _extra_vars(extra_vars)
-    store = ws.images_for()
-    parent_image = store.get(names.image_id(parent, "--parent")) if parent else None
     out = opts.out()
-    image = bake(ws.project, ws.env, ws.data, role, version, parent=parent_image,
-                 extra_vars=variables, smoke=not no_smoke, on_event=out.line)
+    image = operations.build_image(opts.workspace(), role, version, parent=parent,
+                                   extra_vars=variables, smoke=not no_smoke, on_event=out.line,
+                                   cancel=STOP.requested)
     if out.json:
         out.record({"event": "image_registered", "id": image.id, "role": image.role,
-                    "version": image.version, "verified": image.verified})
+                    "version": image.version, "verified": image.verified,
+                    "location": image.location})
     else:
         out.line(f"registered image {image.id} ({image.role} {image.version}"
                  f"{'' if image.verified else ', UNVERIFIED: baked with --no-smoke'})")
@@ -65,7 +62,11 @@ def images(opts: Options, role: str | None) -> None:
     if role is not None:
         names.name(role, "role", "--role")
     ws = opts.workspace()
-    found = ws.images_for().list(role)
+    pool = ws.env.pools.get(role) if role else None
+    if pool is None and ws.env.pools and all(
+            p.settings.provider == "aws" for p in ws.env.pools.values()):
+        pool = next(iter(ws.env.pools.values()))
+    found = ws.images_for(pool).list(role)
     out = opts.out()
     rows = [_image_json(i) for i in found]
     if out.json:

@@ -36,6 +36,17 @@ remove, destroy), so capacity never dips::
     RESTORING (reason: interrupted) --same--> PENDING with attempt + 1
     PENDING --rollout failing or aborted--> SKIPPED
 
+Pools with a data volume (``volume`` in the settings) must use ``strategy:
+in_place`` (the config refuses anything else): the volume can only move once
+the old node is STOPPED, which PARKING guarantees, and the launch of the new
+node carries ``LaunchSpec.volume_from`` = the old node. RESTORING in such a
+pool gives the volume back: it first takes the new node out (DRAIN, wait
+sessions 0 or timeouts.drain, remove) and destroys it, and only then starts
+the old node, which gets its volume again (capacity is already down by the
+batch in place, so nothing more dips)::
+
+    RESTORING (volume, old stopped) --new out of LB, destroyed--> start old -> ...
+
 Errors while RESTORING or RETIRING are retried with backoff on the clock; after
 :data:`MAX_RETRIES` the rollout halts (status ``halted``: resume or abort).
 Terminal phases: DONE, RESTORED, SKIPPED.
@@ -177,6 +188,9 @@ class RolloutState:
     skipped_nodes: tuple[str, ...] = ()  # already on the target image
     previous_images: tuple[str, ...] = ()
     message: str = ""
+    # What started it: "rollout", or a workflow ("phoenix", "replace") that
+    # replaces chosen nodes on the image they run; phoenix budgets count these.
+    kind: str = "rollout"
 
     @property
     def strategy(self) -> Strategy:

@@ -53,9 +53,9 @@ from rollout.aws.asg import AutoScalingGroup, GroupState, LaunchTemplate, point_
 from rollout.aws.ec2 import (
     LIVE_STATES,
     Probe,
-    expand_user,
     instance_node,
     run_params,
+    ssh_target_for,
     tcp_http_probe,
     template_ref,
 )
@@ -406,18 +406,7 @@ class AwsProvider:
             return
 
     def ssh(self, node: Node) -> SshTarget:
-        if not node.address:
-            raise DriverError(
-                f"ssh {node.name}: instance {node.target} has no {self.aws.ssh_address} IP address",
-                hint="use aws.ssh_address: private from inside the VPC",
-            )
-        return SshTarget(
-            host=names.address(node.address, f"node {node.name}"),
-            user=self.aws.ssh_user,
-            key_file=expand_user(self.aws.ssh_key),
-            known_hosts=expand_user(self.aws.known_hosts),
-            host_key_policy=self.aws.host_key_policy,
-        )
+        return ssh_target_for(node, self.aws)
 
     # -- hooks -----------------------------------------------------------
 
