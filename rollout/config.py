@@ -388,7 +388,8 @@ def load_environment(project: Path, env: str) -> Environment:
         (base / n for n in ("hosts.yml", "hosts.yaml", "hosts") if (base / n).is_file()), None
     )
     if inventory is None:
-        raise ConfigError(f"{base}: no hosts.yml inventory", hint="create inventories/ENV/hosts.yml")
+        raise ConfigError(f"{base}: no hosts.yml inventory",
+                          hint="create inventories/ENV/hosts.yml")
     groups = _groups(_read_yaml(inventory), inventory)
 
     all_vars_path = base / "group_vars" / "all.yml"

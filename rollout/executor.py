@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 
@@ -137,10 +137,15 @@ class Controller:
 
     # --- entry points ---------------------------------------------------------------
 
-    def run(self, target: Image) -> RolloutResult:
+    def run(self, target: Image, *, only: Sequence[str] | None = None,
+            kind: str = "rollout") -> RolloutResult:
         """Replace the pool's nodes with nodes of ``target``. Raises
         UnfinishedRolloutError (exit 3) when the pool has an unfinished rollout,
-        RolloutFailed (1), RolloutHalted (4) or Interrupted (130)."""
+        RolloutFailed (1), RolloutHalted (4) or Interrupted (130).
+
+        ``only`` names the nodes to replace even if they run ``target`` already
+        (phoenix, ``rollout replace``); each must be in the pool (running and
+        READY in the LB). ``kind`` is recorded with the rollout."""
         env, role = self.pool.env, self.pool.role
         names.image_id(target.id, "target image")
         if target.role != role:
@@ -156,10 +161,21 @@ class Controller:
             )
         nodes, members = self.provider.list(), self.lb.members()
         by_target = {m.target: m for m in members if m.target}
-        plan = plan_batches(pool_nodes(nodes, by_target), target, self.pool.settings)
+        members_now = pool_nodes(nodes, by_target)
+        if only is not None:
+            present = {n.name for n in members_now}
+            missing = sorted(set(only) - present)
+            if missing:
+                raise NotFoundError(
+                    f"pool {env}/{role}: {', '.join(missing)} not running and READY in the "
+                    "load balancer, so not replaceable through a rollout",
+                    hint=f"see `rollout lab status`; `rollout reap --role {role}` removes "
+                    "leftovers",
+                )
+        plan = plan_batches(members_now, target, self.pool.settings, only=only)
         rollout_id = names.name(self.new_id(), "rollout id")
         state = new_state(rollout_id, env, role, target, self.pool.settings, plan,
-                          self.clock.now())
+                          self.clock.now(), kind=kind)
         self.journal.create(state, pid=os.getpid(), host=socket.gethostname())
         self._emit(state, RolloutStarted(
             state.id, self.clock.now(), env=env, role=role, target_image=target.id,

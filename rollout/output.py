@@ -93,7 +93,7 @@ class Output:
         if self.json:
             self.record(data)
         elif (text := describe(data)) is not None:
-            self.line(text, style=_STYLE.get(str(data.get("event")), None))
+            self.line(text, style=_STYLE.get(str(data.get("event"))))
 
     def document(self, data: Any) -> None:
         """A whole JSON document (for status-like commands), printed once."""

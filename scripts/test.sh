@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Install what the tests need (scripts/setup.sh), then run every suite:
-# unit (pure, fakes), aws (moto's real server) and functional (the real lab).
+# Install what the tests need (scripts/setup.sh: Debian packages, .venv, the
+# base image cache), then run every suite: unit (pure, fakes), contract, aws
+# (moto's real server) and functional (the real lab: nspawn, HAProxy, Ansible).
+# Extra arguments go to pytest, e.g. `scripts/test.sh -m "not functional"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
+# The functional tests bring up their own lab in a temporary data directory but
+# share the base image cache that setup just prepared.
+data="${ROLLOUT_DATA_DIR:-/var/lib/rollout}"
+export ROLLOUT_BASE_CACHE="${ROLLOUT_BASE_CACHE:-$data/base}"
 exec .venv/bin/python -m pytest tests "$@"

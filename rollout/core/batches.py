@@ -5,7 +5,7 @@ starts a rollout from it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from rollout.config import PoolSettings
@@ -50,17 +50,27 @@ def pool_nodes(nodes: Sequence[Node], members: Mapping[str, Member]) -> list[Nod
     return found
 
 
-def plan_batches(nodes: Sequence[Node], target: Image, settings: PoolSettings) -> Plan:
+def plan_batches(nodes: Sequence[Node], target: Image, settings: PoolSettings,
+                 only: Collection[str] | None = None) -> Plan:
     """Split the pool's ``nodes`` into batches, oldest first.
 
     Nodes already on ``target`` are skipped, so a re-run is a no-op. The first
     batch holds ``settings.canary`` nodes when canary > 0; the rest hold
     ``settings.batch_size`` each.
+
+    ``only`` (node names) replaces exactly those nodes, even when they run the
+    target already (phoenix and ``rollout replace``); the others are left alone
+    and are not listed as skipped.
     """
-    todo = sorted(
-        (n for n in nodes if n.image_id != target.id), key=lambda n: (n.created_at, n.name)
-    )
-    skipped = tuple(sorted((n for n in nodes if n.image_id == target.id), key=lambda n: n.name))
+    if only is not None:
+        todo = sorted((n for n in nodes if n.name in only), key=lambda n: (n.created_at, n.name))
+        skipped: tuple[Node, ...] = ()
+    else:
+        todo = sorted(
+            (n for n in nodes if n.image_id != target.id), key=lambda n: (n.created_at, n.name)
+        )
+        skipped = tuple(sorted((n for n in nodes if n.image_id == target.id),
+                               key=lambda n: n.name))
     batches: list[tuple[Node, ...]] = []
     canary = settings.canary > 0 and bool(todo)
     if canary:

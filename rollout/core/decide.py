@@ -58,6 +58,7 @@ def new_state(
     settings: PoolSettings,
     plan: Plan,
     now: float,
+    kind: str = "rollout",
 ) -> RolloutState:
     """A fresh rollout of ``plan``: one PENDING replacement per planned node."""
     reps: list[Replacement] = []
@@ -73,7 +74,7 @@ def new_state(
     return RolloutState(
         id=rollout_id, env=env, role=role, target=target, settings=settings,
         replacements=tuple(reps), started_at=now, last_progress=now,
-        skipped_nodes=tuple(n.name for n in plan.skipped), previous_images=previous,
+        skipped_nodes=tuple(n.name for n in plan.skipped), previous_images=previous, kind=kind,
     )
 
 

@@ -20,10 +20,9 @@ checks. Changing DRAIN to READY does not reset the health.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rollout import names
 from rollout.config import Pool
