@@ -10,24 +10,24 @@ on disk, ``synchronous=FULL`` unless ``--no-fsync``). What is simulated: the
 provider, the load balancer and the smoke gate (``rollout.testing`` fakes).
 
 Why a REAL clock: the goal compares wall time with the theoretical time
-(batches × per-node time), which only means something when the controller's own
+(batches x per-node time), which only means something when the controller's own
 work (deciding over 1,000 replacements, journal fsyncs, thread hand-offs) costs
 real time on the same timeline as the latencies. A pure virtual clock hides
 exactly that cost, and it cannot model concurrency either: a FakeClock's
 ``sleep`` advances one shared clock, so 100 smoke runs "in parallel" add up to
-100 × the smoke time. So the fakes run on :class:`RealTimeClock`, whose
+100 x the smoke time. So the fakes run on :class:`RealTimeClock`, whose
 ``sleep`` really sleeps (divided by ``--speedup``, 1 by default = real
 latencies) and whose ``now`` is real elapsed time (times the speedup).
 
 Figures:
 
-* controller CPU per node step: (process CPU time − CPU spent inside the fakes)
+* controller CPU per node step: (process CPU time - CPU spent inside the fakes)
   ÷ journaled steps (launch, smoke, lb_add, lb_set_admin, lb_remove, destroy).
   The fakes' own CPU (e.g. the fake LB rebuilding 1,100 members per call) is
   measured with per-thread CPU clocks around every fake call and left out,
   because a real driver's cost is I/O wait, not our CPU. Both are printed.
 * peak RSS: ``ru_maxrss`` of this process.
-* wall time against theoretical: batches × (boot + smoke + rise × interval +
+* wall time against theoretical: batches x (boot + smoke + rise x interval +
   drain), all nodes of a batch in parallel.
 """
 
@@ -213,7 +213,7 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> bool:
     ]
     print(f"pool {r['nodes']} nodes, {r['batches']} batches of {r['batch']}, "
           f"per-node time {r['per_node']:g}s (boot {args.boot:g} + smoke {args.smoke:g} + "
-          f"rise {args.rise}×{args.interval:g} + drain {args.drain:g}), speedup {args.speedup:g}, "
+          f"rise {args.rise}x{args.interval:g} + drain {args.drain:g}), speedup {args.speedup:g}, "
           f"journal fsync {'off' if args.no_fsync else 'on'}")
     print(f"outcome: {r['status']}, {r['replaced']} replaced, {r['steps']} journaled steps; "
           f"pool check: {'ok' if not r['problems'] else '; '.join(r['problems'])}")
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--batch-percent", type=int, default=10)
     # Defaults: what the lab measured per node (boot ~0.6 s, smoke ~1.1 s,
-    # HAProxy rise 2 × 0.5 s) and a short drain.
+    # HAProxy rise 2 x 0.5 s) and a short drain.
     parser.add_argument("--boot", type=float, default=0.6)
     parser.add_argument("--smoke", type=float, default=1.1)
     parser.add_argument("--rise", type=int, default=2)

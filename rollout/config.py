@@ -148,6 +148,10 @@ class AwsSettings(_Strict):
     replace_protected: bool = True  # False: refuse to retire scale-in-protected instances
     builder_instance_type: str | None = None  # the bake's builder; default instance_type
     extra_tags: dict[str, str] = {}  # more tags on every node and AMI (cost centre...)
+    # Data volumes (PoolSettings.volume): the EBS volume made for a fresh node.
+    volume_size: int = Field(10, ge=1, le=16384)  # GiB
+    volume_type: str = "gp3"
+    volume_device: str = "/dev/xvdf"
 
 
 class PoolSettings(_Strict):
@@ -195,6 +199,18 @@ class PoolSettings(_Strict):
                 f"but max_unavailable is {self.max_unavailable}; raise max_unavailable "
                 "or use strategy surge"
             )
+        if self.volume is not None:
+            if not self.volume.startswith("/") or any(c in self.volume for c in " \r\n\t:,"):
+                raise ValueError(
+                    f"volume must be an absolute path inside the node without spaces, ':' "
+                    f"or ',' (got {self.volume!r})"
+                )
+            if self.strategy != "in_place":
+                raise ValueError(
+                    "a pool with a volume must use strategy in_place: the old node is stopped "
+                    "before its volume moves to the new one, so the new node cannot serve "
+                    "first; set strategy: in_place and max_unavailable >= batch_size"
+                )
         floor = self.min_healthy
         from rollout.durations import resolve_floor
 
@@ -335,6 +351,15 @@ def _read_yaml(path: Path) -> Any:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{at}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
+    except Exception as exc:
+        # safe_load only parses this text, so any failure is the file's: PyYAML's
+        # constructors raise ValueError, IndexError, AttributeError... for
+        # scalars they cannot build (2020-13-45, `!!int four`, a bare `!!int`).
+        raise ConfigError(f"{path}: a value cannot be read as YAML: "
+                          f"{type(exc).__name__}: {exc}",
+                          hint="quote the value if it is meant as a string") from None
 
 
 def _groups(inventory: Any, path: Path) -> set[str]:

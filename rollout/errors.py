@@ -94,6 +94,13 @@ class JournalError(RolloutError):
     exit_code = ExitCode.HALTED
 
 
+class JournalUnusable(JournalError):
+    """The journal cannot be opened or read back (a corrupt file, a newer
+    schema): nothing was done, so this is an environment problem, not a halt."""
+
+    exit_code = ExitCode.ENVIRONMENT
+
+
 class RolloutFailed(RolloutError):
     """The rollout failed and every touched node was restored."""
 

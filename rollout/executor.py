@@ -29,7 +29,7 @@ from rollout.config import Pool
 from rollout.core.batches import plan_batches, pool_nodes
 from rollout.core.decide import (
     Decision,
-    apply_outcome,
+    apply_outcomes,
     decide,
     halt,
     new_state,
@@ -46,6 +46,7 @@ from rollout.core.state import (
     Outcome,
     Phase,
     RemoveMember,
+    RestoreReason,
     RolloutState,
     RolloutStatus,
     RunSmoke,
@@ -235,8 +236,7 @@ class Controller:
                     decision = decide(state, world, self.clock.now(), busy)
                     state = self._commit(decision)
                     if state.status is RolloutStatus.RUNNING:
-                        for action in decision.actions:
-                            self._start(state, action, pool, inflight)
+                        self._start(state, decision.actions, pool, inflight)
                 if state.status is not RolloutStatus.RUNNING:
                     self._settle(state, inflight)
                     return state
@@ -273,23 +273,32 @@ class Controller:
         except Exception as exc:
             return Readiness(False, f"probe failed: {exc}")
 
-    def _start(self, state: RolloutState, action: Action,
+    def _start(self, state: RolloutState, actions: tuple[Action, ...],
                pool: futures.ThreadPoolExecutor | None,
                inflight: dict[futures.Future[Outcome], _Flight]) -> None:
-        detail = action.admin.value if isinstance(action, SetAdmin) else ""
-        if isinstance(action, Launch) and action.spec is not None:
-            detail = action.spec.image.id
-        # The intent is durable before the side effect starts.
-        step_id = self.journal.begin_step(state.id, action.index, action.kind,
-                                          action.node.name, self.clock.now(), detail)
-        self._emit(state, StepStarted(state.id, self.clock.now(), index=action.index,
-                                      node=action.node.name, step=action.kind))
-        if pool is None:
-            future: futures.Future[Outcome] = futures.Future()
-            future.set_result(self._perform(action))
-        else:
-            future = pool.submit(self._perform, action)
-        inflight[future] = _Flight(action, step_id)
+        if not actions:
+            return
+        now = self.clock.now()
+        intents = []
+        for action in actions:
+            detail = action.admin.value if isinstance(action, SetAdmin) else ""
+            if isinstance(action, Launch) and action.spec is not None:
+                detail = action.spec.image.id
+            intents.append((action.index, action.kind, action.node.name, now, detail))
+        started = tuple(StepStarted(state.id, now, index=a.index, node=a.node.name, step=a.kind)
+                        for a in actions)
+        # Every intent is durable (one transaction, one fsync for the whole
+        # decision) before any of the side effects starts.
+        step_ids = self.journal.begin_steps(state.id, intents, started)
+        for event in started:
+            self.on_event(event)
+        for action, step_id in zip(actions, step_ids, strict=True):
+            if pool is None:
+                future: futures.Future[Outcome] = futures.Future()
+                future.set_result(self._perform(action))
+            else:
+                future = pool.submit(self._perform, action)
+            inflight[future] = _Flight(action, step_id)
 
     def _perform(self, action: Action) -> Outcome:
         """One driver call. Any Exception is an outcome; BaseException is not."""
@@ -322,20 +331,33 @@ class Controller:
     def _collect(self, state: RolloutState,
                  inflight: dict[futures.Future[Outcome], _Flight], apply: bool = True,
                  ) -> RolloutState:
-        for future in [f for f in inflight if f.done()]:
+        """Journal the outcomes of every finished action and fold them into the
+        state, all in one transaction."""
+        done = [f for f in inflight if f.done()]
+        if not done:
+            return state
+        now = self.clock.now()
+        finished: list[tuple[int, bool, str, float, float]] = []
+        events: list[Event] = []
+        outcomes: list[tuple[Action, Outcome]] = []
+        for future in done:
             flight = inflight.pop(future)
             outcome = future.result()  # re-raises a BaseException from the worker
             action = flight.action
             ok = outcome.ok and (outcome.smoke is None or outcome.smoke.passed)
             error = outcome.error or (outcome.smoke.summary if outcome.smoke and not ok else "")
-            self.journal.finish_step(flight.step_id, ok, error, self.clock.now(),
-                                     outcome.duration)
-            self._emit(state, StepFinished(
-                state.id, self.clock.now(), index=action.index, node=action.node.name,
+            finished.append((flight.step_id, ok, error, now, outcome.duration))
+            events.append(StepFinished(
+                state.id, now, index=action.index, node=action.node.name,
                 step=action.kind, ok=ok, duration=outcome.duration, error=error,
             ))
-            if apply:
-                state = self._commit(apply_outcome(state, action, outcome, self.clock.now()))
+            outcomes.append((action, outcome))
+        decision = apply_outcomes(state, outcomes, now) if apply else Decision(state)
+        state = decision.state
+        self.journal.commit(state, waits=decision.waits,
+                            events=(*events, *decision.events), finished=finished)
+        for event in (*events, *decision.events):
+            self.on_event(event)
         return state
 
     def _settle(self, state: RolloutState,
@@ -358,8 +380,7 @@ class Controller:
 
     def _commit(self, decision: Decision) -> RolloutState:
         state = decision.state
-        self.journal.save(state)
-        self.journal.record(state.id, decision.waits, decision.events)
+        self.journal.commit(state, waits=decision.waits, events=decision.events)
         for event in decision.events:
             self.on_event(event)
         return state
@@ -413,8 +434,12 @@ class Controller:
         role = state.role
         if state.status is RolloutStatus.FAILED:
             restored = ", ".join(result.restored) or "none"
-            raise RolloutFailed(f"{where} failed: {state.message} (restored: {restored})",
-                                hint=f"see `rollout show {state.id}`")
+            # Say why, not only that the budget ran out: the first failure's cause.
+            first = next((r.error for r in reps if r.restore_reason is RestoreReason.FAILED
+                          and r.error and r.error not in state.message), None)
+            cause = f"; first failure: {first}" if first else ""
+            raise RolloutFailed(f"{where} failed: {state.message}{cause} "
+                                f"(restored: {restored})", hint=f"see `rollout show {state.id}`")
         if state.status is RolloutStatus.HALTED:
             raise RolloutHalted(f"{where} halted: {state.message}",
                                 hint=f"fix the cause, then `rollout resume --role {role}`, "

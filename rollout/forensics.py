@@ -106,7 +106,8 @@ def _connection(target: SshTarget, connect_timeout: float) -> Any:
         config=Config(ssh_config=SSHConfig()),
         connect_timeout=max(1, math.ceil(connect_timeout)),
         connect_kwargs={
-            "key_filename": [target.key_file] if own_key else None,
+            # fabric merges key_filename as a list: leave it out rather than None.
+            **({"key_filename": [target.key_file]} if own_key else {}),
             "look_for_keys": not own_key,
             "allow_agent": not own_key,
             "banner_timeout": connect_timeout,

@@ -243,7 +243,7 @@ class LabImageStore:
             known = ", ".join(image.id for image in self.list()[-5:]) or "none"
             raise NotFoundError(
                 f"no image {image_id!r} in {self.root} (newest: {known})",
-                hint="list images with `rollout images`, or bake one with `rollout bake`",
+                hint="list images with `rollout images`, or bake one with `rollout build`",
             ) from None
         return image_from_manifest(manifest, path.parent)
 
@@ -264,7 +264,7 @@ class LabImageStore:
             raise NotFoundError(
                 f"no image of role {role!r} with version {version!r} in {self.root} "
                 f"(versions: {versions})",
-                hint=f"bake it: rollout bake --role {role} --version {version}",
+                hint=f"bake it: rollout build --role {role} --version {version}",
             )
         return matching[-1]
 
@@ -275,7 +275,7 @@ class LabImageStore:
             raise NotFoundError(
                 f"no image of role {role!r} in {self.root} "
                 f"(roles with images: {', '.join(roles) or 'none'})",
-                hint=f"bake one: rollout bake --role {role} --version 1.0.0",
+                hint=f"bake one: rollout build --role {role} --version 1.0.0",
             )
         return images
 

@@ -126,11 +126,28 @@ def run_rollout(ws: Workspace, role: str, *, version: str | None = None,
                 wait_lock: bool = False, junit: Path | None = None,
                 metrics_file: Path | None = None, on_event: EventSink = lambda e: None,
                 stop_requested: Callable[[], bool] = lambda: False,
-                clock: Clock | None = None) -> RolloutResult:
-    """Roll the pool of ``role`` onto the target image."""
+                clock: Clock | None = None, allow_below_floor: bool = False) -> RolloutResult:
+    """Roll the pool of ``role`` onto the target image.
+
+    A plan that would leave fewer nodes in service than the pool's floor is
+    refused (ConfigError, exit 2) unless ``allow_below_floor``, which lowers
+    the floor to the plan's lowest step for this rollout only."""
     session = open_session(ws, role, overrides=overrides, clock=clock)
     target = resolve_target(session.drivers.images, role, version=version, image_id=image_id)
     check_promotion(session, target)
+    from rollout.workflows.plan import plan_for_session
+
+    plan = plan_for_session(session, target)
+    if plan.breaches_floor:
+        if not allow_below_floor:
+            raise ConfigError(
+                f"refusing to run: {plan.floor_message()}",
+                hint=f"see `rollout plan --role {role}`; bring the pool back to full "
+                "strength first, or pass --allow-below-floor to accept the lower capacity",
+            )
+        session = open_session(ws, role, overrides={**(overrides or {}),
+                                                    **plan.below_floor_overrides()},
+                               clock=clock)
     started = time.time()
     result: RolloutResult | None = None
     try:

@@ -16,7 +16,8 @@ Rules, in order:
 2. The running nodes must all run one image, the one the replacements will
    use. A mix means an unfinished rollout: the run is not allowed.
 3. A node is due when its age (``now - created_at``) is strictly greater
-   than ``max_age``. Due nodes are taken oldest first (ties by name).
+   than ``max_age``; ``0s`` makes every running node due (a full refresh).
+   Due nodes are taken oldest first (ties by name).
 4. Outside the maintenance window nothing is allowed.
 5. The budget caps how many due nodes are taken: ``per_run`` per invocation,
    ``per_day`` per *rolling 24 hours* (not per calendar day, so a window that
@@ -196,15 +197,14 @@ def parse_window(text: str, option: str = "--window") -> MaintenanceWindow:
 
 
 def parse_max_age(value: str, option: str = "--max-age") -> float:
-    """Seconds from a duration such as ``7d``; ConfigError naming ``option``."""
+    """Seconds from a duration such as ``7d`` (``0s`` means every node is due);
+    ConfigError naming ``option``."""
     try:
         seconds = parse_duration(value)
     except ValueError as exc:
         raise ConfigError(
             f"{option}: {exc}", hint="use a duration such as 7d, 36h or 90m"
         ) from None
-    if seconds <= 0:
-        raise ConfigError(f"{option}: the age must be more than zero (got {value!r})")
     return seconds
 
 
@@ -260,8 +260,8 @@ def select_for_phoenix(
     history: Sequence[float] = (),
 ) -> PhoenixDecision:
     """Decide which nodes a phoenix run replaces now (rules in the module docstring)."""
-    if max_age <= 0:
-        raise ConfigError(f"--max-age: the age must be more than zero (got {max_age!r} s)")
+    if max_age < 0:
+        raise ConfigError(f"--max-age: the age must be zero or more (got {max_age!r} s)")
     skipped: list[Skipped] = []
     running: list[Node] = []
     for node in sorted(nodes, key=lambda n: n.name):
@@ -345,7 +345,8 @@ def pool_health_problem(nodes: Sequence[Node], members: Sequence[Member], floor:
     out = sorted(n.name for n in running if n.lb_target not in in_service)
     count = sum(1 for n in running if n.lb_target in in_service)
     if count < floor:
-        return (f"only {count} nodes are in service, below the floor of {floor}; "
+        named = f" (out of service: {', '.join(out)})" if out else ""
+        return (f"only {count} nodes are in service, below the floor of {floor}{named}; "
                 "phoenix skips an unhealthy pool: check `rollout lab status`")
     if out:
         return (f"nodes not in service: {', '.join(out)}; phoenix skips an unhealthy pool: "

@@ -143,7 +143,7 @@ class AwsImageStore:
         if not found:
             raise NotFoundError(
                 f"no available AMI holds image {image_id!r} (owners: {', '.join(self.owners)})",
-                hint="list the images with `rollout images`; bake it with `rollout bake`",
+                hint="list the images with `rollout images`; bake it with `rollout build`",
             )
         return found[-1]
 
@@ -152,7 +152,7 @@ class AwsImageStore:
         if not images:
             raise NotFoundError(
                 f"no AMI of role {role!r} is registered",
-                hint=f"bake one with `rollout bake --role {role}`",
+                hint=f"bake one with `rollout build --role {role}`",
             )
         return images[-1]
 

@@ -72,9 +72,11 @@ def images(opts: Options, role: str | None) -> None:
     if out.json:
         out.document(rows)
         return
-    out.table("images", ["id", "role", "version", "created", "verified", "passed in"],
+    out.table("images", ["id", "role", "version", "created", "verified", "passed in",
+                         "promoted to"],
               [[r["id"], r["role"], r["version"], r["created"], str(r["verified"]),
-                ",".join(r["passed_envs"]) or "-"] for r in rows])
+                ",".join(r["passed_envs"]) or "-", ",".join(r["promoted_to"]) or "-"]
+               for r in rows])
 
 
 def _image_json(image: Any) -> dict[str, Any]:

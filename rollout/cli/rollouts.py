@@ -75,19 +75,24 @@ def _report(out: Output, result: RolloutResult) -> None:
               help="Write the smoke tests' JUnit XML here.")
 @click.option("--metrics-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Update this Prometheus textfile with the rollout's metrics.")
+@click.option("--allow-below-floor", is_flag=True,
+              help="Run a plan that leaves fewer nodes in service than the floor.")
 @common
 @pass_options
 def run(opts: Options, role: str, version: str | None, image_id: str | None,
         overrides: dict[str, Any], wait_lock: bool, junit: Path | None,
-        metrics_file: Path | None) -> None:
-    """Replace the pool's nodes with fresh ones from the target image."""
+        metrics_file: Path | None, allow_below_floor: bool) -> None:
+    """Replace the pool's nodes with fresh ones from the target image.
+
+    A plan that would breach the pool's floor (see `rollout plan`) is refused
+    with exit 2 unless --allow-below-floor."""
     names.name(role, "role", "--role")
     out = opts.out()
     STOP.install()
     result = operations.run_rollout(
         opts.workspace(), role, version=version, image_id=image_id, overrides=overrides,
         wait_lock=wait_lock, junit=junit, metrics_file=metrics_file, on_event=out.event,
-        stop_requested=STOP.requested)
+        stop_requested=STOP.requested, allow_below_floor=allow_below_floor)
     _report(out, result)
 
 

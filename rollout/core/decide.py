@@ -40,6 +40,7 @@ from rollout.model import Admin, Image, NodeState
 __all__ = [
     "Decision",
     "apply_outcome",
+    "apply_outcomes",
     "decide",
     "halt",
     "new_state",
@@ -116,10 +117,32 @@ def apply_outcome(state: RolloutState, action: Action, outcome: Outcome, now: fl
     """Fold the result of ``action`` into the state. A late outcome for a
     replacement that has moved on (another phase or attempt) changes nothing."""
     run = Pass(state, World({}, {}), now)
+    if not _apply(run, action, outcome):
+        return Decision(state)
+    return _finish(run)
+
+
+def apply_outcomes(
+    state: RolloutState, done: Sequence[tuple[Action, Outcome]], now: float
+) -> Decision:
+    """:func:`apply_outcome` for several outcomes, in order, in one pass: the
+    same result as folding them one by one, at the cost of one copy of the
+    replacements instead of one per outcome (a 1,000-node pool finishes 100
+    actions at once)."""
+    run = Pass(state, World({}, {}), now)
+    applied = [_apply(run, action, outcome) for action, outcome in done]
+    if not any(applied):
+        return Decision(state)
+    return _finish(run)
+
+
+def _apply(run: Pass, action: Action, outcome: Outcome) -> bool:
+    """Fold one outcome into ``run``; False when it is late and changes nothing."""
+    state, now = run.state, run.now
     i = action.index
     rep = run.reps[i]
     if rep.attempt != action.attempt or rep.phase is not action.phase:
-        return Decision(state)
+        return False
     if rep.phase in (Phase.RESTORING, Phase.RETIRING):
         if outcome.ok:
             if rep.retries:
@@ -145,7 +168,7 @@ def apply_outcome(state: RolloutState, action: Action, outcome: Outcome, now: fl
             run.move(i, Phase.ADDING)
     elif isinstance(action, AddMember) and rep.phase is Phase.ADDING:
         run.move(i, Phase.RISING)
-    return _finish(run)
+    return True
 
 
 def request_stop(state: RolloutState, now: float) -> Decision:

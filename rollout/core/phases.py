@@ -89,7 +89,8 @@ class Pass:
         self.soak = state.soak
         self.soaked = state.soaked
         self.batches_done = state.batches_done
-        out = {r.old_target for r in self.reps if r.phase in _OLD_OUT[state.strategy]}
+        old_out = _OLD_OUT[state.strategy]  # looked up once: this runs per outcome
+        out = {r.old_target for r in self.reps if r.phase in old_out}
         self.in_service = sum(
             1 for t, m in world.members.items() if m.in_service and t not in out
         )
@@ -320,6 +321,26 @@ class Pass:
 
     # --- restore -------------------------------------------------------------------
 
+    def take_out_new(self, i: int, rep: Replacement) -> bool:
+        """Drain, remove and destroy the new node; True once it is gone from
+        the LB and the provider (otherwise one action or a wait was emitted)."""
+        new = self.node(rep.new_name)
+        target = rep.new_target or (new.lb_target if new is not None else "")
+        new_member = self.member(target)
+        new_ref = new or placeholder(rep.new_name, target, self.state)
+        if new_member is not None:
+            if new_member.admin is Admin.READY:
+                self.set(i, entered={**rep.entered, "restore_drain": self.now})
+                return self.act(i, SetAdmin, new_ref, admin=Admin.DRAIN)
+            since = rep.entered.get("restore_drain", self.now)
+            busy = new_member.admin is Admin.DRAIN and new_member.sessions > 0
+            if busy and self.now - since <= self.timeouts.drain:
+                return self.wait_for(i, f"draining {rep.new_name}")
+            return self.act(i, RemoveMember, new_ref)
+        if new is not None:
+            return self.act(i, DestroyNode, new)
+        return True
+
     def restoring(self, i: int, rep: Replacement) -> bool:
         """Old node back in service first, then the new one out: capacity never dips."""
         if self.now < rep.retry_at:
@@ -335,6 +356,10 @@ class Pass:
             return self.halt(f"old node {rep.old_name} is gone, so it cannot be put back; "
                              f"new node {rep.new_name} was left as it is")
         if old.state is NodeState.STOPPED:
+            # A data volume is on the new node now: that node must be out and
+            # gone before the old one starts and takes its volume back.
+            if self.settings.volume and not self.take_out_new(i, rep):
+                return False
             return self.act(i, StartNode, old)
         member = self.member(rep.old_target)
         if member is None or member.admin is not Admin.READY:
@@ -346,21 +371,8 @@ class Pass:
             return self.act(i, SetAdmin, old, admin=Admin.READY)
         if member.health is not Health.UP:
             return self.wait_for(i, f"{rep.old_name} back in the LB, waiting for UP", deadline)
-        new = self.node(rep.new_name)
-        target = rep.new_target or (new.lb_target if new is not None else "")
-        new_member = self.member(target)
-        new_ref = new or placeholder(rep.new_name, target, self.state)
-        if new_member is not None:
-            if new_member.admin is Admin.READY:
-                self.set(i, entered={**rep.entered, "restore_drain": self.now})
-                return self.act(i, SetAdmin, new_ref, admin=Admin.DRAIN)
-            since = rep.entered.get("restore_drain", self.now)
-            busy = new_member.admin is Admin.DRAIN and new_member.sessions > 0
-            if busy and self.now - since <= t.drain:
-                return self.wait_for(i, f"draining {rep.new_name}")
-            return self.act(i, RemoveMember, new_ref)
-        if new is not None:
-            return self.act(i, DestroyNode, new)
+        if not self.take_out_new(i, rep):
+            return False
         self.events.append(ReplacementRestored(
             self.state.id, self.now, index=i, old_node=rep.old_name, new_node=rep.new_name,
             reason=(rep.restore_reason or RestoreReason.FAILED).value,

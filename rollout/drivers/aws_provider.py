@@ -61,9 +61,12 @@ from rollout.aws.ec2 import (
 )
 from rollout.aws.images import AwsImageStore
 from rollout.aws.session import AwsClients, aws_errors, tag_list, tags_of
+from rollout.aws.volumes import PoolVolumes
+from rollout.clock import SystemClock
 from rollout.config import AwsSettings, Pool, PoolSettings
 from rollout.errors import ConfigError, DriverError, NotFoundError
 from rollout.model import Image, LaunchSpec, Node, Readiness, SshTarget
+from rollout.protocols import Clock
 
 if TYPE_CHECKING:
     from rollout.workspace import Workspace
@@ -84,6 +87,7 @@ class AwsProvider:
         probe: Probe | None = None,
         images: AwsImageStore | None = None,
         where: str = "aws settings",
+        clock: Clock | None = None,
     ) -> None:
         self.env = names.name(env, "environment")
         self.role = names.name(role, "role")
@@ -111,6 +115,12 @@ class AwsProvider:
         )
         self._ami_images: dict[str, Image | None] = {}
         self._subnet_az: dict[str, str] = {}
+        # One EBS volume per slot, handed from an old node to its replacement.
+        self.volumes = PoolVolumes(
+            self.clients, self.env, self.role, size=aws.volume_size,
+            volume_type=aws.volume_type, device=aws.volume_device,
+            clock=clock or SystemClock(),
+        ) if settings.volume else None
 
     @classmethod
     def from_pool(cls, pool: Pool, **kwargs: Any) -> AwsProvider:
@@ -211,11 +221,7 @@ class AwsProvider:
             return list(self.group.describe().subnets)
         return []
 
-    def _pick_subnet(self) -> str | None:
-        """The subnet of the availability zone with the fewest pool nodes."""
-        subnets = self._subnets()
-        if len(subnets) <= 1:
-            return subnets[0] if subnets else None
+    def _learn_zones(self, subnets: builtins.list[str]) -> None:
         missing = [s for s in subnets if s not in self._subnet_az]
         if missing:
             with aws_errors("describe subnets", ", ".join(missing)):
@@ -223,6 +229,27 @@ class AwsProvider:
                     "ec2", "describe_subnets", "Subnets", SubnetIds=missing
                 ):
                     self._subnet_az[str(sub["SubnetId"])] = str(sub["AvailabilityZone"])
+
+    def _subnet_in(self, zone: str) -> str | None:
+        """A pool subnet in ``zone`` (a data volume cannot leave its zone)."""
+        subnets = self._subnets()
+        if not subnets:
+            return None
+        self._learn_zones(subnets)
+        for subnet in subnets:
+            if self._subnet_az.get(subnet) == zone:
+                return subnet
+        raise DriverError(
+            f"pool {self.env}/{self.role}: no subnet in {zone}, where the data volume is",
+            hint="add a subnet of that availability zone to aws.subnets",
+        )
+
+    def _pick_subnet(self) -> str | None:
+        """The subnet of the availability zone with the fewest pool nodes."""
+        subnets = self._subnets()
+        if len(subnets) <= 1:
+            return subnets[0] if subnets else None
+        self._learn_zones(subnets)
         per_az = Counter(n.labels.get("aws:az", "") for n in self.list())
 
         def load(subnet: str) -> tuple[int, int]:
@@ -281,12 +308,13 @@ class AwsProvider:
                 f"launch {spec.name}: AMI {ami} of image {spec.image.id} is {state}, not available",
                 hint="wait for the bake to finish, or pick another image",
             )
+        volume = self._volume_for(spec)
         params = run_params(
             self.aws,
             ami=ami,
             tags=self.node_tags(spec),
             template=self._template(),
-            subnet=self._pick_subnet(),
+            subnet=self._subnet_in(volume["AvailabilityZone"]) if volume else self._pick_subnet(),
             instance_type=self.aws.instance_type,
         )
         if self.aws.user_data:
@@ -299,7 +327,21 @@ class AwsProvider:
         if inst["State"]["Name"] in ("shutting-down", "terminated"):
             # The same token once launched a node that is gone since: launch anew.
             inst = self._run(params, f"{token[:48]}-{int(time.time())}", spec)
+        if self.volumes is not None and volume is None:
+            self.volumes.create(spec.name, str(inst["Placement"]["AvailabilityZone"]))
         return self._nodes([inst])[0]
+
+    def _volume_for(self, spec: LaunchSpec) -> dict[str, Any] | None:
+        """The data volume the new node takes: its own already (a retried
+        launch), else the stopped old node's; None for a fresh volume."""
+        if self.volumes is None:
+            return None
+        mine = self.volumes.held_by(spec.name)
+        if mine is not None or spec.volume_from is None:
+            return mine
+        old = self._by_name(names.name(spec.volume_from, "node name"))
+        state = str(old[0]["State"]["Name"]) if old else None
+        return self.volumes.hand_over(spec.volume_from, state, spec.name)
 
     def _run(self, params: dict[str, Any], token: str, spec: LaunchSpec) -> dict[str, Any]:
         with aws_errors("launch node", f"{spec.name} from {spec.image.location} ({spec.image.id})"):
@@ -332,6 +374,10 @@ class AwsProvider:
             return Readiness(
                 False, f"{node.target} status checks: instance {checks[0]}, system {checks[1]}"
             )
+        if self.volumes is not None:
+            attached = self.volumes.attach_held(node.name, node.target)
+            if attached in ("attaching", "elsewhere"):
+                return Readiness(False, f"{node.name}: data volume {attached}")
         if not node.address:
             found = self._find(node)
             if found is not None:
@@ -371,6 +417,8 @@ class AwsProvider:
                 hint="it cannot be restored; launch a replacement",
             )
         iid = str(inst["InstanceId"])
+        if self.volumes is not None:
+            self._take_volume_back(node, iid)
         if inst["State"]["Name"] in ("stopped", "stopping"):
             with aws_errors("start instance", f"{iid} ({node.name})"):
                 self.clients.ec2.start_instances(InstanceIds=[iid])
@@ -378,6 +426,16 @@ class AwsProvider:
         # An ASG member left in Standby by stop() is put back in service by
         # readiness() once it runs again (exit_standby wants it running).
         return self._nodes([inst])[0]
+
+    def _take_volume_back(self, node: Node, iid: str) -> None:
+        """On restore: the volume handed to the replacement comes back first."""
+        assert self.volumes is not None
+        holder = self.volumes.holder_of_previous(node.name)
+        if holder is not None and holder != node.name:
+            live = self._by_name(holder)
+            state = str(live[0]["State"]["Name"]) if live else None
+            self.volumes.take_back(node.name, state)
+        self.volumes.attach_held(node.name, iid)
 
     def destroy(self, node: Node) -> None:
         inst = self._find(node)

@@ -59,6 +59,8 @@ class LabProvider:
     def _node(self, rec: NodeRecord) -> Node:
         running = nodes.node_running(self.lab, rec)
         labels = {"image_dir": rec.image_dir}
+        if rec.volume_dir:
+            labels["volume"] = rec.volume_dir
         if rec.rollout_id:
             labels["rollout_id"] = rec.rollout_id
         return Node(
@@ -125,8 +127,26 @@ class LabProvider:
             image_id=spec.image.id,
             image_version=spec.image.version,
             rollout_id=spec.rollout_id,
+            volume_path=self.pool.settings.volume,
+            volume_dir=self._handed_over(spec),
         )
         return self._node(rec)
+
+    def _handed_over(self, spec: LaunchSpec) -> Path | None:
+        """The volume of ``spec.volume_from``, which must be stopped; None when
+        the pool keeps no volume or the old node had none (a fresh slot)."""
+        if self.pool.settings.volume is None or spec.volume_from is None:
+            return None
+        old = read_record(self.lab, names.name(spec.volume_from, "node name"))
+        if old is None or not old.volume_dir:
+            return None
+        if nodes.node_running(self.lab, old):
+            raise DriverError(
+                f"node {spec.name}: cannot take the volume of {old.name}: {old.name} still "
+                "runs",
+                hint="the old node must be stopped before its volume moves (strategy in_place)",
+            )
+        return Path(old.volume_dir)
 
     def readiness(self, node: Node) -> Readiness:
         """One cheap probe: TCP 22, then one ssh call, then one HTTP GET."""

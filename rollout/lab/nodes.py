@@ -52,6 +52,8 @@ __all__ = [
     "ssh_target",
     "start_node",
     "stop_node",
+    "volume_holder",
+    "volume_slot_dir",
     "wait_ssh",
 ]
 
@@ -71,7 +73,52 @@ def nspawn_command(lab: LabContext, rec: NodeRecord) -> list[str]:
         "--resolv-conf=copy-host",
         f"--bind-ro={lab.node_dir(rec.name) / 'ssh'}:/etc/ssh/node",
     ]
+    if rec.volume_dir and rec.volume_path:
+        cmd.append(f"--bind={rec.volume_dir}:{rec.volume_path}")
     return cmd
+
+
+def volume_slot_dir(lab: LabContext, env: str, role: str, slot: int) -> Path:
+    """The data volume of one slot of a pool: a directory under the data dir."""
+    return lab.data.volumes / f"{names.name(env, 'environment')}-{names.name(role, 'role')}-{slot}"
+
+
+def _allocate_volume(lab: LabContext, env: str, role: str) -> Path:
+    """The lowest slot whose volume no node record names (call under lab_lock)."""
+    held = {r.volume_dir for r in read_records(lab) if r.volume_dir}
+    for slot in itertools.count(1):
+        path = volume_slot_dir(lab, env, role, slot)
+        if str(path) not in held:
+            path.mkdir(parents=True, exist_ok=True)
+            return path
+    raise AssertionError("unreachable")
+
+
+def volume_holder(lab: LabContext, rec: NodeRecord) -> NodeRecord | None:
+    """Another node whose machine runs with ``rec``'s volume mounted, if any."""
+    if not rec.volume_dir:
+        return None
+    for other in read_records(lab):
+        if other.name != rec.name and other.volume_dir == rec.volume_dir and node_running(
+                lab, other):
+            return other
+    return None
+
+
+def _wait_volume_free(lab: LabContext, rec: NodeRecord, clock: Clock,
+                      timeout: float = 20.0) -> None:
+    """A volume is mounted by one machine at a time: wait for a holder that is
+    going away (a destroy in flight) to exit; refuse a holder that stays."""
+    deadline = clock.now() + timeout
+    while (holder := volume_holder(lab, rec)) is not None:
+        if not holder.removing or clock.now() > deadline:
+            raise DriverError(
+                f"node {rec.name}: its volume {rec.volume_dir} is mounted by node "
+                f"{holder.name}, which runs",
+                hint=f"stop or destroy {holder.name} first; a volume moves only between "
+                "stopped nodes",
+            )
+        clock.sleep(0.1)
 
 
 def _proc_argv(pid: int) -> list[str]:
@@ -188,8 +235,15 @@ def start_node(
     rollout_id: str | None = None,
     writable: bool = False,
     clock: Clock | None = None,
+    volume_path: str | None = None,
+    volume_dir: Path | None = None,
 ) -> NodeRecord:
     """Boot node ``name`` from ``image_dir`` and return its record at once.
+
+    ``volume_path`` bind-mounts a data volume read-write at that path inside
+    the node: ``volume_dir`` (handed over from a stopped node), else the pool's
+    lowest free slot under the data directory's ``volumes/``. A restarted node
+    keeps the volume its record names.
 
     The node boots in the background; use :func:`wait_ssh` (or a provider's
     readiness probe) to wait for it. ``writable=True`` boots the directory
@@ -215,18 +269,25 @@ def start_node(
             return existing
         if existing is not None:
             address = existing.address
+            vol_dir, vol_path = existing.volume_dir, existing.volume_path
         else:
             used = [r.address for r in read_records(lab)]
             address = network.allocate_address(lab.settings.subnet, used)
+            vol_dir, vol_path = None, volume_path
+            if volume_path is not None:
+                vol_dir = str(volume_dir or _allocate_volume(lab, env, role))
         rec = NodeRecord(
             name=name, address=address, role=role, env=env, image_id=image_id,
             image_version=image_version, rollout_id=rollout_id,
             created_at=existing.created_at if existing else clock.now(),
             pid=None, writable=writable, image_dir=str(image),
             console_log=str(lab.node_dir(name) / "console.log"),
+            volume_dir=vol_dir, volume_path=vol_path,
         )
-        # Recorded before anything starts: the address is reserved from here on.
+        # Recorded before anything starts: the address (and volume) are
+        # reserved from here on.
         write_record(lab, rec)
+    _wait_volume_free(lab, rec, clock)
     _ensure_node_keys(lab, name, address)
     network.ensure_node_link(lab.settings, name, address)
     rec = replace(rec, pid=_spawn(lab, rec), started_at=clock.now())

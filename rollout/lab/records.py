@@ -61,6 +61,11 @@ class NodeRecord:
     started_at: float | None = None
     # Set by a fast destroy: the machine is going away and must not be listed.
     removing: bool = False
+    # A data volume: a host directory bind-mounted read-write at volume_path.
+    # Several records may name one directory (an old node stopped, its
+    # replacement running); only one of them may run at a time.
+    volume_dir: str | None = None
+    volume_path: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -91,7 +91,7 @@ def test_unknown_things_raise_not_found_naming_them(store: LabImageStore) -> Non
         store.get("web-9-deadbeef")
     with pytest.raises(NotFoundError, match=r"version '9\.9'.*versions: 1\.0\.0") as exc:
         store.by_version("web", "9.9")
-    assert "rollout bake --role web --version 9.9" in str(exc.value)
+    assert "rollout build --role web --version 9.9" in str(exc.value)
     with pytest.raises(NotFoundError, match=r"no image of role 'api'.*roles with images: web"):
         store.latest("api")
     with pytest.raises(NotFoundError):
