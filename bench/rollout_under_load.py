@@ -39,16 +39,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+# Python puts this script's directory first on sys.path, where a bench script
+# named rollout.py would shadow the rollout package: look the package up from
+# the project root instead.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
 
-from rollout.ansible import build_inventory, runner_env
-from rollout.config import load_environment
-from rollout.errors import NotFoundError
-from rollout.images import LabImageStore
-from rollout.lab import haproxy_process, nodes
-from rollout.lab.harness import LabHandle, lab_skip_reason, make_project
-from rollout.loadgen import Load
-from rollout.paths import DataDir
+import yaml  # noqa: E402
+
+from rollout.ansible import build_inventory, runner_env  # noqa: E402
+from rollout.config import load_environment  # noqa: E402
+from rollout.errors import NotFoundError  # noqa: E402
+from rollout.images import LabImageStore  # noqa: E402
+from rollout.lab import haproxy_process, nodes  # noqa: E402
+from rollout.lab.harness import LabHandle, lab_skip_reason, make_project  # noqa: E402
+from rollout.loadgen import Load  # noqa: E402
+from rollout.paths import DataDir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PLAYBOOK = "playbooks/baseline-rolling-update.yml"

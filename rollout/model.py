@@ -84,6 +84,9 @@ class Readiness:
     ssh: bool = False
     systemd: str = ""  # output of `systemctl is-system-running`
     http: bool = False
+    # The node will not become ready by waiting (systemd finished booting
+    # "degraded": a unit failed). The controller fails the step at once.
+    failed: bool = False
 
 
 @dataclass(frozen=True)

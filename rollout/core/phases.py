@@ -216,6 +216,8 @@ class Pass:
             self.record(i, "boot", self.since(rep, Phase.LAUNCHING))
             self.move(i, Phase.SMOKING)
             return True
+        if probe is not None and probe.failed:
+            return self.fail(i, f"new node {rep.new_name} will not become ready: {probe.detail}")
         deadline = rep.phase_started + self.timeouts.ready
         if self.now > deadline:
             detail = f" ({probe.detail})" if probe is not None and probe.detail else ""

@@ -364,11 +364,11 @@ def test_real_ansible_killed_mid_bake_leaves_no_image_and_no_builder(lab: LabHan
 
 @pytest.fixture
 def small_data_dir(lab: LabHandle) -> Iterator[Path]:
-    """A 2 MiB tmpfs as the data directory, whose lab state, images, base and
+    """A 64 MiB tmpfs as the data directory, whose lab state, images, base and
     evidence are the live lab's (symlinks): only the journal (and logs) live on
     the small filesystem, so filling it fills the journal's disk for real."""
     root = Path(tempfile.mkdtemp(prefix="h10-full-"))
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(root)],
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(root)],
                              capture_output=True, text=True, check=False)
     if mounted.returncode != 0:
         root.rmdir()
