@@ -46,11 +46,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-# Run as a script, this directory comes first on sys.path, where a module named
-# like the package (bench/rollout.py) would shadow it.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
-
 from rollout.config import Pool, PoolSettings
 from rollout.executor import Controller, RolloutResult
 from rollout.journal import Journal

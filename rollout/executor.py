@@ -174,7 +174,7 @@ class Controller:
                     "leftovers",
                 )
         plan = plan_batches(members_now, target, self.pool.settings, only=only)
-        rollout_id = names.name(self.new_id(), "rollout id")
+        rollout_id = names.rollout_id(self.new_id(), "rollout id")
         state = new_state(rollout_id, env, role, target, self.pool.settings, plan,
                           self.clock.now(), kind=kind)
         self.journal.create(state, pid=os.getpid(), host=socket.gethostname())
@@ -408,7 +408,7 @@ class Controller:
                 raise NotFoundError(f"pool {env}/{role} has no unfinished rollout to {verb}",
                                     hint="see `rollout history`")
             return state
-        state = self.journal.get(names.name(rollout_id, "rollout id"))
+        state = self.journal.get(names.rollout_id(rollout_id, "rollout id"))
         if (state.env, state.role) != (env, role):
             raise ConfigError(f"rollout {rollout_id} belongs to pool {state.env}/{state.role}, "
                               f"not {env}/{role}", hint=f"pass --env {state.env} --role "

@@ -49,6 +49,14 @@ def image_id(value: object, where: str = "argument") -> str:
     )
 
 
+def rollout_id(value: object, where: str = "argument") -> str:
+    """A rollout id as the journal prints it (e.g. r0cad693d)."""
+    return _check(
+        _NAME, value, "rollout id", where,
+        "use the id that `rollout history` or `rollout status` prints, e.g. r0cad693d",
+    )
+
+
 def backend(value: object, where: str = "argument") -> str:
     """An HAProxy backend or server name."""
     return _check(

@@ -196,7 +196,7 @@ def reap_pool(ws: Workspace, role: str, *, dry_run: bool = False, wait_lock: boo
 def _session_for(ws: Workspace, role: str | None,
                  rollout_id: str | None) -> tuple[Session, str | None]:
     if rollout_id is not None:
-        names.image_id(rollout_id, "rollout id")
+        names.rollout_id(rollout_id, "ROLLOUT_ID")
         journal = open_journal(ws)
         try:
             state = journal.get(rollout_id)

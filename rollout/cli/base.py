@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +18,10 @@ from rollout.output import Output
 from rollout.workspace import Workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: The data directory of the running command, for the crash report (the one
+#: place that maps errors to exit codes runs after click has returned).
+DATA_DIR: ContextVar[Path | None] = ContextVar("rollout_data_dir", default=None)
 
 
 @dataclass
@@ -77,6 +82,7 @@ def cli(ctx: click.Context, project: Path | None, data_dir: Path | None, env: st
     130 interrupted (pool left safe).
     """
     ctx.obj = Options(project=project, data_dir=data_dir, env=env, output=output)
+    DATA_DIR.set(data_dir)
 
 
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import click
 
-from rollout.cli.base import cli
+from rollout.cli.base import DATA_DIR, cli
 from rollout.errors import ExitCode, RolloutError
 from rollout.paths import default_data_dir
 
 
 def _crash_report(exc: BaseException) -> Path | None:
-    base = default_data_dir() / "logs"
+    base = (DATA_DIR.get() or default_data_dir()) / "logs"
     try:
         base.mkdir(parents=True, exist_ok=True)
         path = base / f"crash-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.txt"

@@ -233,7 +233,7 @@ def history(opts: Options, role: str | None, limit: int) -> None:
 @pass_options
 def show(opts: Options, rollout_id: str) -> None:
     """One rollout: its replacements, every recorded step and its timings."""
-    names.image_id(rollout_id, "rollout id")
+    names.rollout_id(rollout_id, "ROLLOUT_ID")
     ws = opts.workspace()
     journal = operations.open_journal(ws)
     state = journal.get(rollout_id)

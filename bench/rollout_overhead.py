@@ -25,16 +25,7 @@ medians it prints:
 Tears the lab down at the end unless ``--keep``.
 """
 
-# ruff: noqa: E402  (the imports follow the sys.path fix below)
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Run as a script, this file's folder comes first on sys.path and its name would
-# shadow the rollout package: drop the folder before importing the package.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 import argparse
 import functools
@@ -44,10 +35,12 @@ import os
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rollout.config import load_environment
