@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from typing import Any
 
 from rollout import names
 from rollout.errors import ConfigError
+from rollout.fsio import write_atomic
 from rollout.model import SshTarget
 from rollout.paths import DataDir
 
@@ -158,12 +158,6 @@ def _new_dir(base: Path, node: str, now: float) -> Path:
     raise ConfigError(f"{base}: too many forensics directories for {node} at {stamp}")
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _failed_units(stdout: str) -> tuple[str, ...]:
     units = []
     for line in stdout.splitlines():
@@ -229,7 +223,7 @@ def collect_forensics(
     )
     summary = report.to_json()
     summary.update(host=target.host, port=target.port, user=target.user, collected_at=now)
-    _write_text(directory / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_atomic(directory / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return report
 
 
@@ -259,6 +253,6 @@ def _run(conn: Any, name: str, command: str, timeout: float, directory: Path,
     if stderr:
         text += "\n--- stderr ---\n" + stderr[:MAX_OUTPUT]
     path = directory / f"{name}.txt"
-    _write_text(path, text)
+    write_atomic(path, text)
     record = CommandRecord(name, command, status, exit_code, duration, detail, path.name)
     return record, stdout

@@ -37,7 +37,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
 import secrets
 import shutil
 import subprocess
@@ -48,6 +47,7 @@ from typing import Any
 
 from rollout import names
 from rollout.errors import ConfigError, NotFoundError
+from rollout.fsio import write_json_atomic
 from rollout.model import Image
 from rollout.paths import DataDir
 
@@ -118,27 +118,6 @@ def roles_commit(project: Path) -> tuple[str | None, bool]:
     except (OSError, subprocess.TimeoutExpired):
         return None, False
     return head.stdout.strip() or None, bool(status.stdout.strip())
-
-
-def write_json_atomic(path: Path, data: object) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole
-    new one: temp file in the same directory, fsync, rename, fsync the directory."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

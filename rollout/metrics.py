@@ -27,15 +27,14 @@ from __future__ import annotations
 
 import fcntl
 import math
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from rollout.errors import ConfigError, EnvironmentProblem
+from rollout.fsio import write_atomic
 
 OUTCOMES = ("succeeded", "failed", "halted", "interrupted")
 
@@ -201,20 +200,6 @@ def _read(path: Path) -> tuple[dict[str, _Family], list[Sample]]:
     return parse_textfile(text, str(path))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # the collector often runs as another user
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _update(path: Path, change: Mapping[tuple[str, tuple[tuple[str, str], ...]], float],
             add: bool) -> None:
     path = Path(path)
@@ -229,7 +214,7 @@ def _update(path: Path, change: Mapping[tuple[str, tuple[tuple[str, str], ...]],
             for name, (kind, help_text) in FAMILIES.items():
                 families[name] = _Family(kind, help_text)
             merged = [Sample(name, labels, value) for (name, labels), value in current.items()]
-            _write_atomic(path, render(families, merged))
+            write_atomic(path, render(families, merged))
     except OSError as exc:
         raise EnvironmentProblem(
             f"{path}: cannot write the metrics file: {exc}",

@@ -22,6 +22,7 @@ from rollout.config import Pool
 from rollout.errors import ConfigError, NotFoundError
 from rollout.events import Event
 from rollout.executor import Controller, RolloutResult
+from rollout.fsio import write_atomic
 from rollout.journal import Journal
 from rollout.lock import Lease
 from rollout.model import Image
@@ -242,10 +243,7 @@ def write_junit(session: Session, rollout_id: str, path: Path) -> Path:
         for suite in suites:
             suite.set("name", f"smoke {session.pool.role} on {node}")
             root.append(suite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=True)
-    tmp.replace(path)
+    write_atomic(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
     return path
 
 

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import TYPE_CHECKING
 from rollout import names
 from rollout.drivers.haproxy_parse import MAINT_BITS, OP_STOPPED, parse_servers_state
 from rollout.errors import ConfigError, DriverError
+from rollout.fsio import write_atomic
 
 if TYPE_CHECKING:
     from rollout.config import Pool
@@ -215,23 +214,8 @@ def save_server_state(runtime: HAProxyRuntime, state_file: Path) -> None:
     :func:`restore_down_servers` with the same file.
     """
     text = runtime.servers_state_text()
-    directory = state_file.parent
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{state_file.name}.", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, state_file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(state_file, text, mode=0o600, create_parent=False)
     except OSError as exc:
         raise DriverError(
             f"{state_file}: cannot write the HAProxy server state: {exc.strerror or exc}",

@@ -21,7 +21,7 @@ from rollout.clock import SystemClock
 from rollout.drivers.haproxy_config import restore_down_servers, save_server_state
 from rollout.drivers.haproxy_runtime import HAProxyRuntime
 from rollout.errors import DriverError
-from rollout.lab.records import write_atomic
+from rollout.fsio import write_atomic
 from rollout.lab.system import run
 from rollout.paths import DataDir
 from rollout.protocols import Clock

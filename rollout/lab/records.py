@@ -19,6 +19,7 @@ from typing import Any
 from rollout import names
 from rollout.config import LabSettings
 from rollout.errors import DriverError
+from rollout.fsio import write_atomic
 from rollout.paths import DataDir
 
 
@@ -87,27 +88,6 @@ class NodeRecord:
 
 def record_path(lab: LabContext, name: str) -> Path:
     return lab.node_dir(name) / "record.json"
-
-
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` via a temp file, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def write_record(lab: LabContext, rec: NodeRecord) -> None:

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from rollout.errors import ConfigError, NotFoundError
+from rollout.fsio import write_json_atomic
 from rollout.images import (
     MANIFEST,
     LabImageStore,
     new_image_id,
     role_checksum,
-    write_json_atomic,
 )
 from rollout.paths import DataDir
 from rollout.protocols import ImageStore
