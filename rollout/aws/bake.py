@@ -339,16 +339,21 @@ def _create_image(clients: AwsClients, settings: AwsSettings, builder: str, imag
     return str(reply["ImageId"])
 
 
-def _tag_snapshots(clients: AwsClients, ami: str, image: Image) -> None:
-    """Tag the AMI's snapshots too (cost reports); moto cannot tag them at creation."""
+def _snapshots(clients: AwsClients, ami: str) -> list[str]:
+    """The EBS snapshots behind an AMI."""
     with aws_errors("describe image", ami):
         images = clients.ec2.describe_images(ImageIds=[ami])["Images"]
-    snaps = [
+    return [
         m["Ebs"]["SnapshotId"]
         for i in images
         for m in i.get("BlockDeviceMappings", [])
         if m.get("Ebs", {}).get("SnapshotId")
     ]
+
+
+def _tag_snapshots(clients: AwsClients, ami: str, image: Image) -> None:
+    """Tag the AMI's snapshots too (cost reports); moto cannot tag them at creation."""
+    snaps = _snapshots(clients, ami)
     if snaps:
         with aws_errors("tag snapshots", ", ".join(snaps)):
             clients.ec2.create_tags(
@@ -381,14 +386,7 @@ def _wait_available(
 def _forget_image(clients: AwsClients, ami: str) -> list[str]:
     """Deregister a half-made AMI and delete its snapshots (best effort)."""
     try:
-        with aws_errors("describe image", ami):
-            images = clients.ec2.describe_images(ImageIds=[ami])["Images"]
-        snaps = [
-            m["Ebs"]["SnapshotId"]
-            for i in images
-            for m in i.get("BlockDeviceMappings", [])
-            if m.get("Ebs", {}).get("SnapshotId")
-        ]
+        snaps = _snapshots(clients, ami)
         with aws_errors("deregister image", ami):
             clients.ec2.deregister_image(ImageId=ami)
         for snap in snaps:
