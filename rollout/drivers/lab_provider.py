@@ -113,8 +113,14 @@ class LabProvider:
                 f"node {spec.name}: spec is for {spec.role}/{spec.env}, this provider "
                 f"serves {self.pool.role}/{self.pool.env}"
             )
-        existing = read_record(self.lab, spec.name)
-        if existing is not None and not existing.removing:
+        with _cleanup_lock:
+            existing = read_record(self.lab, spec.name)
+            if existing is not None and existing.removing:
+                # A destroy of this name is still being cleaned up in the background:
+                # finish it now, or its cleanup would tear down the new node's netns.
+                nodes.remove_node(self.lab, spec.name)
+                existing = None
+        if existing is not None:
             return self._node(existing)
         if not spec.image.location:
             raise NotFoundError(f"image {spec.image.id}: has no location (image directory)")

@@ -1,5 +1,6 @@
 """The drivers registered with the contract suite: the public fakes of
-rollout.testing, and the AWS drivers on moto's server (marker aws)."""
+rollout.testing, the AWS drivers on moto's server (marker aws), and the lab's
+nspawn provider and HAProxy driver on the real lab (marker functional)."""
 
 from __future__ import annotations
 
@@ -64,3 +65,72 @@ register_provider("fake", fake_provider)
 register_lb("fake", fake_lb)
 register_provider("aws", aws_provider, pytest.mark.aws)
 register_lb("elbv2", aws_lb, pytest.mark.aws)
+
+
+# -- the lab drivers: real nspawn nodes and the real HAProxy (marker functional) --
+# They run inside the shared session lab (tests/conftest.py); every node they
+# launch carries the rollout id LAB_CONTRACT and is destroyed afterwards, so
+# the pool is left as it was.
+
+LAB_CONTRACT = "r-contract"
+
+
+def _lab_workspace(request: Any) -> Any:
+    from rollout.workspace import Workspace
+
+    lab = request.getfixturevalue("lab")
+    return Workspace(project=lab.project, env=lab.env, data=lab.data)
+
+
+def _cleanup_lab_nodes(provider: Any, lb: Any = None) -> None:
+    for node in provider.list():
+        if node.rollout_id == LAB_CONTRACT:
+            if lb is not None:
+                lb.remove(node)
+            provider.destroy(node)
+
+
+def _wait_ready(provider: Any, timeout: float = 60.0) -> None:
+    """Real time: until every running contract node answers its readiness probe."""
+    import time
+
+    from rollout.model import NodeState
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pending = [n for n in provider.list()
+                   if n.rollout_id == LAB_CONTRACT and n.state is not NodeState.STOPPED
+                   and not provider.readiness(n).ready]
+        if not pending:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"lab contract nodes not ready within {timeout:g}s")
+
+
+def lab_provider(request: Any) -> ProviderHarness:
+    ws = _lab_workspace(request)
+    drivers = ws.drivers("web")
+    provider = drivers.provider
+    request.addfinalizer(lambda: _cleanup_lab_nodes(provider))
+    return ProviderHarness(provider, "web", ws.env.name, drivers.images.latest("web"),
+                           settle=lambda: _wait_ready(provider))
+
+
+def haproxy_lb(request: Any) -> LbHarness:
+    import time
+
+    ws = _lab_workspace(request)
+    drivers = ws.drivers("web")
+    provider, lb = drivers.provider, drivers.lb
+    request.addfinalizer(lambda: _cleanup_lab_nodes(provider, lb))
+    image = drivers.images.latest("web")
+    nodes = [provider.launch(LaunchSpec(name=f"web-c{i}", role="web", env=ws.env.name,
+                                        image=image, rollout_id=LAB_CONTRACT))
+             for i in range(2)]
+    _wait_ready(provider)
+    # HAProxy checks every 0.5 s and needs 2 good ones: rise in about 1 s.
+    return LbHarness(lb, nodes, advance=time.sleep, rise=2.0, drain=1.0)
+
+
+register_provider("lab", lab_provider, pytest.mark.functional)
+register_lb("haproxy", haproxy_lb, pytest.mark.functional)

@@ -1,4 +1,5 @@
-"""Fixtures for the REAL lab: nspawn nodes, a bridge, HAProxy, Ansible bakes.
+"""Shared fixtures for the REAL lab (functional and lab contract tests): nspawn nodes,
+a bridge, HAProxy, Ansible bakes.
 
 ``lab`` (session scope) brings up a lab of the ``lab`` environment in a
 throwaway copy of the project with its own data directory, and tears it down
@@ -31,7 +32,7 @@ from rollout.config import load_environment
 from rollout.lab.harness import LabHandle, lab_skip_reason, make_project
 from rollout.paths import DataDir
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
