@@ -169,6 +169,9 @@ class PoolSettings(_Strict):
     canary: int = Field(1, ge=0)
     soak: Duration = Field(5.0, ge=0)
     failure_budget: int = Field(0, ge=0)
+    # A new node that never becomes ready (or boots degraded) is destroyed and
+    # another launched, this many times, before the replacement counts as failed.
+    boot_retries: int = Field(1, ge=0, le=5)
     standby: Literal["running", "stopped"] = "running"
     # Regression thresholds compared during the soak, new nodes against old.
     max_5xx_rate: float = Field(0.01, ge=0, le=1)

@@ -110,6 +110,17 @@ class ReplacementFailed(Event):
 
 
 @dataclass(frozen=True)
+class NodeRelaunched(Event):
+    """A new node failed to boot; it is destroyed and another one launched."""
+
+    index: int = 0
+    old_node: str = ""
+    failed_node: str = ""
+    reason: str = ""
+    kind: ClassVar[str] = "node_relaunched"
+
+
+@dataclass(frozen=True)
 class ReplacementRestored(Event):
     index: int = 0
     old_node: str = ""
@@ -184,6 +195,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ReplacementDone,
         ReplacementFailed,
         ReplacementRestored,
+        NodeRelaunched,
         RetryScheduled,
         BatchDone,
         SoakVerdict,

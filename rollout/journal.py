@@ -39,7 +39,7 @@ from rollout.errors import JournalError, JournalUnusable, NotFoundError
 from rollout.events import Event, from_dict
 from rollout.model import Image
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA_1 = """
 CREATE TABLE rollouts (
@@ -92,7 +92,25 @@ def _statements(script: str) -> Callable[[sqlite3.Connection], None]:
     return run
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _statements(_SCHEMA_1)}
+# Version 2: how many new nodes a replacement gave up on because they failed to boot.
+_SCHEMA_2 = """
+ALTER TABLE replacements ADD COLUMN relaunches INTEGER NOT NULL DEFAULT 0
+"""
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    0: _statements(_SCHEMA_1),
+    1: _statements(_SCHEMA_2),
+}
+
+_REPLACEMENT_COLUMNS = (
+    "rollout_id", "idx", "batch", "old_name", "old_target", "old_image_id", "new_name",
+    "new_target", "phase", "phase_started", "attempt", "error", "restore_reason", "retries",
+    "retry_at", "drain_timed_out", "waiting", "entered_json", "relaunches",
+)
+_PUT_REPLACEMENT = (
+    f"INSERT OR REPLACE INTO replacements ({', '.join(_REPLACEMENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _REPLACEMENT_COLUMNS)})"
+)
 
 
 @dataclass(frozen=True)
@@ -451,11 +469,12 @@ def _insert_records(conn: sqlite3.Connection, rollout_id: str, waits: tuple[Wait
 
 def _put_replacement(conn: sqlite3.Connection, rollout_id: str, r: Replacement) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO replacements VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        _PUT_REPLACEMENT,
         (rollout_id, r.index, r.batch, r.old_name, r.old_target, r.old_image_id, r.new_name,
          r.new_target, r.phase.value, r.phase_started, r.attempt, r.error,
          r.restore_reason.value if r.restore_reason else None, r.retries, r.retry_at,
-         int(r.drain_timed_out), r.waiting, json.dumps(dict(r.entered), sort_keys=True)),
+         int(r.drain_timed_out), r.waiting, json.dumps(dict(r.entered), sort_keys=True),
+         r.relaunches),
     )
 
 
@@ -469,4 +488,5 @@ def _replacement(row: sqlite3.Row) -> Replacement:
         restore_reason=RestoreReason(reason) if reason else None, retries=row["retries"],
         retry_at=row["retry_at"], drain_timed_out=bool(row["drain_timed_out"]),
         waiting=row["waiting"], entered=json.loads(row["entered_json"]),
+        relaunches=row["relaunches"],
     )

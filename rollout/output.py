@@ -43,6 +43,8 @@ def describe(e: dict[str, Any]) -> str | None:
         return f"  FAILED {e['new_node']} in {e['phase']}: {e['error']}; restoring {e['old_node']}"
     if kind == "replacement_restored":
         return f"  restored {e['old_node']} (removed {e['new_node']}): {e['reason']}"
+    if kind == "node_relaunched":
+        return f"  {e['failed_node']} failed to boot ({e['reason']}): launching another"
     if kind == "retry_scheduled":
         return f"  retrying {e['step']} on {e['node']} (attempt {e['attempt']}): {e['error']}"
     if kind == "batch_done":

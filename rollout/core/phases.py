@@ -32,6 +32,7 @@ from rollout.core.state import (
 )
 from rollout.events import (
     Event,
+    NodeRelaunched,
     PhaseChanged,
     ReplacementDone,
     ReplacementFailed,
@@ -216,14 +217,38 @@ class Pass:
             self.record(i, "boot", self.since(rep, Phase.LAUNCHING))
             self.move(i, Phase.SMOKING)
             return True
-        if probe is not None and probe.failed:
-            return self.fail(i, f"new node {rep.new_name} will not become ready: {probe.detail}")
         deadline = rep.phase_started + self.timeouts.ready
-        if self.now > deadline:
+        error = None
+        if probe is not None and probe.failed:
+            error = f"new node {rep.new_name} will not become ready: {probe.detail}"
+        elif self.now > deadline:
             detail = f" ({probe.detail})" if probe is not None and probe.detail else ""
-            return self.fail(i, f"new node {rep.new_name} was not ready within "
-                                f"timeouts.ready {self.timeouts.ready:g}s{detail}")
-        return self.wait_for(i, f"{rep.new_name} booting", deadline)
+            error = (f"new node {rep.new_name} was not ready within "
+                     f"timeouts.ready {self.timeouts.ready:g}s{detail}")
+        if error is None:
+            return self.wait_for(i, f"{rep.new_name} booting", deadline)
+        if rep.relaunches < self.settings.boot_retries:
+            # A machine that fails to boot says nothing about the image yet
+            # (clouds and busy hosts do this): try another before failing.
+            self.events.append(NodeRelaunched(
+                self.state.id, self.now, index=i, old_node=rep.old_name,
+                failed_node=rep.new_name, reason=error))
+            self.move(i, Phase.RELAUNCHING)
+            self.set(i, error=error)
+            return True
+        return self.fail(i, error)
+
+    def relaunching(self, i: int, rep: Replacement) -> bool:
+        """Destroy the new node that failed to boot, then launch another under a
+        new name (attempt + 1). Journaled as any phase: a crash here resumes here."""
+        new = self.node(rep.new_name)
+        if new is not None:
+            return self.act(i, DestroyNode, new)
+        attempt = rep.attempt + 1
+        self.set(i, attempt=attempt, relaunches=rep.relaunches + 1, new_target="", error=None,
+                 new_name=node_name(self.state.role, self.state.id, i, attempt))
+        self.move(i, Phase.LAUNCHING)
+        return True
 
     def smoking(self, i: int, rep: Replacement) -> bool:
         new = self.node(rep.new_name)
@@ -391,11 +416,13 @@ class Pass:
         return False
 
 
-_NEW_SIDE = {Phase.LAUNCHING, Phase.BOOTING, Phase.SMOKING, Phase.ADDING, Phase.RISING}
+_NEW_SIDE = {Phase.LAUNCHING, Phase.BOOTING, Phase.RELAUNCHING, Phase.SMOKING, Phase.ADDING,
+             Phase.RISING}
 
 _HANDLERS: dict[Phase, Callable[[Pass, int, Replacement], bool]] = {
     Phase.LAUNCHING: Pass.launching,
     Phase.BOOTING: Pass.booting,
+    Phase.RELAUNCHING: Pass.relaunching,
     Phase.SMOKING: Pass.smoking,
     Phase.ADDING: Pass.adding,
     Phase.RISING: Pass.rising,

@@ -11,6 +11,9 @@ Surge (the default) — the new node serves before the old one stops::
     PENDING    nothing; waits for its batch's turn          earlier batches released LAUNCHING
     LAUNCHING  provider.launch(new) (idempotent by name)    new node listed          BOOTING
     BOOTING    probe readiness        (timeouts.ready)      probe says ready         SMOKING
+               (never ready, or booted degraded, and       boot_retries left        RELAUNCHING)
+    RELAUNCHING provider.destroy(new); then a new name,     failed node gone         LAUNCHING
+               attempt + 1 (the old node is untouched)
     SMOKING    smoke.run(new)         (timeouts.smoke)      the suite passed         ADDING
     ADDING     lb.add(new)                                  member READY             RISING
     RISING     wait for the LB's check (timeouts.lb_up)     member UP + capacity ok  DRAINING
@@ -77,6 +80,7 @@ class Phase(StrEnum):
     ADDING = "adding"
     RISING = "rising"
     DRAINING = "draining"
+    RELAUNCHING = "relaunching"  # the new node failed to boot: destroy it, launch another
     PARKING = "parking"  # in place only: old MAINT and stopped before the launch
     STANDBY = "standby"
     RETIRING = "retiring"
@@ -129,6 +133,7 @@ class Replacement:
     phase: Phase = Phase.PENDING
     phase_started: float = 0.0
     attempt: int = 0
+    relaunches: int = 0  # new nodes given up on because they failed to boot
     new_target: str = ""
     error: str | None = None
     restore_reason: RestoreReason | None = None

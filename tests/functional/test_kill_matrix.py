@@ -13,7 +13,7 @@ node UP (none left drained or in maintenance), every non-empty LB slot pointing
 at a running node of the pool, one slot per node, the rollout ``succeeded``,
 and 0 failed requests from a load that runs throughout.
 
-The default test kills in replacement 0 only (about 3 minutes). The exhaustive
+The default test kills in replacement 0 only (about 2 minutes). The exhaustive
 variant kills at every boundary of every replacement (about 10 minutes); CI
 skips it unless ROLLOUT_KILL_MATRIX_FULL=1::
 
@@ -266,7 +266,8 @@ def run_matrix(lab: LabHandle, indexes: list[int]) -> None:
                 failures.append(f"{cell}: {row[-1]}")
     finally:
         table = ["| killed just after | ran | resume to converged | failed/requests | result |",
-                 "|---|---|---|---|---|"] + ["| " + " | ".join(r) + " |" for r in rows]
+                 "|---|---|---|---|---|"]
+        table += ["| " + " | ".join(r).replace("\n", " ") + " |" for r in rows]
         print("\n" + "\n".join(table))
         if path := os.environ.get("ROLLOUT_KILL_MATRIX_REPORT"):
             Path(path).write_text("\n".join(table) + "\n")

@@ -110,7 +110,7 @@ def test_surge_waits_rather_than_drain_below_the_floor() -> None:
 
 def test_a_deadline_fails_and_the_restore_only_removes_the_new_node() -> None:
     olds = _olds(3)
-    state = _at(_start(), 0, Phase.BOOTING)
+    state = _at(_start(boot_retries=0), 0, Phase.BOOTING)
     new = _node(state.replacements[0].new_name, "10.0.1.1", NEW.id, NodeState.PENDING)
     d = decide(state, _world([*olds, new], [_up(n) for n in olds]), T0 + 61)
     rep = d.state.replacements[0]
@@ -169,3 +169,35 @@ def test_decide_is_pure() -> None:
     world = _world(olds, [_up(n) for n in olds])
     assert decide(state, world, T0) == decide(state, world, T0)
     assert state.replacements[0].phase is Phase.PENDING
+
+
+def test_a_node_that_fails_to_boot_is_relaunched_under_a_new_name() -> None:
+    olds = _olds(3)
+    state = _at(_start(boot_retries=1), 0, Phase.BOOTING)
+    first = _node(state.replacements[0].new_name, "10.0.1.1", NEW.id, NodeState.PENDING)
+    world = _world([*olds, first], [_up(n) for n in olds])
+    d = decide(state, world, T0 + 61)  # past timeouts.ready: give up on this machine
+    rep = d.state.replacements[0]
+    assert rep.phase is Phase.RELAUNCHING and rep.restore_reason is None
+    assert "timeouts.ready" in (rep.error or "") and not d.state.failing
+    assert [e.kind for e in d.events if e.kind == "node_relaunched"] == ["node_relaunched"]
+    d = decide(d.state, world, T0 + 61.1)
+    assert [type(a) for a in d.actions] == [DestroyNode] and d.actions[0].node == first
+    # Once the failed machine is gone: a second attempt under a new name.
+    d = decide(d.state, _world(olds, [_up(n) for n in olds]), T0 + 62)
+    rep = d.state.replacements[0]
+    assert (rep.attempt, rep.relaunches, rep.error) == (1, 1, None)
+    assert rep.new_name == first.name + "-1"
+    assert [type(a) for a in d.actions] == [Launch] and d.actions[0].node.name == rep.new_name
+
+
+def test_a_degraded_boot_is_given_up_on_at_once_and_retries_run_out() -> None:
+    olds = _olds(3)
+    state = _at(_start(boot_retries=1), 0, Phase.BOOTING, relaunches=1, attempt=1)
+    new = _node(state.replacements[0].new_name, "10.0.1.1", NEW.id)
+    degraded = Readiness(False, "systemd is degraded", systemd="degraded", failed=True)
+    world = World.of([*olds, new], [_up(n) for n in olds], {new.name: degraded})
+    d = decide(state, world, T0 + 1)  # long before the deadline
+    rep = d.state.replacements[0]
+    assert rep.phase is Phase.RESTORING and rep.restore_reason is RestoreReason.FAILED
+    assert "degraded" in (rep.error or "")

@@ -322,3 +322,18 @@ def test_reap_removes_what_no_journal_owns(tmp_path: Path) -> None:
     assert "10.9.9.9" not in {m.target for m in world.lb.members()}
     assert world.problems(3) == ["mixed images ['web-1.0.0', 'web-2.0.0']",
                                  f"{untouched.name} is not in the LB"]
+
+
+def test_a_node_that_fails_to_boot_once_is_replaced_by_another(tmp_path: Path) -> None:
+    world = FakeWorld.create(2)
+    ctl = controller(world, tmp_path, pool_size=2, canary=0, ready=5, boot_retries=1)
+    ctl.new_id = lambda: "rbootfail"
+    world.provider.never_ready(node="web-bootfail-0")  # only the first machine
+    result = ctl.run(world.new)
+    assert result.status is RolloutStatus.SUCCEEDED and not result.restored
+    assert world.problems(2, world.new.id) == []
+    assert "web-bootfail-0" not in {n.name for n in world.provider.live()}
+    rep = ctl.journal.get(result.id).replacements[0]
+    assert (rep.new_name, rep.relaunches, rep.phase) == ("web-bootfail-0-1", 1, Phase.DONE)
+    kinds = [e.kind for e in ctl.journal.events(result.id)]
+    assert kinds.count("node_relaunched") == 1
