@@ -41,7 +41,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--incremental", action="store_true")
-    parser.add_argument("--data-dir", type=Path, default=Path("/var/tmp/rollout-h3/bench"))
+    parser.add_argument("--data-dir", type=Path, default=Path("/var/tmp/rollout-bench-bake"))
     parser.add_argument("--bridge", default="rbake0")
     parser.add_argument("--subnet", default="10.232.0.0/24")
     args = parser.parse_args()
