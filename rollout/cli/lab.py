@@ -77,6 +77,9 @@ def _print_lab_status(out: Output, status: Any) -> None:
         out.document(data)
         return
     out.line(f"frontend: {data['frontend']}")
+    if not data["nodes"]:
+        out.line("the lab has no nodes: bring it up with `sudo rollout lab up`")
+        return
     rows = [[n["name"], n["address"], str(n["image"]), str(n.get("lb_state", "")),
              str(n.get("state", ""))] for n in data["nodes"]]
     out.table("lab nodes", ["name", "address", "image", "lb", "state"], rows)

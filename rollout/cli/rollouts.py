@@ -243,7 +243,7 @@ def show(opts: Options, rollout_id: str) -> None:
     data = _summary(state) | {
         "replacements": [{
             "index": r.index, "batch": r.batch, "old": r.old_name, "new": r.new_name,
-            "phase": str(r.phase), "error": r.error,
+            "phase": str(r.phase), "error": r.error, "relaunches": r.relaunches,
             "restore_reason": str(r.restore_reason) if r.restore_reason else None,
             "drain_timed_out": r.drain_timed_out} for r in state.replacements],
         "steps": [{"kind": s.kind, "node": s.node, "started_at": s.started_at,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,7 +31,6 @@ import yaml
 from rollout.images import LabImageStore
 from rollout.lab.harness import LabHandle
 from tests.functional.rollout_cli import (
-    BAD,
     POOL_SIZE,
     ROLE,
     assert_pool_healthy,
@@ -110,19 +110,31 @@ def wait_event(proc: subprocess.Popen[str], match: Any, timeout: float = 180.0) 
 # --- a node that never becomes ready -------------------------------------------------
 
 
-def test_real_node_that_never_gets_ready_is_restored(healthy: LabHandle) -> None:
-    """REAL: an image whose nginx answers /healthz with 500 (so the node is
-    never ready): after timeouts.ready (3s) the new node is destroyed, exit 1
-    naming the timeout and the probe's answer, the pool exactly as before."""
+DEAF = "9.8.0-deaf"  # nginx listens on 8081, not on the pool's service port 80
+
+
+def test_real_node_that_never_gets_ready_is_relaunched_then_restored(healthy: LabHandle) -> None:
+    """REAL: an image whose web server listens on the wrong port, so HTTP on
+    the service port never answers and the node never becomes ready. After
+    timeouts.ready (3s) the node is destroyed and another launched
+    (boot_retries 1); when that one fails too, exit 1 naming the timeout and
+    the probe's answer, and the pool is exactly as before."""
     lab = healthy
-    ensure_image(lab, BAD, "--extra-var", "web_healthz_status=500", "--no-smoke")
+    ensure_image(lab, DEAF, "--extra-var", "web_port=8081", "--no-smoke")
     before = _lb_view(lab)
-    proc = cli(lab, "run", "--role", ROLE, "--version", BAD, "--ready-timeout", "3s",
+    proc = cli(lab, "run", "--role", ROLE, "--version", DEAF, "--ready-timeout", "3s",
                "--canary", "1")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "not ready within timeouts.ready 3s" in proc.stderr, proc.stderr
-    assert "HTTP 500" in proc.stderr and "restored" in proc.stderr, proc.stderr
+    assert "refused" in proc.stderr and "restored" in proc.stderr, proc.stderr
     assert _lb_view(lab) == before
+    found = re.search(r"rollout (r[0-9a-f]{8}) ", proc.stderr)
+    assert found, proc.stderr
+    rollout_id = found.group(1)
+    shown = cli_json(lab, "show", rollout_id)
+    first = shown["replacements"][0]
+    assert first["relaunches"] == 1 and first["phase"] == "restored"
+    assert not [m for m in nspawn_machines(lab) if rollout_id[-8:] in m]
 
 
 # --- the smoke suite flakes once -------------------------------------------------------
