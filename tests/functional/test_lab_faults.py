@@ -47,13 +47,6 @@ from tests.functional.rollout_cli import (
 pytestmark = pytest.mark.functional
 
 
-@pytest.fixture
-def healthy(lab: LabHandle) -> Iterator[LabHandle]:
-    assert_pool_healthy(lab)
-    yield lab
-    assert_pool_healthy(lab)
-
-
 def _lb_view(lab: LabHandle) -> list[tuple[str, str, str, str | None]]:
     return [(n["name"], n["image_id"], n["lb_state"], n["slot"]) for n in pool(lab)]
 

@@ -11,8 +11,6 @@ test_rollout_signals.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from rollout.lab.harness import LabHandle
@@ -31,14 +29,6 @@ from tests.functional.rollout_cli import (
 )
 
 pytestmark = pytest.mark.functional
-
-@pytest.fixture
-def healthy(lab: LabHandle) -> Iterator[LabHandle]:
-    """The pool is healthy before the test; and after it, whatever it did."""
-    assert_pool_healthy(lab)
-    yield lab
-    assert_pool_healthy(lab)
-
 
 def test_run_replaces_every_node_without_a_failed_request(healthy: LabHandle) -> None:
     lab = healthy

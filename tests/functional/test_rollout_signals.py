@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 
 import pytest
 
@@ -35,14 +34,6 @@ from tests.functional.rollout_cli import (
 )
 
 pytestmark = pytest.mark.functional
-
-
-@pytest.fixture
-def healthy(lab: LabHandle) -> Iterator[LabHandle]:
-    """The pool is healthy before the test; and after it, whatever it did."""
-    assert_pool_healthy(lab)
-    yield lab
-    assert_pool_healthy(lab)
 
 
 def _interrupt(run: Running, sig: signal.Signals, index: int, phase: str) -> str:
