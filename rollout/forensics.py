@@ -240,7 +240,11 @@ def _run(conn: Any, name: str, command: str, timeout: float, directory: Path,
                           pty=False)
         stdout, stderr, exit_code = result.stdout, result.stderr, result.exited
         status = "ok" if exit_code == 0 else "failed"
-        if exit_code != 0:
+        if exit_code != 0 and timer() - started >= timeout:
+            # invoke's timer can kill the channel before it marks the run as timed
+            # out; the command then looks like a failure, but our timeout ended it.
+            status, detail, exit_code = "timeout", f"no answer within {timeout:g}s", None
+        elif exit_code != 0:
             detail = (stderr.strip().splitlines() or [f"exit code {exit_code}"])[0]
     except CommandTimedOut as exc:
         status, detail = "timeout", f"no answer within {timeout:g}s"
