@@ -46,7 +46,7 @@ from typing import Any
 from rollout.config import load_environment
 from rollout.drivers.haproxy_lb import HAProxyLoadBalancer
 from rollout.executor import Controller
-from rollout.lab.harness import LabHandle, lab_skip_reason, make_project
+from rollout.lab.harness import LabHandle, lab_skip_reason, make_project, share_base_cache
 from rollout.lab.records import read_record
 from rollout.loadgen import Load
 from rollout.model import Admin, Health, LaunchSpec, Member, Node, NodeState
@@ -230,9 +230,7 @@ def main() -> int:
         print(f"cannot run: {reason}", file=sys.stderr)
         return 5
     data = DataDir(args.data_dir)
-    args.data_dir.mkdir(parents=True, exist_ok=True)
-    if args.base_cache and not data.base_cache.exists():
-        data.base_cache.symlink_to(args.base_cache.resolve(), target_is_directory=True)
+    share_base_cache(data, args.base_cache)
     with tempfile.TemporaryDirectory(prefix="rollout-bench-") as tmp:
         project = make_project(REPO, Path(tmp) / "project", bridge=args.bridge,
                                subnet=args.subnet, port=args.port)

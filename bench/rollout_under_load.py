@@ -39,21 +39,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Python puts this script's directory first on sys.path, where a bench script
-# named rollout.py would shadow the rollout package: look the package up from
-# the project root instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+import yaml
 
-import yaml  # noqa: E402
-
-from rollout.ansible import build_inventory, runner_env  # noqa: E402
-from rollout.config import load_environment  # noqa: E402
-from rollout.errors import NotFoundError  # noqa: E402
-from rollout.images import LabImageStore  # noqa: E402
-from rollout.lab import haproxy_process, nodes  # noqa: E402
-from rollout.lab.harness import LabHandle, lab_skip_reason, make_project  # noqa: E402
-from rollout.loadgen import Load  # noqa: E402
-from rollout.paths import DataDir  # noqa: E402
+from rollout.ansible import build_inventory, runner_env
+from rollout.config import load_environment
+from rollout.errors import NotFoundError
+from rollout.images import LabImageStore
+from rollout.lab import haproxy_process, nodes
+from rollout.lab.harness import LabHandle, lab_skip_reason, make_project, share_base_cache
+from rollout.loadgen import Load
+from rollout.paths import DataDir
 
 REPO = Path(__file__).resolve().parents[1]
 PLAYBOOK = "playbooks/baseline-rolling-update.yml"
@@ -297,9 +292,7 @@ def main() -> int:
         print(f"cannot run: {reason}", file=sys.stderr)
         return 5
     data = DataDir(args.data_dir)
-    args.data_dir.mkdir(parents=True, exist_ok=True)
-    if args.base_cache and not data.base_cache.exists():
-        data.base_cache.symlink_to(args.base_cache.resolve(), target_is_directory=True)
+    share_base_cache(data, args.base_cache)
     versions = args.versions.split(",")
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rollout-bench-") as tmp:

@@ -151,6 +151,7 @@ def run_rollout(ws: Workspace, role: str, *, version: str | None = None,
                                clock=clock)
     started = time.time()
     result: RolloutResult | None = None
+    previous = _latest_id(session)
     try:
         with session.lease(wait=wait_lock) as lease:
             controller = session.controller(on_event=on_event, stop_requested=stop_requested,
@@ -159,7 +160,12 @@ def run_rollout(ws: Workspace, role: str, *, version: str | None = None,
         after_success(session, target, result)
         return result
     finally:
+        # A run that failed or halted raised instead of returning its result;
+        # its id is the newest in the journal, unless it never started (the
+        # lock was held, an unfinished rollout): then there is nothing to report.
         rid = result.id if result else _latest_id(session)
+        if rid == previous:
+            rid = None
         if junit is not None and rid:
             write_junit(session, rid, junit)
         if metrics_file is not None and rid:

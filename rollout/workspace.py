@@ -58,7 +58,8 @@ class Workspace:
         if pool is not None and pool.settings.provider == "aws":
             from rollout.aws.images import AwsImageStore
 
-            return AwsImageStore.from_settings(pool.settings.aws)  # type: ignore[arg-type]
+            assert pool.settings.aws is not None  # PoolSettings requires it for aws
+            return AwsImageStore.from_settings(pool.settings.aws)
         from rollout.images import LabImageStore
 
         return LabImageStore(self.data)

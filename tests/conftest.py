@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from rollout.config import load_environment
-from rollout.lab.harness import LabHandle, lab_skip_reason, make_project
+from rollout.lab.harness import LabHandle, lab_skip_reason, make_project, share_base_cache
 from rollout.paths import DataDir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,10 +51,7 @@ def lab_data(tmp_path_factory: pytest.TempPathFactory) -> DataDir:
     root = Path(os.environ.get("ROLLOUT_TEST_DATA_DIR") or tmp_path_factory.mktemp("data"))
     root.mkdir(parents=True, exist_ok=True)
     shared = os.environ.get("ROLLOUT_BASE_CACHE")
-    base = DataDir(root).base_cache
-    if shared and not base.exists():
-        Path(shared).mkdir(parents=True, exist_ok=True)
-        base.symlink_to(Path(shared).resolve(), target_is_directory=True)
+    share_base_cache(DataDir(root), Path(shared) if shared else None)
     return DataDir(root).ensure()
 
 

@@ -21,7 +21,6 @@ import json
 import logging
 import re
 import secrets
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,7 +213,7 @@ def bake_ami(
         if ami is not None and not finished:
             problems += _forget_image(clients, ami)
         if builder is not None:
-            problems += _terminate(clients, builder)
+            problems += _terminate(clients, builder, clock)
         if problems:
             text = "; ".join(problems)
             log.error("bake %s cleanup: %s", image_id, text)
@@ -397,7 +396,7 @@ def _forget_image(clients: AwsClients, ami: str) -> list[str]:
     return []
 
 
-def _terminate(clients: AwsClients, builder: str) -> list[str]:
+def _terminate(clients: AwsClients, builder: str, clock: Clock) -> list[str]:
     # Retried on its own: after Ctrl-C this is the one call that must land.
     for attempt in range(3):
         try:
@@ -412,7 +411,7 @@ def _terminate(clients: AwsClients, builder: str) -> list[str]:
                     f"builder {builder} may still run ({exc.message}); terminate it: "
                     f"aws ec2 terminate-instances --instance-ids {builder}"
                 ]
-            time.sleep(1.0 + attempt)
+            clock.sleep(1.0 + attempt)
     return []
 
 

@@ -44,6 +44,16 @@ def who_answered(body: str) -> str:
     return (body.splitlines() or [""])[0].strip()
 
 
+def share_base_cache(data: DataDir, shared: Path | None) -> None:
+    """Point ``data``'s base cache at ``shared`` (a directory other data dirs
+    use too), so the debootstrap base is built once per machine, not per run."""
+    if shared is None or data.base_cache.exists():
+        return
+    shared.mkdir(parents=True, exist_ok=True)
+    data.root.mkdir(parents=True, exist_ok=True)
+    data.base_cache.symlink_to(shared.resolve(), target_is_directory=True)
+
+
 def make_project(
     repo: Path, dest: Path, *, bridge: str, subnet: str, port: int
 ) -> Path:

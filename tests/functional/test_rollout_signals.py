@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -57,7 +58,8 @@ def _assert_safe(lab: LabHandle, new_node: str) -> None:
     assert lock_holder(lab) is None
 
 
-def test_signals_leave_the_pool_safe_and_resume_finishes(healthy: LabHandle) -> None:
+def test_signals_leave_the_pool_safe_and_resume_finishes(healthy: LabHandle,
+                                                         tmp_path: Path) -> None:
     lab = healthy
     target = next_target(lab)
     with Loaded(lab) as load:
@@ -78,10 +80,15 @@ def test_signals_leave_the_pool_safe_and_resume_finishes(healthy: LabHandle) -> 
         _assert_safe(lab, in_flight)
 
         # The unfinished rollout blocks a new run, which says what to do.
-        blocked = cli(lab, "run", "--role", ROLE, "--version", target)
+        # It never started, so it reports nothing: not the unfinished rollout's
+        # results as its own, nor a second count of them in the metrics.
+        metrics, junit = tmp_path / "rollout.prom", tmp_path / "smoke.xml"
+        blocked = cli(lab, "run", "--role", ROLE, "--version", target,
+                      "--metrics-file", str(metrics), "--junit", str(junit))
         assert blocked.returncode == 3, blocked.stdout + blocked.stderr
         assert "rollout resume" in blocked.stderr and "rollout abort" in blocked.stderr
         assert rid in blocked.stderr
+        assert not metrics.exists() and not junit.exists()
 
         # SIGINT during the resume, while replacement 2 boots; then resume again.
         resumed = Running(lab, "resume", "--role", ROLE)
