@@ -288,14 +288,14 @@ def build_image(ws: Workspace, role: str, version: str, *, parent: str | None = 
     names.name(role, "role", "--role")
     names.version(version, "--version")
     pool = ws.env.pools.get(role)
+    store = ws.image_store(role)
+    parent_image = store.get(names.image_id(parent, "--parent")) if parent else None
     if pool is not None and pool.settings.provider == "aws":
         from rollout.aws.bake import bake_ami
         from rollout.drivers.smoke import TestinfraSmokeRunner
 
         aws = pool.settings.aws
         assert aws is not None  # PoolSettings guarantees it for provider aws
-        store = ws.images_for(pool)
-        parent_image = store.get(names.image_id(parent, "--parent")) if parent else None
         runner = None
         if smoke:
             from rollout.aws.ec2 import ssh_target_for
@@ -309,8 +309,6 @@ def build_image(ws: Workspace, role: str, version: str, *, parent: str | None = 
                         on_event=on_event)
     from rollout.bake import bake
 
-    store = ws.images_for()
-    parent_image = store.get(names.image_id(parent, "--parent")) if parent else None
     return bake(ws.project, ws.env, ws.data, role, version, parent=parent_image,
                 extra_vars=extra_vars or {}, smoke=smoke, on_event=on_event)
 

@@ -54,7 +54,14 @@ class Workspace:
     def pool(self, role: str) -> Pool:
         return self.env.pool(role)
 
-    def images_for(self, pool: Pool | None = None) -> ImageStore:
+    def image_store(self, role: str | None = None) -> ImageStore:
+        """Where the images of ``role`` live in this environment: AMI tags when
+        its pool runs on AWS, the data directory otherwise. Without a role: AWS
+        when every pool of the environment runs there."""
+        pools = self.env.pools
+        pool: Pool | None = pools.get(role) if role is not None else None
+        if role is None and pools and all(p.settings.provider == "aws" for p in pools.values()):
+            pool = pools[min(pools)]
         if pool is not None and pool.settings.provider == "aws":
             from rollout.aws.images import AwsImageStore
 
@@ -70,7 +77,7 @@ class Workspace:
         where = str(pool.source)
         provider_cls = _load_driver("rollout.providers", pool.settings.provider, where)
         lb_cls = _load_driver("rollout.load_balancers", pool.settings.load_balancer, where)
-        images = self.images_for(pool)
+        images = self.image_store(role)
         provider = provider_cls.from_workspace(self, pool, images)
         lb = lb_cls.from_workspace(self, pool)
         from rollout.drivers.smoke import TestinfraSmokeRunner

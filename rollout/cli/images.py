@@ -61,12 +61,7 @@ def images(opts: Options, role: str | None) -> None:
     """List registered images."""
     if role is not None:
         names.name(role, "role", "--role")
-    ws = opts.workspace()
-    pool = ws.env.pools.get(role) if role else None
-    if pool is None and ws.env.pools and all(
-            p.settings.provider == "aws" for p in ws.env.pools.values()):
-        pool = next(iter(ws.env.pools.values()))
-    found = ws.images_for(pool).list(role)
+    found = opts.workspace().image_store(role).list(role)
     out = opts.out()
     rows = [_image_json(i) for i in found]
     if out.json:

@@ -39,9 +39,7 @@ def promote_image(ws: Workspace, image_id: str, env: str, *, by: str | None = No
         raise NotFoundError(f"--to {env}: no such environment (known: {', '.join(known)})",
                             hint="promote to an inventories/ENV of the project or an "
                             "environment of rollout_env.promotion_order")
-    # The store of the environment's pools: AMIs for AWS, directories for the lab.
-    pools = sorted(ws.env.pools.values(), key=lambda p: p.role)
-    store = ws.images_for(pools[0] if pools else None)
+    store = ws.image_store()
     store.get(image_id)
     update = getattr(store, "update_manifest", None)
     if update is None:
