@@ -23,14 +23,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rollout.bake import bake  # noqa: E402
-from rollout.config import load_environment  # noqa: E402
-from rollout.images import LabImageStore  # noqa: E402
-from rollout.lab import base as lab_base  # noqa: E402
-from rollout.lab import network  # noqa: E402
-from rollout.lab.harness import make_project  # noqa: E402
+from rollout.backends.lab import base as lab_base  # noqa: E402
+from rollout.backends.lab import network  # noqa: E402
+from rollout.backends.lab.bake import bake  # noqa: E402
+from rollout.backends.lab.images import LabImageStore  # noqa: E402
+from rollout.inventory import load_environment  # noqa: E402
 from rollout.model import Image  # noqa: E402
 from rollout.paths import DataDir  # noqa: E402
+from rollout.testing.lab import make_project  # noqa: E402
 
 # The milestones of a bake, as its events announce them.
 PHASES = (("copy", "copying"), ("boot", "booting"), ("ansible", "running"),

@@ -17,11 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from rollout.config import load_environment
-from rollout.images import LabImageStore
-from rollout.lab import nodes
-from rollout.lab.harness import LabHandle, lab_skip_reason, make_project
+from rollout.backends.lab import nodes
+from rollout.backends.lab.images import LabImageStore
+from rollout.inventory import load_environment
 from rollout.paths import DataDir
+from rollout.testing.lab import LabHandle, lab_skip_reason, make_project
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ subprocess, as an operator would), under ``--rate`` req/s. For each run and as
 medians it prints:
 
 - the wall time (the journal's started -> finished, and the CLI process's);
-- the failed requests (non-2xx + socket errors) counted by rollout.loadgen;
+- the failed requests (non-2xx + socket errors) counted by rollout.testing.loadgen;
 - the controller overhead: wall ÷ the sum of the irreducible waits the journal
   recorded, excluding the canary soak (boot + smoke + lb_rise + drain) and
   including it (+ soak). A wait runs from entering a phase until the
@@ -43,15 +43,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rollout.config import load_environment
-from rollout.drivers.haproxy_lb import HAProxyLoadBalancer
-from rollout.executor import Controller
-from rollout.lab.harness import LabHandle, lab_skip_reason, make_project, share_base_cache
-from rollout.lab.records import read_record
-from rollout.loadgen import Load
+from rollout.app.workspace import PoolDrivers, Workspace
+from rollout.backends.lab.records import read_record
+from rollout.drivers.haproxy.lb import HAProxyLoadBalancer
+from rollout.engine.controller import Controller
+from rollout.inventory import load_environment
 from rollout.model import Admin, Health, LaunchSpec, Member, Node, NodeState
 from rollout.paths import DataDir
-from rollout.workspace import PoolDrivers, Workspace
+from rollout.testing.lab import LabHandle, lab_skip_reason, make_project, share_base_cache
+from rollout.testing.loadgen import Load
 
 REPO = Path(__file__).resolve().parents[1]
 ROLE = "web"

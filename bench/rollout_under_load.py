@@ -15,7 +15,7 @@ times each:
 
 During each run wrk sends a steady, rate-limited load through HAProxy (a Lua
 script counts every non-2xx answer; wrk counts socket errors: connect, read,
-write, timeout) and rollout.loadgen.Load sends a second, smaller stream with
+write, timeout) and rollout.testing.loadgen.Load sends a second, smaller stream with
 its own counters, as a cross-check. HAProxy's ``show stat`` is sampled at
 10 Hz: the in-service capacity is the number of backend servers whose status
 is UP (READY and passing checks). Prints the medians, writes them with every
@@ -41,14 +41,14 @@ from typing import Any
 
 import yaml
 
-from rollout.ansible import build_inventory, runner_env
-from rollout.config import load_environment
+from rollout.backends.lab import haproxy_process, nodes
+from rollout.backends.lab.images import LabImageStore
+from rollout.drivers.ansible import build_inventory, runner_env
 from rollout.errors import NotFoundError
-from rollout.images import LabImageStore
-from rollout.lab import haproxy_process, nodes
-from rollout.lab.harness import LabHandle, lab_skip_reason, make_project, share_base_cache
-from rollout.loadgen import Load
+from rollout.inventory import load_environment
 from rollout.paths import DataDir
+from rollout.testing.lab import LabHandle, lab_skip_reason, make_project, share_base_cache
+from rollout.testing.loadgen import Load
 
 REPO = Path(__file__).resolve().parents[1]
 PLAYBOOK = "playbooks/baseline-rolling-update.yml"

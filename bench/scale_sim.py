@@ -4,7 +4,7 @@
     .venv/bin/python bench/scale_sim.py --nodes 200 --speedup 4
     .venv/bin/python bench/scale_sim.py --profile /tmp/sim.prof
 
-What runs for real: the controller (:class:`rollout.executor.Controller`: the
+What runs for real: the controller (:class:`rollout.engine.controller.Controller`: the
 decision core, the executor loop and its thread pool) and the journal (SQLite
 on disk, ``synchronous=FULL`` unless ``--no-fsync``). What is simulated: the
 provider, the load balancer and the smoke gate (``rollout.testing`` fakes).
@@ -47,9 +47,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rollout.config import Pool, PoolSettings
-from rollout.executor import Controller, RolloutResult
-from rollout.journal import Journal
+from rollout.engine.controller import Controller, RolloutResult
 from rollout.model import Image, LaunchSpec, Member, Node, Readiness, SmokeResult
+from rollout.store.journal import Journal
 from rollout.testing import (
     FakeClock,
     FakeImageStore,

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import pytest
 
-from rollout.config import load_environment
-from rollout.lab.harness import LabHandle, lab_skip_reason, make_project, share_base_cache
+from rollout.inventory import load_environment
 from rollout.paths import DataDir
+from rollout.testing.lab import LabHandle, lab_skip_reason, make_project, share_base_cache
 
 REPO = Path(__file__).resolve().parents[1]
 

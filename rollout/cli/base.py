@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 import click
 
-from rollout.output import Output
-from rollout.workspace import Workspace
+from rollout.app.workspace import Workspace
+from rollout.cli.output import Output
 
 F = TypeVar("F", bound=Callable[..., Any])
 

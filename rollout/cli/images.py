@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from rollout import names, operations
+from rollout import names
+from rollout.app import operations
 from rollout.cli.base import Options, cli, common, pass_options
 from rollout.errors import ConfigError
 

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from rollout.cli.base import Options, cli, common, pass_options
-from rollout.output import Output
+from rollout.cli.output import Output
 
 
 @cli.group()
@@ -22,8 +22,8 @@ def lab() -> None:
 @pass_options
 def lab_up(opts: Options, nodes: int | None) -> None:
     """Build or converge the lab: base image, network, HAProxy, the pools."""
-    from rollout.lab.env import lab_up as up
-    from rollout.lab.system import require_root
+    from rollout.backends.lab.env import lab_up as up
+    from rollout.backends.lab.system import require_root
 
     require_root("rollout lab up")
     ws = opts.workspace()
@@ -37,8 +37,8 @@ def lab_up(opts: Options, nodes: int | None) -> None:
 @pass_options
 def lab_prepare(opts: Options) -> None:
     """Build the base image cache once (debootstrap); later runs reuse it."""
-    from rollout.lab.base import ensure_base
-    from rollout.lab.system import require_programs, require_root
+    from rollout.backends.lab.base import ensure_base
+    from rollout.backends.lab.system import require_programs, require_root
 
     require_root("rollout lab prepare")
     require_programs(["debootstrap"])
@@ -52,8 +52,8 @@ def lab_prepare(opts: Options) -> None:
 @pass_options
 def lab_down(opts: Options) -> None:
     """Remove everything the lab created (nodes, network, NAT rules, HAProxy)."""
-    from rollout.lab.env import lab_down as down
-    from rollout.lab.system import require_root
+    from rollout.backends.lab.env import lab_down as down
+    from rollout.backends.lab.system import require_root
 
     require_root("rollout lab down")
     ws = opts.workspace()
@@ -65,7 +65,7 @@ def lab_down(opts: Options) -> None:
 @pass_options
 def lab_status(opts: Options) -> None:
     """Show the nodes, their images, their LB state and the frontend URL."""
-    from rollout.lab.env import lab_status as status
+    from rollout.backends.lab.env import lab_status as status
 
     ws = opts.workspace()
     _print_lab_status(opts.out(), status(ws.env, ws.data))

@@ -10,10 +10,11 @@ from typing import Any, TypeVar
 
 import click
 
-from rollout import names, operations
+from rollout import names
+from rollout.app import operations
 from rollout.cli.base import STOP, Options, cli, common, pass_options
-from rollout.executor import RolloutResult
-from rollout.output import Output
+from rollout.cli.output import Output
+from rollout.engine.controller import RolloutResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -174,7 +175,7 @@ def status(opts: Options, role: str | None) -> None:
     """Each pool's unfinished rollout (if any), lock holder and last rollout."""
     ws = opts.workspace()
     journal = operations.open_journal(ws)
-    from rollout.lock import Lease
+    from rollout.store.lease import Lease
 
     pools = [ws.pool(role)] if role else list(ws.env.pools.values())
     rows: list[dict[str, Any]] = []

@@ -1,5 +1,5 @@
 """`rollout plan`, `phoenix`, `replace` and `promote`: thin wrappers over
-:mod:`rollout.workflows`."""
+:mod:`rollout.app`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import click
 from rollout import names
 from rollout.cli.base import STOP, Options, cli, common, pass_options
 from rollout.cli.rollouts import pacing_options, target_options
-from rollout.phoenix import PhoenixBudget, parse_max_age, parse_window
+from rollout.core.phoenix import PhoenixBudget, parse_max_age, parse_window
 
 
 @cli.command()
@@ -29,7 +29,7 @@ def plan(opts: Options, role: str, version: str | None, image_id: str | None,
     Warns when the plan breaches the floor: `rollout run` refuses such a plan
     without --allow-below-floor. Exit 0 (also with warnings), 2 bad input.
     """
-    from rollout.workflows.plan import plan_rollout, render_text
+    from rollout.app.plan import plan_rollout, render_text
 
     names.name(role, "role", "--role")
     report = plan_rollout(opts.workspace(), role, version=version, image_id=image_id,
@@ -69,7 +69,7 @@ def phoenix(opts: Options, role: str, max_age: str, window: str | None,
       2  bad option (window, age, budget)
       4  halted: resume or abort; 130 interrupted
     """
-    from rollout.workflows.phoenix import phoenix_run
+    from rollout.app.phoenix import phoenix_run
 
     names.name(role, "role", "--role")
     age = parse_max_age(max_age)
@@ -108,7 +108,7 @@ def replace(opts: Options, node: str, role: str | None, force: bool, wait_lock: 
     failed and NODE was restored (if the new node failed its smoke tests too,
     the message says the image is the likely cause); 2 unknown node; 3 locked.
     """
-    from rollout.workflows.replace import replace_node
+    from rollout.app.replace import replace_node
 
     out = opts.out()
     STOP.install()
@@ -132,7 +132,7 @@ def replace(opts: Options, node: str, role: str | None, force: bool, wait_lock: 
 @pass_options
 def promote(opts: Options, image_id: str, env_to: str, by: str | None) -> None:
     """Record that IMAGE is promoted to an environment (see `rollout images`)."""
-    from rollout.workflows.promote import promote_image
+    from rollout.app.promote import promote_image
 
     image = promote_image(opts.workspace(), image_id, env_to, by=by)
     out = opts.out()

@@ -2,7 +2,7 @@
 
 Nothing in this package does I/O or reads the clock: :func:`decide` takes the
 state, an observation of the world and the time, and returns the next state and
-the actions to take. :mod:`rollout.executor` performs them.
+the actions to take. :mod:`rollout.engine.controller` performs them.
 """
 
 from rollout.core.batches import CapacityStep, Plan, capacity_steps, plan_batches, pool_nodes

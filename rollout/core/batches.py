@@ -1,5 +1,5 @@
 """Planning: which nodes to replace, in which batches, and what capacity each step
-leaves. Pure; ``rollout plan`` shows it and :class:`rollout.executor.Controller`
+leaves. Pure; ``rollout plan`` shows it and :class:`rollout.engine.controller.Controller`
 starts a rollout from it.
 """
 

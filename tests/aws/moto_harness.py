@@ -21,11 +21,11 @@ from typing import Any
 import requests
 from moto.server import ThreadedMotoServer
 
-from rollout.aws.images import AwsImageStore, image_tags
-from rollout.aws.session import AwsClients, tag_list
+from rollout.backends.aws.elbv2 import Elbv2LoadBalancer, HealthSource, describe_target_health
+from rollout.backends.aws.images import AwsImageStore, image_tags
+from rollout.backends.aws.provider import AwsProvider
+from rollout.backends.aws.session import AwsClients, tag_list
 from rollout.config import Pool, PoolSettings
-from rollout.drivers.aws_provider import AwsProvider
-from rollout.drivers.elbv2_lb import Elbv2LoadBalancer, HealthSource, describe_target_health
 from rollout.model import Image, LaunchSpec, Node, Readiness
 
 # moto logs every request at INFO; keep test output readable.

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from rollout.ansible import PlaybookFailed, PlaybookResult, TaskFailure
-from rollout.aws.bake import bake_ami
+from rollout.backends.aws.bake import bake_ami
+from rollout.drivers.ansible import PlaybookFailed, PlaybookResult, TaskFailure
 from rollout.errors import BakeError, NotFoundError
 from rollout.model import SshTarget
 from rollout.testing import FakeClock, FakeSmokeRunner
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.aws
 
 
 class AnsibleSeam:
-    """Stands in for rollout.ansible.run_playbook: records the call, then
+    """Stands in for rollout.drivers.ansible.run_playbook: records the call, then
     succeeds, fails a task, or is interrupted (Ctrl-C), as told."""
 
     def __init__(self, outcome: str = "ok") -> None:

@@ -7,8 +7,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from rollout.aws.images import AwsImageStore
-from rollout.aws.session import AwsClients
+from rollout.backends.aws.images import AwsImageStore
+from rollout.backends.aws.session import AwsClients
 from rollout.errors import DriverError, NotFoundError
 from tests.aws.moto_harness import AwsWorld, make_image
 
@@ -75,7 +75,7 @@ def test_throttling_after_retries_says_what_to_do(aws_env: object) -> None:
     stub.add_client_error(
         "describe_target_health", service_error_code="Throttling", http_status_code=400
     )
-    from rollout.drivers.elbv2_lb import Elbv2LoadBalancer
+    from rollout.backends.aws.elbv2 import Elbv2LoadBalancer
 
     arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web/0123456789abcdef"
     with stub, pytest.raises(DriverError) as err:

@@ -174,7 +174,7 @@ def test_asg_swap_keeps_desired_capacity_and_updates_the_template(asg_world: Aws
 
 def test_asg_protected_member_is_not_retired_when_told_not_to(asg_world: AwsWorld) -> None:
     world = asg_world
-    from rollout.drivers.aws_provider import AwsProvider
+    from rollout.backends.aws.provider import AwsProvider
 
     provider = AwsProvider(
         ENV,

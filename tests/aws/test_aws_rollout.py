@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from rollout.backends.aws.elbv2 import Elbv2LoadBalancer, describe_target_health
+from rollout.backends.aws.provider import AwsProvider
 from rollout.core.state import RolloutStatus
-from rollout.drivers.aws_provider import AwsProvider
-from rollout.drivers.elbv2_lb import Elbv2LoadBalancer, describe_target_health
+from rollout.engine.controller import Controller
 from rollout.errors import RolloutFailed
-from rollout.executor import Controller
-from rollout.journal import Journal
 from rollout.model import LaunchSpec
+from rollout.store.journal import Journal
 from rollout.testing import FakeClock, FakeSmokeRunner
 from tests.aws.moto_harness import (
     ENV,

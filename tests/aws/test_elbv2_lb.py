@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from rollout.drivers.elbv2_lb import describe_target_health, wait_for_member
+from rollout.backends.aws.elbv2 import describe_target_health, wait_for_member
 from rollout.errors import DriverError, NotFoundError
 from rollout.model import Admin, Health, LaunchSpec, Node
 from tests.aws.moto_harness import ENV, ROLE, AwsWorld, ScriptedTargetHealth, StepClock

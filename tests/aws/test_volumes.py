@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from rollout.aws.volumes import TAG_VOLUME_HOLDER, TAG_VOLUME_PREVIOUS
+from rollout.backends.aws.provider import AwsProvider
+from rollout.backends.aws.volumes import TAG_VOLUME_HOLDER, TAG_VOLUME_PREVIOUS
 from rollout.config import PoolSettings
-from rollout.drivers.aws_provider import AwsProvider
 from rollout.errors import DriverError
 from rollout.model import LaunchSpec, Node
 from tests.aws.moto_harness import ENV, ROLE, AwsWorld, StepClock, always_ready

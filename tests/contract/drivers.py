@@ -45,7 +45,7 @@ def aws_provider(request: Any) -> ProviderHarness:
 
 
 def aws_lb(request: Any) -> LbHarness:
-    from rollout.drivers.elbv2_lb import describe_target_health
+    from rollout.backends.aws.elbv2 import describe_target_health
     from tests.aws.moto_harness import ENV, ROLE, ScriptedTargetHealth
 
     world = _aws_world(request)
@@ -76,7 +76,7 @@ LAB_CONTRACT = "r-contract"
 
 
 def _lab_workspace(request: Any) -> Any:
-    from rollout.workspace import Workspace
+    from rollout.app.workspace import Workspace
 
     lab = request.getfixturevalue("lab")
     return Workspace(project=lab.project, env=lab.env, data=lab.data)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rollout.lab.harness import LabHandle
+from rollout.testing.lab import LabHandle
 from tests.functional.rollout_cli import assert_pool_healthy
 
 

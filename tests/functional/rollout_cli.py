@@ -18,10 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rollout.lab.harness import LabHandle
-from rollout.loadgen import Load, LoadReport
+from rollout.app.workspace import Workspace
 from rollout.model import Member
-from rollout.workspace import Workspace
+from rollout.testing.lab import LabHandle
+from rollout.testing.loadgen import Load, LoadReport
 
 ROLE = "web"
 POOL_SIZE = 4

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from rollout.lab.harness import LabHandle
+from rollout.testing.lab import LabHandle
 from tests.functional.rollout_cli import cli
 from tests.inputs.corpus import cases, check, lay_data, lay_project, run_cli
 

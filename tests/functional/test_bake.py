@@ -20,15 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from rollout.bake import bake
-from rollout.config import Environment, load_environment
+from rollout.backends.lab import network
+from rollout.backends.lab.bake import bake
+from rollout.backends.lab.images import LabImageStore
+from rollout.backends.lab.nodes import LabContext, list_nodes
+from rollout.config import Environment
 from rollout.errors import BakeError, NotFoundError
-from rollout.images import LabImageStore
-from rollout.lab import network
-from rollout.lab.harness import lab_skip_reason
-from rollout.lab.nodes import LabContext, list_nodes
+from rollout.inventory import load_environment
 from rollout.model import Image
 from rollout.paths import DataDir
+from rollout.testing.lab import lab_skip_reason
 
 pytestmark = pytest.mark.functional
 
@@ -178,8 +179,8 @@ def test_unknown_role_touches_nothing(lab_project: Path, bake_env: Environment,
 _CHILD = """
 import sys
 from pathlib import Path
-from rollout.bake import bake
-from rollout.config import load_environment
+from rollout.backends.lab.bake import bake
+from rollout.inventory import load_environment
 from rollout.paths import DataDir
 project, data = Path(sys.argv[1]), DataDir(Path(sys.argv[2]))
 bake(project, load_environment(project, "lab"), data, "web", "2.9.3",

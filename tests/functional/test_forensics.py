@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.forensics import collect_forensics
+from rollout.drivers.forensics import collect_forensics
 from rollout.model import SshTarget
 from rollout.paths import DataDir
 

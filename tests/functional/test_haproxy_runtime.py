@@ -25,15 +25,15 @@ from typing import TypeVar
 
 import pytest
 
-from rollout.drivers.haproxy_config import (
+from rollout.drivers.haproxy.config import (
     EMPTY_PORT,
     BackendSpec,
     render_config,
     restore_down_servers,
     save_server_state,
 )
-from rollout.drivers.haproxy_lb import HAProxyLoadBalancer
-from rollout.drivers.haproxy_runtime import HAProxyRuntime
+from rollout.drivers.haproxy.lb import HAProxyLoadBalancer
+from rollout.drivers.haproxy.runtime import HAProxyRuntime
 from rollout.errors import DriverError
 from rollout.model import Admin, Health, Member, Node, NodeState
 

@@ -38,11 +38,11 @@ from typing import Any
 
 import pytest
 
-from rollout.drivers.haproxy_config import is_empty
-from rollout.images import LabImageStore
-from rollout.lab import haproxy_process
-from rollout.lab.harness import LabHandle
-from rollout.loadgen import Load
+from rollout.backends.lab import haproxy_process
+from rollout.backends.lab.images import LabImageStore
+from rollout.drivers.haproxy.config import is_empty
+from rollout.testing.lab import LabHandle
+from rollout.testing.loadgen import Load
 
 pytestmark = pytest.mark.functional
 

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from rollout.config import load_environment
-from rollout.drivers.lab_provider import LabProvider
+from rollout.backends.lab import network, nodes
+from rollout.backends.lab.env import lab_up
+from rollout.backends.lab.haproxy_process import haproxy_pids
+from rollout.backends.lab.provider import LabProvider
+from rollout.backends.lab.records import read_record
 from rollout.errors import EnvironmentProblem
-from rollout.lab import network, nodes
-from rollout.lab.env import lab_up
-from rollout.lab.haproxy_process import haproxy_pids
-from rollout.lab.harness import LabHandle, lab_skip_reason
-from rollout.lab.records import read_record
+from rollout.inventory import load_environment
 from rollout.model import Node, NodeState
 from rollout.paths import DataDir
+from rollout.testing.lab import LabHandle, lab_skip_reason
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,7 +67,7 @@ def test_lab_up_restarts_a_node_whose_nspawn_died(lab: LabHandle) -> None:
 
 
 def test_lab_up_clears_a_slot_whose_node_is_gone(lab: LabHandle) -> None:
-    from rollout.lab.env import _load_balancer
+    from rollout.backends.lab.env import _load_balancer
 
     pool = lab.env.pool("web")
     lb = _load_balancer(lab.data, pool)
@@ -95,7 +95,7 @@ def test_status_json_contract(lab: LabHandle) -> None:
 
 def test_provider_launch_readiness_destroy(lab: LabHandle) -> None:
     pool = lab.env.pool("web")
-    from rollout.images import LabImageStore
+    from rollout.backends.lab.images import LabImageStore
 
     images = LabImageStore(lab.data)
     provider = LabProvider(lab.context, pool, images)
@@ -171,7 +171,7 @@ def test_lab_up_refuses_a_non_root_user(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to switch to another user")
     as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    probe = subprocess.run([*as_nobody, sys.executable, "-c", "import rollout.lab.env"],
+    probe = subprocess.run([*as_nobody, sys.executable, "-c", "import rollout.backends.lab.env"],
                            capture_output=True, text=True, timeout=60, cwd="/")
     if probe.returncode != 0:
         pytest.skip(f"uid 65534 cannot run this checkout's Python ({sys.executable}), "
@@ -180,9 +180,9 @@ def test_lab_up_refuses_a_non_root_user(tmp_path: Path) -> None:
     tmp_path.chmod(0o777)
     code = (
         "import sys\nfrom pathlib import Path\n"
-        "from rollout.config import load_environment\n"
+        "from rollout.inventory import load_environment\n"
         "from rollout.errors import EnvironmentProblem\n"
-        "from rollout.lab.env import lab_up\nfrom rollout.paths import DataDir\n"
+        "from rollout.backends.lab.env import lab_up\nfrom rollout.paths import DataDir\n"
         f"env = load_environment(Path({str(REPO)!r}), 'lab')\n"
         "try:\n"
         f"    lab_up(Path({str(REPO)!r}), env, DataDir(Path({str(data)!r})))\n"
@@ -203,7 +203,7 @@ def test_lab_up_names_the_package_of_a_missing_program(
     reason = lab_skip_reason()
     if reason:
         pytest.skip(reason)
-    from rollout.lab import system
+    from rollout.backends.lab import system
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

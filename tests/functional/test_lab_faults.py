@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 import yaml
 
-from rollout.images import LabImageStore
-from rollout.lab.harness import LabHandle
+from rollout.backends.lab.images import LabImageStore
+from rollout.testing.lab import LabHandle
 from tests.functional.rollout_cli import (
     POOL_SIZE,
     ROLE,

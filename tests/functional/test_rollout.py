@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from rollout.lab.harness import LabHandle
+from rollout.testing.lab import LabHandle
 from tests.functional.rollout_cli import (
     BAD,
     POOL_SIZE,

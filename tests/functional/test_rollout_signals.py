@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.lab.harness import LabHandle
+from rollout.testing.lab import LabHandle
 from tests.functional.rollout_cli import (
     POOL_SIZE,
     ROLE,

@@ -21,14 +21,14 @@ from typing import Any
 
 import pytest
 
-from rollout.drivers.lab_provider import LabProvider
+from rollout.app.replace import replace_node
+from rollout.app.workspace import Workspace
+from rollout.backends.lab import nodes as lab_nodes
+from rollout.backends.lab.images import LabImageStore
+from rollout.backends.lab.provider import LabProvider
 from rollout.errors import DriverError, NotFoundError
-from rollout.images import LabImageStore
-from rollout.lab import nodes as lab_nodes
-from rollout.lab.harness import LabHandle
 from rollout.model import Image, LaunchSpec, NodeState
-from rollout.workflows.replace import replace_node
-from rollout.workspace import Workspace
+from rollout.testing.lab import LabHandle
 
 pytestmark = pytest.mark.functional
 
@@ -76,7 +76,7 @@ def target(lab: LabHandle) -> Image:
     try:
         return store.by_version("web", VERSION)
     except NotFoundError:
-        from rollout.bake import bake
+        from rollout.backends.lab.bake import bake
 
         return bake(lab.project, lab.env, lab.data, "web", VERSION)
 

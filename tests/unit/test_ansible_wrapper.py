@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from rollout.ansible import (
+from rollout.drivers.ansible import (
     PlaybookResult,
     TaskFailure,
     build_inventory,
@@ -139,7 +139,7 @@ def test_process_tree_reaches_detached_workers(tmp_path: Path) -> None:
     import subprocess
     import time
 
-    from rollout.ansible import kill_processes, process_tree
+    from rollout.drivers.ansible import kill_processes, process_tree
 
     pidfile = tmp_path / "worker.pid"
     script = (

@@ -13,8 +13,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rollout.config import PoolSettings, load_environment
+from rollout.config import PoolSettings
 from rollout.errors import ConfigError
+from rollout.inventory import load_environment
 
 REPO = Path(__file__).resolve().parents[2]
 BASE: dict[str, Any] = yaml.safe_load(

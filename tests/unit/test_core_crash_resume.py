@@ -17,9 +17,9 @@ import pytest
 
 from rollout.config import Pool
 from rollout.core.state import RolloutStatus
+from rollout.engine.controller import Controller
 from rollout.errors import RolloutFailed
-from rollout.executor import Controller
-from rollout.journal import Journal
+from rollout.store.journal import Journal
 from rollout.testing import FakeWorld, pool_settings
 
 

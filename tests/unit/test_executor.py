@@ -10,6 +10,7 @@ import pytest
 
 from rollout.config import Pool
 from rollout.core.state import Phase, RolloutStatus
+from rollout.engine.controller import Controller
 from rollout.errors import (
     Interrupted,
     JournalError,
@@ -18,9 +19,8 @@ from rollout.errors import (
     UnfinishedRolloutError,
 )
 from rollout.events import Event
-from rollout.executor import Controller
-from rollout.journal import Journal
 from rollout.model import Admin, Node
+from rollout.store.journal import Journal
 from rollout.testing import FakeWorld, pool_settings
 
 

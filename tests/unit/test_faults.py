@@ -18,11 +18,11 @@ import pytest
 
 from rollout.config import Pool
 from rollout.core.state import Phase, RolloutStatus
+from rollout.engine.controller import Controller
 from rollout.errors import DriverError, ExitCode, JournalError, RolloutFailed, RolloutHalted
 from rollout.events import Event
-from rollout.executor import Controller
-from rollout.journal import Journal
 from rollout.model import Member
+from rollout.store.journal import Journal
 from rollout.testing import FakeWorld, pool_settings
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from rollout.drivers.haproxy_config import EMPTY_ADDRESS, EMPTY_PORT
-from rollout.drivers.haproxy_lb import HAProxyLoadBalancer, free_slot, slot_number, slots_of
-from rollout.drivers.haproxy_runtime import HAProxyRuntime
+from rollout.drivers.haproxy.config import EMPTY_ADDRESS, EMPTY_PORT
+from rollout.drivers.haproxy.lb import HAProxyLoadBalancer, free_slot, slot_number, slots_of
+from rollout.drivers.haproxy.runtime import HAProxyRuntime
 from rollout.errors import ConfigError, DriverError
 from rollout.model import Admin, Health, Member, Node, NodeState
 from rollout.protocols import LoadBalancer

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.config import load_environment
-from rollout.drivers.haproxy_config import (
+from rollout.drivers.haproxy.config import (
     EMPTY_ADDRESS,
     EMPTY_PORT,
     BackendSpec,
@@ -19,15 +18,16 @@ from rollout.drivers.haproxy_config import (
     render_config,
     save_server_state,
 )
-from rollout.drivers.haproxy_parse import (
+from rollout.drivers.haproxy.parse import (
     admin_from_bits,
     health_from_stat,
     member,
     parse_servers_state,
     parse_show_stat,
 )
-from rollout.drivers.haproxy_runtime import HAProxyRuntime
+from rollout.drivers.haproxy.runtime import HAProxyRuntime
 from rollout.errors import ConfigError, DriverError
+from rollout.inventory import load_environment
 from rollout.model import Admin, Health, Member
 
 FIXTURES = Path(__file__).parent / "fixtures" / "haproxy"

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from rollout.errors import ConfigError, NotFoundError
-from rollout.fsio import write_json_atomic
-from rollout.images import (
+from rollout.backends.lab.images import (
     MANIFEST,
     LabImageStore,
     new_image_id,
     role_checksum,
 )
+from rollout.errors import ConfigError, NotFoundError
+from rollout.fsio import write_json_atomic
 from rollout.paths import DataDir
 from rollout.protocols import ImageStore
 

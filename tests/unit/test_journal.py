@@ -12,7 +12,7 @@ from rollout.core.decide import new_state
 from rollout.core.state import Counters, Phase, RolloutState, RolloutStatus, Soak, Wait
 from rollout.errors import JournalError, NotFoundError
 from rollout.events import PhaseChanged
-from rollout.journal import SCHEMA_VERSION, Journal
+from rollout.store.journal import SCHEMA_VERSION, Journal
 from rollout.testing import FakeWorld, pool_settings
 
 

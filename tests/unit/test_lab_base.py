@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rollout.lab import base
+from rollout.backends.lab import base
 from rollout.paths import DataDir
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from rollout.backends.lab import network
 from rollout.config import LabSettings
 from rollout.errors import EnvironmentProblem
-from rollout.lab import network
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from rollout.backends.lab.nodes import node_running, nspawn_command
+from rollout.backends.lab.records import (
+    LabContext,
+    NodeRecord,
+    read_record,
+    read_records,
+    write_record,
+)
 from rollout.config import LabSettings
 from rollout.errors import ConfigError, DriverError
-from rollout.lab.nodes import node_running, nspawn_command
-from rollout.lab.records import LabContext, NodeRecord, read_record, read_records, write_record
 from rollout.paths import DataDir
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from rollout.backends.lab import system
+from rollout.backends.lab.env import LabStatus, NodeStatus, _lb_state
 from rollout.errors import DriverError, EnvironmentProblem
-from rollout.lab import system
-from rollout.lab.env import LabStatus, NodeStatus, _lb_state
 from rollout.model import Admin, Health, Member
 
 

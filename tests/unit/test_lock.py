@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from rollout.errors import LockHeldError
-from rollout.journal import Journal
-from rollout.lock import Lease, alive
+from rollout.store.journal import Journal
+from rollout.store.lease import Lease, alive
 from rollout.testing import FakeClock
 
 

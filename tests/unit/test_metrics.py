@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from rollout.errors import ConfigError, EnvironmentProblem
-from rollout.metrics import (
+from rollout.app.metrics import (
     RolloutMetrics,
     Sample,
     format_value,
     record_rollout,
     write_metrics,
 )
+from rollout.errors import ConfigError, EnvironmentProblem
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -6,15 +6,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from rollout.errors import ConfigError
-from rollout.model import Admin, Health, Member, Node, NodeState
-from rollout.phoenix import (
+from rollout.core.phoenix import (
     PhoenixBudget,
     parse_max_age,
     parse_window,
     pool_health_problem,
     select_for_phoenix,
 )
+from rollout.errors import ConfigError
+from rollout.model import Admin, Health, Member, Node, NodeState
 
 DAY = 86400.0
 H = 3600.0
@@ -200,8 +200,8 @@ def test_nothing_due_is_allowed_even_outside_the_window() -> None:
 )
 def test_bad_windows_name_the_option(text: str, fragment: str) -> None:
     with pytest.raises(ConfigError) as err:
-        parse_window(text, option="rollout.phoenix.window")
-    assert str(err.value).startswith("rollout.phoenix.window: ")
+        parse_window(text, option="rollout.core.phoenix.window")
+    assert str(err.value).startswith("rollout.core.phoenix.window: ")
     assert fragment in str(err.value)
 
 

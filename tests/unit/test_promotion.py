@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from rollout.errors import ConfigError, ExitCode
-from rollout.images import LabImageStore
-from rollout.paths import DataDir
-from rollout.promotion import (
+from rollout.backends.lab.images import LabImageStore
+from rollout.core.promotion import (
     check_promotion,
     previous_env,
     record_pass,
     record_promotion,
 )
+from rollout.errors import ConfigError, ExitCode
+from rollout.paths import DataDir
 
 ORDER = ("dev", "staging", "prod")
 

@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from rollout.config import load_environment
+from rollout.app.operations import run_rollout
+from rollout.app.phoenix import phoenix_history, phoenix_run
+from rollout.app.replace import replace_node
+from rollout.app.workspace import PoolDrivers, Workspace
+from rollout.core.phoenix import DAY_SECONDS, PhoenixBudget, parse_window
 from rollout.errors import ConfigError, RolloutFailed
-from rollout.journal import Journal
-from rollout.lock import Lease
+from rollout.inventory import load_environment
 from rollout.model import Admin, Node, SshTarget
-from rollout.operations import run_rollout
 from rollout.paths import DataDir
-from rollout.phoenix import DAY_SECONDS, PhoenixBudget, parse_window
+from rollout.store.journal import Journal
+from rollout.store.lease import Lease
 from rollout.testing import FakeWorld
-from rollout.workflows.phoenix import phoenix_history, phoenix_run
-from rollout.workflows.replace import replace_node
-from rollout.workspace import PoolDrivers, Workspace
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from rollout.app.plan import DEFAULT_WAITS, build_plan, core_floor
 from rollout.config import PoolSettings
 from rollout.core.batches import capacity_steps, plan_batches
 from rollout.model import Admin, Health, Image, Member, Node, NodeState
 from rollout.testing import image, pool_settings
-from rollout.workflows.plan import DEFAULT_WAITS, build_plan, core_floor
 
 OLD, NEW = image("web", "1.0.0"), image("web", "2.0.0")
 

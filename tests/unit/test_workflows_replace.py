@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from rollout.app.replace import decide_replace, image_is_suspect, pool_image_id
 from rollout.model import Node, NodeState, SmokeResult
-from rollout.workflows.replace import decide_replace, image_is_suspect, pool_image_id
 
 PASS = SmokeResult(True, 1.0, "5 passed")
 FAIL = SmokeResult(False, 1.0, "1 failed, 4 passed")

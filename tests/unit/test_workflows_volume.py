@@ -10,10 +10,10 @@ from pydantic import ValidationError
 
 from rollout.config import Pool
 from rollout.core.state import RolloutStatus
+from rollout.engine.controller import Controller
 from rollout.errors import DriverError, RolloutFailed
-from rollout.executor import Controller
-from rollout.journal import Journal
 from rollout.model import LaunchSpec, Node, NodeState
+from rollout.store.journal import Journal
 from rollout.testing import FakeWorld, pool_settings
 
 

@@ -1,0 +1,485 @@
+"""The AWS provider: the nodes of a pool are EC2 instances, plain or in an ASG.
+
+Nodes are found by their tags (``rollout:role`` and ``rollout:env``), which
+every launch writes together with the image id and version, the rollout id and
+``rollout:created-by``; reap and phoenix rely on them, so only this module
+writes them. For an ASG pool the group's members count as nodes too.
+
+| Node field   | from                                                          |
+|--------------|---------------------------------------------------------------|
+| name         | the ``Name`` tag when it is a valid node name, else the instance id |
+| target       | the instance id (what an ELBv2 *instance* target group knows) |
+| address      | the private IP, or the public one with ``aws.ssh_address: public`` |
+| image_id     | the rollout image of the instance's AMI (its ``rollout:image-id``),  |
+|              | else the instance's tag, else the AMI id                      |
+| labels       | the instance tags plus ``aws:ami``, ``aws:az``, ``aws:asg-state``   |
+
+Readiness is: the instance is ``running``, its instance and system status
+checks are ``ok``, then ``probe(node)`` answers. The default probe
+(:func:`tcp_http_probe`) connects to SSH (port 22) and GETs the pool's
+``health_path`` on ``service_port``; tests pass a scripted probe because
+moto's instances have no network.
+
+ASG pools (``aws.auto_scaling_group``): see :mod:`rollout.backends.aws.asg` for the
+desired-capacity choreography. A new node is attached once it is ready (the
+``AttachInstances`` API wants a running instance); a retired one is detached
+with decrement before it is terminated, so the group never launches a
+replacement of its own. Call :meth:`AwsProvider.on_rollout_succeeded` when a
+rollout completes, to leave the launch template pointing at the new AMI.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import logging
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from rollout import names
+from rollout.backends.aws import (
+    CREATED_BY,
+    TAG_ASG,
+    TAG_CREATED_BY,
+    TAG_ENV,
+    TAG_IMAGE_ID,
+    TAG_IMAGE_VERSION,
+    TAG_NAME,
+    TAG_ROLE,
+    TAG_ROLLOUT_ID,
+)
+from rollout.backends.aws.asg import AutoScalingGroup, GroupState, LaunchTemplate, point_group_at
+from rollout.backends.aws.ec2 import (
+    LIVE_STATES,
+    Probe,
+    instance_node,
+    run_params,
+    ssh_target_for,
+    tcp_http_probe,
+    template_ref,
+)
+from rollout.backends.aws.images import AwsImageStore
+from rollout.backends.aws.session import AwsClients, aws_errors, tag_list, tags_of
+from rollout.backends.aws.volumes import PoolVolumes
+from rollout.clock import SystemClock
+from rollout.config import AwsSettings, Pool, PoolSettings
+from rollout.errors import ConfigError, DriverError, NotFoundError
+from rollout.model import Image, LaunchSpec, Node, Readiness, SshTarget
+from rollout.protocols import Clock
+
+if TYPE_CHECKING:
+    from rollout.app.workspace import Workspace
+
+log = logging.getLogger("rollout.backends.aws")
+
+
+class AwsProvider:
+    """``rollout.protocols.Provider`` over EC2 (and an ASG when configured)."""
+
+    def __init__(
+        self,
+        env: str,
+        role: str,
+        settings: PoolSettings,
+        *,
+        clients: AwsClients | None = None,
+        probe: Probe | None = None,
+        images: AwsImageStore | None = None,
+        where: str = "aws settings",
+        clock: Clock | None = None,
+    ) -> None:
+        self.env = names.name(env, "environment")
+        self.role = names.name(role, "role")
+        if settings.aws is None:
+            raise ConfigError(f"{where}: provider aws needs the key 'aws'")
+        self.aws: AwsSettings = settings.aws
+        aws = self.aws
+        if not (aws.launch_template or aws.instance_type or aws.auto_scaling_group):
+            raise ConfigError(
+                f"{where}: rollout.backends.aws needs launch_template, instance_type or "
+                "auto_scaling_group to know what to launch",
+                hint="set aws.launch_template (preferred) or aws.instance_type",
+            )
+        self.clients = clients or AwsClients.from_settings(aws)
+        self.images = images or AwsImageStore(self.clients)
+        self.group = (
+            AutoScalingGroup(self.clients, aws.auto_scaling_group)
+            if aws.auto_scaling_group
+            else None
+        )
+        self.probe: Probe = probe or (
+            lambda node: tcp_http_probe(
+                node, http_port=settings.service_port, path=settings.health_path
+            )
+        )
+        self._ami_images: dict[str, Image | None] = {}
+        self._subnet_az: dict[str, str] = {}
+        # One EBS volume per slot, handed from an old node to its replacement.
+        self.volumes = PoolVolumes(
+            self.clients, self.env, self.role, size=aws.volume_size,
+            volume_type=aws.volume_type, device=aws.volume_device,
+            clock=clock or SystemClock(),
+        ) if settings.volume else None
+
+    @classmethod
+    def from_pool(cls, pool: Pool, **kwargs: Any) -> AwsProvider:
+        return cls(pool.env, pool.role, pool.settings, where=str(pool.source), **kwargs)
+
+    @classmethod
+    def from_workspace(cls, ws: Workspace, pool: Pool, images: object = None) -> AwsProvider:
+        store = images if isinstance(images, AwsImageStore) else None
+        return cls.from_pool(pool, images=store)
+
+    # -- observing -------------------------------------------------------
+
+    def _describe(
+        self, filters: builtins.list[dict[str, Any]], ids: builtins.list[str] | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        kwargs: dict[str, Any] = {"Filters": filters}
+        if ids:
+            kwargs["InstanceIds"] = ids
+        with aws_errors("describe instances", f"of pool {self.env}/{self.role}"):
+            reservations = self.clients.paginate(
+                "ec2", "describe_instances", "Reservations", **kwargs
+            )
+        return [i for r in reservations for i in r.get("Instances", [])]
+
+    def _pool_filters(self) -> builtins.list[dict[str, Any]]:
+        return [
+            {"Name": f"tag:{TAG_ROLE}", "Values": [self.role]},
+            {"Name": f"tag:{TAG_ENV}", "Values": [self.env]},
+            {"Name": "instance-state-name", "Values": LIVE_STATES},
+        ]
+
+    def _image_of(self, amis: set[str]) -> None:
+        unknown = sorted(a for a in amis if a not in self._ami_images)
+        if unknown:
+            found = self.images.by_ami(unknown)
+            for ami in unknown:  # AMIs are immutable, so this never goes stale
+                self._ami_images[ami] = found.get(ami)
+
+    def _nodes(
+        self, instances: builtins.list[dict[str, Any]], group: GroupState | None = None
+    ) -> builtins.list[Node]:
+        lifecycle: dict[str, str] = {}
+        if self.group is not None and instances:
+            group = group or self.group.describe()
+            lifecycle = {m.instance_id: m.lifecycle for m in group.members.values()}
+        self._image_of({str(i.get("ImageId", "")) for i in instances if i.get("ImageId")})
+        nodes = [
+            instance_node(
+                i,
+                role=self.role,
+                env=self.env,
+                image=self._ami_images.get(str(i.get("ImageId", ""))),
+                ssh_address=self.aws.ssh_address,
+                lifecycle=lifecycle.get(str(i["InstanceId"])),
+            )
+            for i in instances
+        ]
+        return sorted(nodes, key=lambda n: (n.created_at, n.name))
+
+    def list(self) -> builtins.list[Node]:
+        instances = {str(i["InstanceId"]): i for i in self._describe(self._pool_filters())}
+        group = None
+        if self.group is not None:
+            # Members the group launched itself carry our tags only if the group
+            # propagates them; they are the pool's nodes either way.
+            group = self.group.describe()
+            extra = [m for m in group.members if m not in instances]
+            if extra:
+                live = [{"Name": "instance-state-name", "Values": LIVE_STATES}]
+                for inst in self._describe(live, extra):
+                    instances[str(inst["InstanceId"])] = inst
+        return self._nodes(list(instances.values()), group)
+
+    def _find(self, node: Node) -> dict[str, Any] | None:
+        """The live instance behind ``node`` (by instance id, else by name)."""
+        if node.target.startswith("i-"):
+            try:
+                found = self._describe(
+                    [{"Name": "instance-state-name", "Values": LIVE_STATES}], [node.target]
+                )
+            except NotFoundError:  # InvalidInstanceID.NotFound: long gone
+                return None
+            return found[0] if found else None
+        by_name = self._by_name(node.name)
+        return by_name[0] if by_name else None
+
+    def _by_name(self, name: str) -> builtins.list[dict[str, Any]]:
+        return self._describe(
+            [*self._pool_filters(), {"Name": f"tag:{TAG_NAME}", "Values": [name]}]
+        )
+
+    # -- launching -------------------------------------------------------
+
+    def _subnets(self) -> builtins.list[str]:
+        if self.aws.subnets:
+            return list(self.aws.subnets)
+        if self.group is not None:
+            return list(self.group.describe().subnets)
+        return []
+
+    def _learn_zones(self, subnets: builtins.list[str]) -> None:
+        missing = [s for s in subnets if s not in self._subnet_az]
+        if missing:
+            with aws_errors("describe subnets", ", ".join(missing)):
+                for sub in self.clients.paginate(
+                    "ec2", "describe_subnets", "Subnets", SubnetIds=missing
+                ):
+                    self._subnet_az[str(sub["SubnetId"])] = str(sub["AvailabilityZone"])
+
+    def _subnet_in(self, zone: str) -> str | None:
+        """A pool subnet in ``zone`` (a data volume cannot leave its zone)."""
+        subnets = self._subnets()
+        if not subnets:
+            return None
+        self._learn_zones(subnets)
+        for subnet in subnets:
+            if self._subnet_az.get(subnet) == zone:
+                return subnet
+        raise DriverError(
+            f"pool {self.env}/{self.role}: no subnet in {zone}, where the data volume is",
+            hint="add a subnet of that availability zone to aws.subnets",
+        )
+
+    def _pick_subnet(self) -> str | None:
+        """The subnet of the availability zone with the fewest pool nodes."""
+        subnets = self._subnets()
+        if len(subnets) <= 1:
+            return subnets[0] if subnets else None
+        self._learn_zones(subnets)
+        per_az = Counter(n.labels.get("aws:az", "") for n in self.list())
+
+        def load(subnet: str) -> tuple[int, int]:
+            return per_az[self._subnet_az.get(subnet, subnet)], subnets.index(subnet)
+
+        return min(subnets, key=load)
+
+    def _template(self) -> dict[str, str] | None:
+        ref, version = self.aws.launch_template, self.aws.launch_template_version
+        if ref is None and self.group is not None:
+            lt = self.group.describe().launch_template
+            if lt:
+                ref = lt.get("LaunchTemplateId") or lt.get("LaunchTemplateName")
+                version = lt.get("Version") or "$Default"
+        return template_ref(ref, version) if ref else None
+
+    def node_tags(self, spec: LaunchSpec) -> dict[str, str]:
+        """Every tag a node of ``spec`` carries (also on its volumes)."""
+        tags = {
+            TAG_NAME: spec.name,
+            TAG_ROLE: self.role,
+            TAG_ENV: self.env,
+            TAG_IMAGE_ID: spec.image.id,
+            TAG_IMAGE_VERSION: spec.image.version,
+            TAG_CREATED_BY: CREATED_BY,
+        }
+        if spec.rollout_id:
+            tags[TAG_ROLLOUT_ID] = spec.rollout_id
+        if self.group is not None:
+            tags[TAG_ASG] = self.group.name
+        return tags
+
+    def launch(self, spec: LaunchSpec) -> Node:
+        names.name(spec.name, "node name")
+        if (spec.role, spec.env) != (self.role, self.env):
+            raise ConfigError(
+                f"launch {spec.name}: spec is for {spec.env}/{spec.role}, "
+                f"this provider runs {self.env}/{self.role}"
+            )
+        existing = self._by_name(spec.name)
+        if existing:
+            return self._nodes(existing[:1])[0]
+        ami = spec.image.location
+        if not ami.startswith("ami-"):
+            raise ConfigError(
+                f"launch {spec.name}: image {spec.image.id} has no AMI (location {ami!r})",
+                hint="an AWS pool launches images baked by the aws baker; see `rollout images`",
+            )
+        # run_instances names a bad AMI too, but only after other checks (and
+        # some emulators accept it): ask first, to name the image in the error.
+        with aws_errors("launch node", f"{spec.name}: AMI {ami} of image {spec.image.id}"):
+            amis = self.clients.ec2.describe_images(ImageIds=[ami])["Images"]
+        if not amis or amis[0].get("State") != "available":
+            state = amis[0].get("State") if amis else "missing"
+            raise DriverError(
+                f"launch {spec.name}: AMI {ami} of image {spec.image.id} is {state}, not available",
+                hint="wait for the bake to finish, or pick another image",
+            )
+        volume = self._volume_for(spec)
+        params = run_params(
+            self.aws,
+            ami=ami,
+            tags=self.node_tags(spec),
+            template=self._template(),
+            subnet=self._subnet_in(volume["AvailabilityZone"]) if volume else self._pick_subnet(),
+            instance_type=self.aws.instance_type,
+        )
+        if self.aws.user_data:
+            params["UserData"] = self.aws.user_data
+        # The client token makes a retried call (after a timeout) idempotent on
+        # AWS's side too; the Name-tag lookup above covers a crashed controller.
+        seed = f"{self.env}/{self.role}/{spec.name}/{spec.rollout_id}/{ami}"
+        token = hashlib.sha256(seed.encode()).hexdigest()[:64]
+        inst = self._run(params, token, spec)
+        if inst["State"]["Name"] in ("shutting-down", "terminated"):
+            # The same token once launched a node that is gone since: launch anew.
+            inst = self._run(params, f"{token[:48]}-{int(time.time())}", spec)
+        if self.volumes is not None and volume is None:
+            self.volumes.create(spec.name, str(inst["Placement"]["AvailabilityZone"]))
+        return self._nodes([inst])[0]
+
+    def _volume_for(self, spec: LaunchSpec) -> dict[str, Any] | None:
+        """The data volume the new node takes: its own already (a retried
+        launch), else the stopped old node's; None for a fresh volume."""
+        if self.volumes is None:
+            return None
+        mine = self.volumes.held_by(spec.name)
+        if mine is not None or spec.volume_from is None:
+            return mine
+        old = self._by_name(names.name(spec.volume_from, "node name"))
+        state = str(old[0]["State"]["Name"]) if old else None
+        return self.volumes.hand_over(spec.volume_from, state, spec.name)
+
+    def _run(self, params: dict[str, Any], token: str, spec: LaunchSpec) -> dict[str, Any]:
+        with aws_errors("launch node", f"{spec.name} from {spec.image.location} ({spec.image.id})"):
+            reply = self.clients.ec2.run_instances(**params, ClientToken=token)
+        return dict(reply["Instances"][0])
+
+    # -- readiness, stop, start, destroy ---------------------------------
+
+    def readiness(self, node: Node) -> Readiness:
+        if not node.target.startswith("i-"):
+            return Readiness(False, f"{node.name}: no instance id")
+        try:
+            with aws_errors("describe instance status", f"{node.target} ({node.name})"):
+                statuses = self.clients.ec2.describe_instance_status(
+                    InstanceIds=[node.target], IncludeAllInstances=True
+                )["InstanceStatuses"]
+        except NotFoundError:
+            return Readiness(False, f"{node.target} does not exist")
+        if not statuses:
+            return Readiness(False, f"{node.target} does not exist")
+        st = statuses[0]
+        state = st["InstanceState"]["Name"]
+        if state != "running":
+            return Readiness(False, f"{node.target} is {state}")
+        checks = (
+            st.get("InstanceStatus", {}).get("Status"),
+            st.get("SystemStatus", {}).get("Status"),
+        )
+        if checks != ("ok", "ok"):
+            return Readiness(
+                False, f"{node.target} status checks: instance {checks[0]}, system {checks[1]}"
+            )
+        if self.volumes is not None:
+            attached = self.volumes.attach_held(node.name, node.target)
+            if attached in ("attaching", "elsewhere"):
+                return Readiness(False, f"{node.name}: data volume {attached}")
+        if not node.address:
+            found = self._find(node)
+            if found is not None:
+                node = self._nodes([found])[0]
+        result = self.probe(node)
+        if result.ready and self.group is not None:
+            self._ensure_member(node)
+        return result
+
+    def _ensure_member(self, node: Node) -> None:
+        group = self.group
+        found = self._find(node)
+        if group is None or found is None or tags_of(found).get(TAG_ASG) != group.name:
+            return
+        group.attach(node.target)
+
+    def stop(self, node: Node) -> None:
+        inst = self._find(node)
+        if inst is None or inst["State"]["Name"] in ("stopping", "stopped"):
+            return
+        iid = str(inst["InstanceId"])
+        if self.group is not None and iid in self.group.describe().members:
+            # A stopped member would fail its health check and be replaced.
+            with aws_errors("tag instance", iid):
+                self.clients.ec2.create_tags(
+                    Resources=[iid], Tags=tag_list({TAG_ASG: self.group.name})
+                )
+            self.group.enter_standby(iid)
+        with aws_errors("stop instance", f"{iid} ({node.name})"):
+            self.clients.ec2.stop_instances(InstanceIds=[iid])
+
+    def start(self, node: Node) -> Node:
+        inst = self._find(node)
+        if inst is None:
+            raise DriverError(
+                f"start {node.name}: instance {node.target or '?'} is gone",
+                hint="it cannot be restored; launch a replacement",
+            )
+        iid = str(inst["InstanceId"])
+        if self.volumes is not None:
+            self._take_volume_back(node, iid)
+        if inst["State"]["Name"] in ("stopped", "stopping"):
+            with aws_errors("start instance", f"{iid} ({node.name})"):
+                self.clients.ec2.start_instances(InstanceIds=[iid])
+            inst = self._find(node) or inst
+        # An ASG member left in Standby by stop() is put back in service by
+        # readiness() once it runs again (exit_standby wants it running).
+        return self._nodes([inst])[0]
+
+    def _take_volume_back(self, node: Node, iid: str) -> None:
+        """On restore: the volume handed to the replacement comes back first."""
+        assert self.volumes is not None
+        holder = self.volumes.holder_of_previous(node.name)
+        if holder is not None and holder != node.name:
+            live = self._by_name(holder)
+            state = str(live[0]["State"]["Name"]) if live else None
+            self.volumes.take_back(node.name, state)
+        self.volumes.attach_held(node.name, iid)
+
+    def destroy(self, node: Node) -> None:
+        inst = self._find(node)
+        if inst is None:
+            return
+        iid = str(inst["InstanceId"])
+        if self.group is not None:
+            member = self.group.describe().members.get(iid)
+            if member is not None:
+                if member.protected and not self.aws.replace_protected:
+                    raise DriverError(
+                        f"destroy {node.name}: {iid} is protected from scale-in in group "
+                        f"{self.group.name!r}, and aws.replace_protected is false",
+                        hint="remove the protection, or set aws.replace_protected: true",
+                    )
+                with aws_errors("tag instance", iid):
+                    # Say it is leaving, so readiness() never attaches it again.
+                    self.clients.ec2.create_tags(
+                        Resources=[iid], Tags=tag_list({TAG_ASG: "retired"})
+                    )
+                self.group.detach(iid)
+        try:
+            with aws_errors("terminate instance", f"{iid} ({node.name})"):
+                self.clients.ec2.terminate_instances(InstanceIds=[iid])
+        except NotFoundError:
+            return
+
+    def ssh(self, node: Node) -> SshTarget:
+        return ssh_target_for(node, self.aws)
+
+    # -- hooks -----------------------------------------------------------
+
+    def on_rollout_succeeded(self, image: Image) -> int | None:
+        """Leave the pool launching ``image``: a new launch template version with
+        its AMI, made the default (and the ASG moved to it if it pins a version);
+        the ASG's members get the group's own scale-in protection back.
+        Returns the new template version, or None when nothing changed."""
+        description = f"rollout {image.id} ({image.role} {image.version})"
+        if self.group is not None:
+            number = point_group_at(self.clients, self.group, image.location, description)
+            self.group.settle_protection()
+            return number
+        if self.aws.launch_template:
+            return LaunchTemplate(self.clients, self.aws.launch_template).point_at(
+                image.location, description
+            )
+        return None

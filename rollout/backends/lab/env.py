@@ -1,0 +1,324 @@
+"""``lab up``, ``lab down`` and ``lab status``: the whole lab of one environment.
+
+``lab_up`` converges, so running it again is safe and cheap:
+
+1. check root and programs before touching anything;
+2. ensure the base image, and a first image (1.0.0) for every lab pool's role;
+3. ensure the network and HAProxy (one frontend and backend per pool);
+4. per pool: clear LB slots whose node is gone, restart nodes whose nspawn
+   died, launch missing nodes (from the image the pool already runs, else the
+   role's first image), wait until each is ready, register it, and wait until
+   HAProxy reports it UP.
+
+``lab_down`` removes exactly what ``lab_up`` made at run time (nodes, netns,
+veths, bridge, our NAT rules, HAProxy and its files) and keeps the caches
+(the base image and baked images).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rollout import names
+from rollout.backends.lab import haproxy_process, network, nodes
+from rollout.backends.lab.base import ensure_base
+from rollout.backends.lab.provider import LabProvider
+from rollout.backends.lab.records import LabContext
+from rollout.backends.lab.system import LAB_PROGRAMS, require_programs, require_root
+from rollout.clock import SystemClock
+from rollout.config import Environment, Pool
+from rollout.drivers.haproxy.config import backend_spec, render_config
+from rollout.errors import DriverError
+from rollout.model import Admin, Health, LaunchSpec, Member, Node, NodeState
+from rollout.paths import DataDir
+from rollout.protocols import Clock, LoadBalancer
+
+Events = Callable[[str], None]
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One node as ``lab status`` shows it.
+
+    ``lb_state`` is ``up`` (READY and healthy), ``down`` (READY, failing
+    checks), ``drain``, ``maint``, ``unknown`` (no check result, or HAProxy
+    unreachable) or ``none`` (not in the load balancer).
+    """
+
+    name: str
+    address: str
+    image: str  # the image version
+    image_id: str
+    role: str
+    lb_state: str
+    slot: str | None
+    state: str  # a NodeState value
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "address": self.address, "image": self.image,
+            "image_id": self.image_id, "role": self.role, "lb_state": self.lb_state,
+            "slot": self.slot, "state": self.state,
+        }
+
+
+@dataclass(frozen=True)
+class LabStatus:
+    env: str
+    frontends: dict[str, str]  # role -> URL
+    nodes: list[NodeStatus]
+    haproxy: bool  # our HAProxy runs
+    bridge: str
+    subnet: str
+    warnings: list[str] = field(default_factory=list)
+    builders: list[str] = field(default_factory=list)  # bakes' builder nodes running now
+
+    @property
+    def frontend(self) -> str:
+        """The first pool's frontend URL (the lab usually has one pool)."""
+        return next(iter(self.frontends.values()), "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "frontend": self.frontend,
+            "frontends": dict(self.frontends),
+            "haproxy": "running" if self.haproxy else "stopped",
+            "bridge": self.bridge,
+            "subnet": self.subnet,
+            "nodes": [n.to_json() for n in self.nodes],
+            "builders": list(self.builders),
+            "warnings": list(self.warnings),
+        }
+
+
+def lab_pools(env: Environment) -> list[Pool]:
+    return [p for _, p in sorted(env.pools.items()) if p.settings.provider == "lab"]
+
+
+def _load_balancer(data: DataDir, pool: Pool) -> LoadBalancer:
+    """The pool's backend in the lab's own HAProxy (through its admin socket)."""
+    from rollout.drivers.haproxy.lb import HAProxyLoadBalancer
+
+    return HAProxyLoadBalancer.for_pool(pool, haproxy_process.runtime(data))
+
+
+def _image_store(data: DataDir) -> Any:
+    from rollout.backends.lab.images import LabImageStore
+
+    return LabImageStore(data)
+
+
+def haproxy_config_text(env: Environment, data: DataDir) -> str:
+    files = haproxy_process.HAProxyFiles.of(data)
+    specs = [backend_spec(p) for p in lab_pools(env) if p.settings.load_balancer == "haproxy"]
+    return render_config(specs, socket_path=files.socket, state_file=files.state)
+
+
+def _lb_state(member: Member | None) -> str:
+    if member is None:
+        return "none"
+    if member.admin is Admin.MAINT:
+        return "maint"
+    if member.admin is Admin.DRAIN:
+        return "drain"
+    return {Health.UP: "up", Health.DOWN: "down"}.get(member.health, "unknown")
+
+
+def _new_name(role: str, taken: set[str]) -> str:
+    while True:
+        candidate = names.name(f"{role}-{secrets.token_hex(3)}", "node name")
+        if candidate not in taken:
+            return candidate
+
+
+def _stale_node(pool: Pool, member: Member) -> Node:
+    """A stand-in Node for an LB slot whose node no longer exists."""
+    return Node(
+        name=member.slot, address=member.target, role=pool.role, env=pool.env, image_id="",
+        image_version="", state=NodeState.GONE, created_at=0.0, target=member.target,
+    )
+
+
+def lab_up(
+    project: Path,
+    env: Environment,
+    data: DataDir,
+    *,
+    nodes: int | None = None,
+    on_event: Events = _quiet,
+    clock: Clock | None = None,
+) -> LabStatus:
+    """Bring the lab of ``env`` to its desired state; see the module doc."""
+    require_root("lab up")
+    require_programs(LAB_PROGRAMS)
+    clock = clock or SystemClock()
+    data.ensure()
+    lab = LabContext(data, env.settings.lab)
+    ensure_base(data, on_event=on_event)
+    images = _image_store(data)
+    pools = lab_pools(env)
+    for pool in pools:
+        if not images.list(pool.role):
+            on_event(f"{pool.role}: no image yet, baking 1.0.0")
+            from rollout.backends.lab.bake import bake
+
+            bake(project, env, data, pool.role, "1.0.0", on_event=on_event)
+    network.ensure_network(lab.settings)
+    how = haproxy_process.ensure_haproxy(data, haproxy_config_text(env, data), clock=clock)
+    if how != "unchanged":
+        on_event(f"HAProxy {how}")
+    for pool in pools:
+        size = nodes if nodes is not None else pool.settings.pool_size
+        _converge(data, lab, pool, images, size, on_event, clock)
+    return lab_status(env, data)
+
+
+def _converge(
+    data: DataDir, lab: LabContext, pool: Pool, images: Any, size: int, on_event: Events,
+    clock: Clock,
+) -> None:
+    provider = LabProvider(lab, pool, images)
+    lb = _load_balancer(data, pool)
+    present = provider.list()
+    addresses = {n.address for n in present}
+    for member in lb.members():
+        if member.target and member.target not in addresses:
+            on_event(f"{pool.role}: clearing slot {member.slot} ({member.target}: no such node)")
+            lb.remove(_stale_node(pool, member))
+    for node in present:
+        if node.state is NodeState.STOPPED:
+            on_event(f"{pool.role}: restarting {node.name} (its nspawn had exited)")
+            provider.start(node)
+    present = sorted(provider.list(), key=lambda n: (n.created_at, n.name))
+    for extra in present[size:]:
+        on_event(f"{pool.role}: removing {extra.name} (pool size is {size})")
+        lb.remove(extra)
+        nodes.remove_node(lab, extra.name)
+    present = present[:size]
+    if len(present) < size:
+        running = Counter(n.image_id for n in present)
+        image = (images.get(running.most_common(1)[0][0]) if running
+                 else images.oldest(pool.role))
+        taken = {r.name for r in nodes.list_nodes(lab)}
+        for _ in range(size - len(present)):
+            name = _new_name(pool.role, taken)
+            taken.add(name)
+            on_event(f"{pool.role}: launching {name} from {image.id}")
+            present.append(provider.launch(
+                LaunchSpec(name=name, role=pool.role, env=pool.env, image=image)))
+    # Nodes already in service passed HAProxy's checks; probe only the others.
+    serving = {m.target for m in lb.members() if m.in_service}
+    joining = [n for n in present if n.lb_target not in serving]
+    _wait_ready(provider, joining, pool, clock, on_event)
+    for node in joining:
+        lb.add(node)
+    _wait_up(lb, present, pool, clock)
+    on_event(f"{pool.role}: {len(present)} node(s) in service")
+
+
+def _wait_ready(provider: LabProvider, pending: list[Node], pool: Pool, clock: Clock,
+                on_event: Events) -> None:
+    deadline = clock.now() + pool.settings.timeouts.ready
+    waiting = {n.name: n for n in pending}
+    last: dict[str, str] = {}
+    while waiting:
+        for name, node in list(waiting.items()):
+            probe = provider.readiness(node)
+            if probe.ready:
+                del waiting[name]
+            else:
+                last[name] = probe.detail
+        if not waiting:
+            return
+        if clock.now() > deadline:
+            detail = "; ".join(f"{n}: {last.get(n, '')}" for n in sorted(waiting))
+            raise DriverError(
+                f"{pool.role}: node(s) not ready after {pool.settings.timeouts.ready:.0f}s: "
+                f"{detail}",
+                hint="see each node's console.log under the data directory's lab/nodes/",
+            )
+        clock.sleep(0.2)
+
+
+def _wait_up(lb: LoadBalancer, want: list[Node], pool: Pool, clock: Clock) -> None:
+    deadline = clock.now() + pool.settings.timeouts.lb_up
+    targets = {n.lb_target for n in want}
+    while True:
+        members = {m.target: m for m in lb.members() if m.target in targets}
+        down = sorted(t for t in targets if t not in members or not members[t].in_service)
+        if not down:
+            return
+        if clock.now() > deadline:
+            states = ", ".join(f"{t}={_lb_state(members.get(t))}" for t in down)
+            raise DriverError(
+                f"{pool.role}: HAProxy does not report node(s) UP after "
+                f"{pool.settings.timeouts.lb_up:.0f}s: {states}",
+                hint=f"check {pool.settings.health_path} on those nodes",
+            )
+        clock.sleep(0.2)
+
+
+def lab_down(env: Environment, data: DataDir, *, on_event: Events = _quiet) -> None:
+    """Remove the lab's nodes, network, NAT rules and HAProxy; keep the images."""
+    require_root("lab down")
+    require_programs(["ip", "iptables"])
+    lab = LabContext(data, env.settings.lab)
+    for rec in nodes.list_nodes(lab):
+        on_event(f"removing {rec.name}")
+        nodes.remove_node(lab, rec.name)
+    if haproxy_process.haproxy_running(data):
+        on_event("stopping HAProxy")
+    haproxy_process.stop_haproxy(data)
+    on_event(f"removing bridge {lab.settings.bridge} and its NAT rules")
+    network.remove_network(lab.settings)
+
+
+def lab_status(env: Environment, data: DataDir) -> LabStatus:
+    """What runs now: nodes with their image, LB slot and state, and the frontends."""
+    lab = LabContext(data, env.settings.lab)
+    running = haproxy_process.haproxy_running(data)
+    frontends: dict[str, str] = {}
+    members: dict[str, Member] = {}
+    warnings: list[str] = []
+    for pool in lab_pools(env):
+        hap = pool.settings.haproxy
+        if hap is None:
+            continue
+        frontends[pool.role] = f"http://{hap.frontend_address}:{hap.frontend_port}/"
+        if running:
+            try:
+                lb = _load_balancer(data, pool)
+                members.update({m.target: m for m in lb.members() if m.target})
+            except DriverError as exc:
+                warnings.append(f"{pool.role}: cannot read HAProxy: {exc}")
+    statuses = []
+    builders: list[str] = []
+    for rec in nodes.list_nodes(lab):
+        if rec.removing:
+            continue
+        if rec.writable:  # a bake's builder, not a pool node
+            builders.append(rec.name)
+            continue
+        member = members.get(rec.address)
+        statuses.append(NodeStatus(
+            name=rec.name, address=rec.address, image=rec.image_version,
+            image_id=rec.image_id, role=rec.role,
+            lb_state=_lb_state(member) if running else "unknown",
+            slot=member.slot if member else None,
+            state=(NodeState.RUNNING if nodes.node_running(lab, rec) else NodeState.STOPPED).value,
+        ))
+    return LabStatus(
+        env=env.name, frontends=frontends, nodes=statuses, haproxy=running,
+        bridge=lab.settings.bridge, subnet=lab.settings.subnet, warnings=warnings,
+        builders=builders,
+    )

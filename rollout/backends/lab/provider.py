@@ -1,0 +1,230 @@
+"""The lab provider: a pool's nodes are systemd-nspawn machines on this host.
+
+Implements :class:`rollout.protocols.Provider` on top of ``rollout.backends.lab.nodes``.
+Node states come from the node records plus a check that the recorded pid is
+really that node's systemd-nspawn:
+
+| record                 | nspawn alive | listed as |
+|------------------------|--------------|-----------|
+| present                | yes          | RUNNING   |
+| present                | no           | STOPPED   |
+| present, ``removing``  | any          | not listed (cleanup finishes when it exits) |
+| present, ``writable``  | any          | not listed (a bake's builder)                |
+| absent                 |              | not listed (GONE) |
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rollout import names
+from rollout.backends.lab import nodes
+from rollout.backends.lab.records import LabContext, NodeRecord, read_record, write_record
+from rollout.config import Pool
+from rollout.errors import DriverError, NotFoundError
+from rollout.model import LaunchSpec, Node, NodeState, Readiness, SshTarget
+from rollout.protocols import ImageStore
+
+if TYPE_CHECKING:
+    from rollout.app.workspace import Workspace
+
+# Serialises cleanups in this process: a destroy's thread and a list() may race.
+_cleanup_lock = threading.Lock()
+
+
+class LabProvider:
+    """Starts and stops the nspawn nodes of one pool (role in an environment)."""
+
+    def __init__(self, lab: LabContext, pool: Pool, images: ImageStore) -> None:
+        self.lab = lab
+        self.pool = pool
+        self.images = images
+
+    @classmethod
+    def from_workspace(cls, ws: Workspace, pool: Pool, images: ImageStore) -> LabProvider:
+        return cls(LabContext(ws.data, ws.env.settings.lab), pool, images)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _mine(self, rec: NodeRecord) -> bool:
+        # Writable nodes are bakes' builders of this role, never pool members.
+        return rec.role == self.pool.role and rec.env == self.pool.env and not rec.writable
+
+    def _node(self, rec: NodeRecord) -> Node:
+        running = nodes.node_running(self.lab, rec)
+        labels = {"image_dir": rec.image_dir}
+        if rec.volume_dir:
+            labels["volume"] = rec.volume_dir
+        if rec.rollout_id:
+            labels["rollout_id"] = rec.rollout_id
+        return Node(
+            name=rec.name,
+            address=rec.address,
+            role=rec.role,
+            env=rec.env,
+            image_id=rec.image_id,
+            image_version=rec.image_version,
+            state=NodeState.RUNNING if running else NodeState.STOPPED,
+            created_at=rec.created_at,
+            target=rec.address,
+            rollout_id=rec.rollout_id,
+            labels=labels,
+        )
+
+    def _record(self, node: Node) -> NodeRecord:
+        rec = read_record(self.lab, names.name(node.name, "node name"))
+        if rec is None or not self._mine(rec) or rec.removing:
+            raise NotFoundError(
+                f"node {node.name}: not a node of pool {self.pool.role} in {self.pool.env} "
+                f"({self.lab.nodes_dir})"
+            )
+        return rec
+
+    def _finish_removal(self, name: str) -> None:
+        with _cleanup_lock:
+            rec = read_record(self.lab, name)
+            if rec is not None and rec.removing:
+                nodes.remove_node(self.lab, name)
+
+    # -- Provider --------------------------------------------------------------
+
+    def list(self) -> list[Node]:
+        found = []
+        for rec in nodes.list_nodes(self.lab):
+            if not self._mine(rec):
+                continue
+            if rec.removing:
+                if not nodes.node_running(self.lab, rec):
+                    self._finish_removal(rec.name)
+                continue
+            found.append(self._node(rec))
+        return found
+
+    def launch(self, spec: LaunchSpec) -> Node:
+        names.name(spec.name, "node name")
+        if spec.role != self.pool.role or spec.env != self.pool.env:
+            raise DriverError(
+                f"node {spec.name}: spec is for {spec.role}/{spec.env}, this provider "
+                f"serves {self.pool.role}/{self.pool.env}"
+            )
+        with _cleanup_lock:
+            existing = read_record(self.lab, spec.name)
+            if existing is not None and existing.removing:
+                # A destroy of this name is still being cleaned up in the background:
+                # finish it now, or its cleanup would tear down the new node's netns.
+                nodes.remove_node(self.lab, spec.name)
+                existing = None
+        if existing is not None:
+            return self._node(existing)
+        if not spec.image.location:
+            raise NotFoundError(f"image {spec.image.id}: has no location (image directory)")
+        rec = nodes.start_node(
+            self.lab,
+            spec.name,
+            Path(spec.image.location),
+            role=spec.role,
+            env=spec.env,
+            image_id=spec.image.id,
+            image_version=spec.image.version,
+            rollout_id=spec.rollout_id,
+            volume_path=self.pool.settings.volume,
+            volume_dir=self._handed_over(spec),
+        )
+        return self._node(rec)
+
+    def _handed_over(self, spec: LaunchSpec) -> Path | None:
+        """The volume of ``spec.volume_from``, which must be stopped; None when
+        the pool keeps no volume or the old node had none (a fresh slot)."""
+        if self.pool.settings.volume is None or spec.volume_from is None:
+            return None
+        old = read_record(self.lab, names.name(spec.volume_from, "node name"))
+        if old is None or not old.volume_dir:
+            return None
+        if nodes.node_running(self.lab, old):
+            raise DriverError(
+                f"node {spec.name}: cannot take the volume of {old.name}: {old.name} still "
+                "runs",
+                hint="the old node must be stopped before its volume moves (strategy in_place)",
+            )
+        return Path(old.volume_dir)
+
+    def readiness(self, node: Node) -> Readiness:
+        """One cheap probe: TCP 22, then one ssh call, then one HTTP GET."""
+        rec = read_record(self.lab, node.name)
+        if rec is None or rec.removing or not nodes.node_running(self.lab, rec):
+            return Readiness(False, "the node's systemd-nspawn is not running")
+        try:
+            with socket.create_connection((rec.address, 22), timeout=0.5):
+                pass
+        except OSError as exc:
+            return Readiness(False, f"ssh port not open yet: {exc}")
+        target = nodes.ssh_target(self.lab, rec.name)
+        proc = nodes.ssh_run(
+            target,
+            "systemctl is-system-running; systemctl --failed --no-legend --plain | cut -d' ' -f1",
+            timeout=10.0,
+        )
+        if proc.returncode == 255:
+            return Readiness(False, f"ssh failed: {proc.stderr.strip()}")
+        lines = proc.stdout.split()
+        state = lines[0] if lines else "unknown"
+        if state != "running":
+            failed = " ".join(lines[1:])
+            detail = f"systemd is {state}" + (f"; failed units: {failed}" if failed else "")
+            # "degraded" means boot finished with a failed unit: waiting won't help.
+            return Readiness(False, detail, ssh=True, systemd=state,
+                             failed=state in ("degraded", "maintenance", "stopping"))
+        settings = self.pool.settings
+        url = f"http://{rec.address}:{settings.service_port}{settings.health_path}"
+        try:
+            with urllib.request.urlopen(url, timeout=2.0) as resp:
+                status = int(resp.status)
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        except (OSError, ValueError) as exc:
+            return Readiness(False, f"GET {url}: {exc}", ssh=True, systemd=state)
+        # Ready means HTTP answers at all; whether it answers *correctly* is the
+        # smoke gate's verdict, which names the failing check.
+        return Readiness(True, f"ready (GET {settings.health_path}: HTTP {status})", ssh=True,
+                         systemd=state, http=True)
+
+    def stop(self, node: Node) -> None:
+        self._record(node)
+        nodes.stop_node(self.lab, node.name)
+
+    def start(self, node: Node) -> Node:
+        self._record(node)
+        return self._node(nodes.restart_node(self.lab, node.name))
+
+    def destroy(self, node: Node) -> None:
+        """SIGTERM the node and return; its netns, keys and record go once it exits."""
+        rec = read_record(self.lab, names.name(node.name, "node name"))
+        if rec is None or not self._mine(rec):
+            return
+        if not rec.removing:
+            rec = replace(rec, removing=True)
+            write_record(self.lab, rec)
+        nodes.signal_node(rec)
+        thread = threading.Thread(
+            target=self._finish_quietly,
+            args=(rec.name,),
+            name=f"destroy-{rec.name}",
+            daemon=True,
+        )
+        thread.start()
+
+    def _finish_quietly(self, name: str) -> None:
+        # A failure here is retried by the next list(); the thread has no caller.
+        try:
+            self._finish_removal(name)
+        except Exception:
+            return
+
+    def ssh(self, node: Node) -> SshTarget:
+        return nodes.ssh_target(self.lab, names.name(node.name, "node name"))

@@ -1,0 +1,192 @@
+"""One HAProxy backend of fixed slots as a :class:`rollout.protocols.LoadBalancer`.
+
+A slot is EMPTY (placeholder address, MAINT, checks off) or holds one node,
+found by its address (``Node.lb_target``). Transitions, all idempotent:
+
+| call               | runtime commands                                          |
+|--------------------|-----------------------------------------------------------|
+| add (free slot)    | set addr; enable health; state drain; health down; ready  |
+| set_admin READY    | from MAINT as add (minus addr); from DRAIN: state ready   |
+| set_admin DRAIN    | state drain                                               |
+| set_admin MAINT    | state maint                                               |
+| remove             | state maint; set addr EMPTY; disable health               |
+
+Why the detour through DRAIN and "health down": a server leaving MAINT is
+assumed UP by HAProxy before any check has run (status "UP 1/2", check "INI")
+and takes traffic at once. Leaving MAINT into DRAIN takes no new sessions;
+forcing health down there means READY only gets traffic after ``rise`` passing
+checks. Changing DRAIN to READY does not reset the health.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from rollout import names
+from rollout.config import Pool
+from rollout.drivers.haproxy.config import EMPTY_ADDRESS, EMPTY_PORT, backend_spec, is_empty
+from rollout.drivers.haproxy.parse import member
+from rollout.drivers.haproxy.runtime import HAProxyRuntime
+from rollout.errors import ConfigError, DriverError
+from rollout.model import Admin, Member, Node
+
+
+def slot_number(slot: str, prefix: str) -> int | None:
+    """3 for ``node3`` with prefix ``node``; None for a name not of that form."""
+    match = re.fullmatch(re.escape(prefix) + r"([1-9][0-9]*)", slot)
+    return int(match.group(1)) if match else None
+
+
+def slots_of(members: Sequence[Member], target: str) -> list[Member]:
+    """The slots holding ``target``; more than one only after a manual edit."""
+    return [m for m in members if target and m.target == target]
+
+
+def free_slot(members: Sequence[Member]) -> Member | None:
+    """The lowest-numbered empty slot in MAINT (``members`` is in slot order).
+    An empty slot that is READY or DRAIN is left alone: someone is using it."""
+    return next((m for m in members if not m.target and m.admin is Admin.MAINT), None)
+
+
+if TYPE_CHECKING:
+    from rollout.app.workspace import Workspace
+
+
+class HAProxyLoadBalancer:
+    """The slots ``<prefix>1..<prefix><slots>`` of one backend."""
+
+    def __init__(
+        self,
+        runtime: HAProxyRuntime,
+        backend: str,
+        *,
+        service_port: int,
+        slot_prefix: str = "node",
+        slots: int,
+    ) -> None:
+        self.runtime = runtime
+        self.backend = names.backend(backend, "HAProxy load balancer: backend")
+        self.service_port = names.port(service_port, f"HAProxy backend {backend!r}: service_port")
+        self.slot_prefix = names.backend(slot_prefix, f"HAProxy backend {backend!r}: slot_prefix")
+        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+            raise ConfigError(f"HAProxy backend {backend!r}: slots must be ≥ 1 (got {slots!r})")
+        self.slots = slots
+
+    @classmethod
+    def for_pool(cls, pool: Pool, runtime: HAProxyRuntime) -> HAProxyLoadBalancer:
+        spec = backend_spec(pool)
+        return cls(
+            runtime,
+            spec.name,
+            service_port=spec.service_port,
+            slot_prefix=spec.slot_prefix,
+            slots=spec.slots,
+        )
+
+    @classmethod
+    def from_workspace(cls, ws: Workspace, pool: Pool) -> HAProxyLoadBalancer:
+        """The pool's backend through its configured runtime API, or the lab's own
+        socket under the data directory when ``haproxy.runtime`` is empty."""
+        assert pool.settings.haproxy is not None  # guaranteed by PoolSettings
+        url = pool.settings.haproxy.runtime or f"unix://{ws.data.lab / 'haproxy.sock'}"
+        return cls.for_pool(pool, HAProxyRuntime.from_url(url))
+
+    def _where(self) -> str:
+        return f"HAProxy backend {self.backend!r} ({self.runtime.url})"
+
+    def members(self) -> list[Member]:
+        """Every slot of the backend, in slot order, empty ones included."""
+        stats = {row.svname: row for row in self.runtime.show_stat(self.backend)}
+        states = self.runtime.show_servers_state(self.backend)
+        out: list[tuple[int, Member]] = []
+        for state in states:
+            number = slot_number(state.srv_name, self.slot_prefix)
+            if number is None or number > self.slots:
+                continue  # not one of our slots (a hand-written server line)
+            stat = stats.get(state.srv_name)
+            if stat is None:
+                raise DriverError(
+                    f"{self._where()}: server {state.srv_name!r} is in 'show servers state' "
+                    "but not in 'show stat'",
+                    hint="was HAProxy reloaded in between? retry",
+                )
+            empty = is_empty(state.srv_addr, state.srv_port)
+            out.append((number, member(stat, state, empty=empty)))
+        if not out:
+            raise DriverError(
+                f"{self._where()}: no slots named {self.slot_prefix}1..{self.slot_prefix}"
+                f"{self.slots}",
+                hint="render the config with the pool's backend spec and reload HAProxy",
+            )
+        return [m for _, m in sorted(out, key=lambda pair: pair[0])]
+
+    def _slot(self, slot: str) -> Member:
+        found = next((m for m in self.members() if m.slot == slot), None)
+        if found is None:
+            raise DriverError(f"{self._where()}: slot {slot!r} vanished (HAProxy reloaded?)")
+        return found
+
+    def _target(self, node: Node) -> str:
+        return names.address(node.lb_target, f"node {node.name!r}: load-balancer target")
+
+    def _ready(self, slot: str, current: Admin) -> None:
+        """Bring a slot to READY without it taking traffic before a check passes."""
+        if current is Admin.READY:
+            return
+        self.runtime.enable_health(self.backend, slot)
+        if current is Admin.MAINT:
+            self.runtime.set_server_state(self.backend, slot, "drain")
+            self.runtime.set_server_health(self.backend, slot, "down")
+        self.runtime.set_server_state(self.backend, slot, "ready")
+
+    def add(self, node: Node) -> Member:
+        """Put ``node`` in a free slot, READY with checks on; health stays DOWN
+        until HAProxy's own check passed ``rise`` times. Idempotent."""
+        target = self._target(node)
+        members = self.members()
+        held = slots_of(members, target)
+        if held:
+            slot = next((m for m in held if m.admin is Admin.READY), held[0])
+            if slot.admin is Admin.READY:
+                return slot
+            # A slot left half-added (crash) or parked in MAINT/DRAIN: finish it.
+            self._ready(slot.slot, slot.admin)
+            return self._slot(slot.slot)
+        free = free_slot(members)
+        if free is None:
+            raise DriverError(
+                f"no free slot in backend {self.backend} (slots: {self.slots}) for node "
+                f"{node.name!r} ({target})",
+                hint="remove old nodes first, or raise rollout.haproxy.slots and reload HAProxy",
+            )
+        self.runtime.set_server_addr(self.backend, free.slot, target, self.service_port)
+        self._ready(free.slot, free.admin)
+        return self._slot(free.slot)
+
+    def set_admin(self, node: Node, admin: Admin) -> None:
+        """READY, DRAIN or MAINT for every slot holding the node."""
+        target = self._target(node)
+        held = slots_of(self.members(), target)
+        if not held:
+            raise DriverError(
+                f"{self._where()}: node {node.name!r} ({target}) is in no slot",
+                hint="add the node to the load balancer first",
+            )
+        for slot in held:
+            if slot.admin is admin:
+                continue
+            if admin is Admin.READY:
+                self._ready(slot.slot, slot.admin)
+            else:
+                self.runtime.set_server_state(self.backend, slot.slot, admin)
+
+    def remove(self, node: Node) -> None:
+        """MAINT, then point the slot back at the EMPTY address with checks off.
+        A node in no slot is already removed."""
+        target = self._target(node)
+        for slot in slots_of(self.members(), target):
+            self.runtime.set_server_state(self.backend, slot.slot, "maint")
+            self.runtime.set_server_addr(self.backend, slot.slot, EMPTY_ADDRESS, EMPTY_PORT)
+            self.runtime.disable_health(self.backend, slot.slot)

@@ -1,0 +1,451 @@
+"""The controller: observe -> decide -> journal the intent (fsync) -> act ->
+journal the outcome, until the rollout is finished.
+
+The decisions come from the pure core (:mod:`rollout.core.decide`); this module
+only gathers observations, performs the actions through the drivers and keeps
+the journal. Actions of one decision touch different replacements and run
+concurrently on a thread pool (``workers=0`` runs them inline, which keeps tests
+on a :class:`rollout.testing.FakeClock` deterministic). Waiting is polling the
+real state every ``poll_interval`` seconds on the injected clock, and the loop
+wakes at once when an action finishes.
+
+Signals: when ``stop_requested()`` turns true, nothing new starts, every
+in-flight replacement whose old node still exists is restored (it is retried
+from scratch on resume), RETIRING ones finish, the rollout is recorded
+``interrupted`` and :class:`rollout.errors.Interrupted` is raised.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+
+from rollout import names
+from rollout.config import Pool
+from rollout.core.batches import plan_batches, pool_nodes
+from rollout.core.decide import (
+    Decision,
+    apply_outcomes,
+    decide,
+    halt,
+    new_state,
+    request_abort,
+    request_stop,
+    resume_state,
+    wants_probe,
+)
+from rollout.core.state import (
+    Action,
+    AddMember,
+    DestroyNode,
+    Launch,
+    Outcome,
+    Phase,
+    RemoveMember,
+    RestoreReason,
+    RolloutState,
+    RolloutStatus,
+    RunSmoke,
+    SetAdmin,
+    StartNode,
+    StopNode,
+    World,
+)
+from rollout.engine.reap import ReapReport, reap
+from rollout.errors import (
+    ConfigError,
+    Interrupted,
+    LockHeldError,
+    NotFoundError,
+    RolloutError,
+    RolloutFailed,
+    RolloutHalted,
+    UnfinishedRolloutError,
+)
+from rollout.events import Event, RolloutStarted, StepFinished, StepStarted, Waiting
+from rollout.model import Image, Node, Readiness
+from rollout.protocols import Clock, LoadBalancer, Provider, SmokeRunner
+from rollout.store.journal import Journal
+from rollout.store.lease import Lease
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    id: str
+    status: RolloutStatus
+    replaced: tuple[str, ...]  # old nodes now gone, replaced by new ones
+    restored: tuple[str, ...]  # old nodes put back after a failure, abort or canary
+    not_replaced: tuple[str, ...]  # skipped or still pending
+    already_on_target: tuple[str, ...]
+    wall: float
+    waits: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+
+    @property
+    def overhead(self) -> float | None:
+        """Wall time ÷ the irreducible waits (boot, smoke, lb_rise, drain, soak)."""
+        total = sum(self.waits.values())
+        return self.wall / total if total > 0 else None
+
+
+@dataclass
+class _Flight:
+    action: Action
+    step_id: int
+
+
+def _new_id() -> str:
+    return "r" + uuid.uuid4().hex[:8]
+
+
+class Controller:
+    """Runs, resumes, aborts and reaps the rollouts of one pool."""
+
+    def __init__(
+        self,
+        *,
+        pool: Pool,
+        provider: Provider,
+        lb: LoadBalancer,
+        smoke: SmokeRunner,
+        journal: Journal,
+        clock: Clock,
+        on_event: Callable[[Event], None] = lambda e: None,
+        stop_requested: Callable[[], bool] = lambda: False,
+        poll_interval: float = 0.1,
+        workers: int = 8,
+        lease: Lease | None = None,
+        new_id: Callable[[], str] = _new_id,
+    ) -> None:
+        self.pool = pool
+        self.provider = provider
+        self.lb = lb
+        self.smoke = smoke
+        self.journal = journal
+        self.clock = clock
+        self.on_event = on_event
+        self.stop_requested = stop_requested
+        self.poll_interval = poll_interval
+        self.workers = workers
+        self.lease = lease
+        self.new_id = new_id
+        self._observe_error_since: float | None = None
+        self._observe_error = ""
+
+    # --- entry points ---------------------------------------------------------------
+
+    def run(self, target: Image, *, only: Sequence[str] | None = None,
+            kind: str = "rollout") -> RolloutResult:
+        """Replace the pool's nodes with nodes of ``target``. Raises
+        UnfinishedRolloutError (exit 3) when the pool has an unfinished rollout,
+        RolloutFailed (1), RolloutHalted (4) or Interrupted (130).
+
+        ``only`` names the nodes to replace even if they run ``target`` already
+        (phoenix, ``rollout replace``); each must be in the pool (running and
+        READY in the LB). ``kind`` is recorded with the rollout."""
+        env, role = self.pool.env, self.pool.role
+        names.image_id(target.id, "target image")
+        if target.role != role:
+            raise ConfigError(f"image {target.id} is of role {target.role!r}, not {role!r}",
+                              hint=f"pick an image of role {role!r} (rollout images {role})")
+        unfinished = self.journal.unfinished(env, role)
+        if unfinished is not None:
+            raise UnfinishedRolloutError(
+                f"pool {env}/{role} has an unfinished rollout {unfinished.id} "
+                f"({unfinished.status.value})",
+                hint=f"finish it with `rollout resume --role {role}` or restore the old nodes "
+                f"with `rollout abort --role {role}`",
+            )
+        nodes, members = self.provider.list(), self.lb.members()
+        by_target = {m.target: m for m in members if m.target}
+        members_now = pool_nodes(nodes, by_target)
+        if only is not None:
+            present = {n.name for n in members_now}
+            missing = sorted(set(only) - present)
+            if missing:
+                raise NotFoundError(
+                    f"pool {env}/{role}: {', '.join(missing)} not running and READY in the "
+                    "load balancer, so not replaceable through a rollout",
+                    hint=f"see `rollout lab status`; `rollout reap --role {role}` removes "
+                    "leftovers",
+                )
+        plan = plan_batches(members_now, target, self.pool.settings, only=only)
+        rollout_id = names.rollout_id(self.new_id(), "rollout id")
+        state = new_state(rollout_id, env, role, target, self.pool.settings, plan,
+                          self.clock.now(), kind=kind)
+        self.journal.create(state, pid=os.getpid(), host=socket.gethostname())
+        self._emit(state, RolloutStarted(
+            state.id, self.clock.now(), env=env, role=role, target_image=target.id,
+            target_version=target.version, strategy=state.strategy.value,
+            replacements=len(state.replacements), batches=len(plan.batches),
+            already_on_target=len(plan.skipped),
+        ))
+        return self._conclude(self._drive(state))
+
+    def resume(self, rollout_id: str | None = None) -> RolloutResult:
+        """Reconcile an unfinished rollout against the world and complete it
+        (or finish restoring it)."""
+        state = self._unfinished(rollout_id, "resume")
+        state = resume_state(state, self.clock.now())
+        self._claim(state)
+        return self._conclude(self._drive(state))
+
+    def abort(self, rollout_id: str | None = None) -> RolloutResult:
+        """Restore the old node of every replacement that can be restored."""
+        state = self._unfinished(rollout_id, "abort")
+        state = self._commit(request_abort(state, self.clock.now()))
+        self._claim(state)
+        return self._conclude(self._drive(state))
+
+    def reap(self, *, dry_run: bool = False) -> ReapReport:
+        """Remove nodes and LB members that rollouts created but no journal owns."""
+        return reap(self.pool, self.provider, self.lb, self.journal, self.clock,
+                    self.on_event, dry_run=dry_run)
+
+    # --- the loop ---------------------------------------------------------------------
+
+    def _drive(self, state: RolloutState) -> RolloutState:
+        pool = futures.ThreadPoolExecutor(self.workers) if self.workers > 0 else None
+        inflight: dict[futures.Future[Outcome], _Flight] = {}
+        try:
+            while True:
+                state = self._collect(state, inflight)
+                if self.lease is not None and self.lease.lost:
+                    self._settle(state, inflight)
+                    raise LockHeldError(
+                        f"lost the lease {self.lease.key} while rollout {state.id} ran",
+                        hint=f"another controller may run it now; check `rollout status`, "
+                        f"then `rollout resume --role {state.role}`",
+                    )
+                running = state.status is RolloutStatus.RUNNING
+                if running and not state.stopping and self.stop_requested():
+                    state = self._commit(request_stop(state, self.clock.now()))
+                world = self._observe(state, pool)
+                if world is None and self._observe_error_since is not None:
+                    waited = self.clock.now() - self._observe_error_since
+                    if waited > state.settings.timeouts.progress_deadline:
+                        state = self._commit(halt(state, f"cannot observe the pool for "
+                                                  f"{waited:.0f}s: {self._observe_error}",
+                                                  self.clock.now()))
+                if world is not None:
+                    busy = frozenset(f.action.index for f in inflight.values())
+                    decision = decide(state, world, self.clock.now(), busy)
+                    state = self._commit(decision)
+                    if state.status is RolloutStatus.RUNNING:
+                        self._start(state, decision.actions, pool, inflight)
+                if state.status is not RolloutStatus.RUNNING:
+                    self._settle(state, inflight)
+                    return state
+                self._pause(inflight)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+
+    def _observe(self, state: RolloutState,
+                 pool: futures.ThreadPoolExecutor | None) -> World | None:
+        try:
+            nodes, members = self.provider.list(), self.lb.members()
+        except Exception as exc:
+            message = f"cannot observe the pool: {exc}"
+            if message != self._observe_error:
+                self._emit(state, Waiting(state.id, self.clock.now(), reason=message))
+            self._observe_error = message
+            if self._observe_error_since is None:
+                self._observe_error_since = self.clock.now()
+            return None
+        self._observe_error_since, self._observe_error = None, ""
+        world = World.of(nodes, members)
+        wanted = [world.nodes[n] for n in sorted(wants_probe(state, world)) if n in world.nodes]
+        if pool is not None and len(wanted) > 1:
+            probes = dict(zip([n.name for n in wanted], pool.map(self._probe, wanted),
+                              strict=True))
+        else:
+            probes = {n.name: self._probe(n) for n in wanted}
+        return World(world.nodes, world.members, probes)
+
+    def _probe(self, node: Node) -> Readiness:
+        try:
+            return self.provider.readiness(node)
+        except Exception as exc:
+            return Readiness(False, f"probe failed: {exc}")
+
+    def _start(self, state: RolloutState, actions: tuple[Action, ...],
+               pool: futures.ThreadPoolExecutor | None,
+               inflight: dict[futures.Future[Outcome], _Flight]) -> None:
+        if not actions:
+            return
+        now = self.clock.now()
+        intents = []
+        for action in actions:
+            detail = action.admin.value if isinstance(action, SetAdmin) else ""
+            if isinstance(action, Launch) and action.spec is not None:
+                detail = action.spec.image.id
+            intents.append((action.index, action.kind, action.node.name, now, detail))
+        started = tuple(StepStarted(state.id, now, index=a.index, node=a.node.name, step=a.kind)
+                        for a in actions)
+        # Every intent is durable (one transaction, one fsync for the whole
+        # decision) before any of the side effects starts.
+        step_ids = self.journal.begin_steps(state.id, intents, started)
+        for event in started:
+            self.on_event(event)
+        for action, step_id in zip(actions, step_ids, strict=True):
+            if pool is None:
+                future: futures.Future[Outcome] = futures.Future()
+                future.set_result(self._perform(action))
+            else:
+                future = pool.submit(self._perform, action)
+            inflight[future] = _Flight(action, step_id)
+
+    def _perform(self, action: Action) -> Outcome:
+        """One driver call. Any Exception is an outcome; BaseException is not."""
+        started = self.clock.now()
+        node = smoke = None
+        try:
+            if isinstance(action, Launch) and action.spec is not None:
+                node = self.provider.launch(action.spec)
+            elif isinstance(action, RunSmoke) and action.image is not None:
+                smoke = self.smoke.run(action.node, action.image)
+            elif isinstance(action, AddMember):
+                self.lb.add(action.node)
+            elif isinstance(action, SetAdmin):
+                self.lb.set_admin(action.node, action.admin)
+            elif isinstance(action, RemoveMember):
+                self.lb.remove(action.node)
+            elif isinstance(action, StopNode):
+                self.provider.stop(action.node)
+            elif isinstance(action, StartNode):
+                node = self.provider.start(action.node)
+            elif isinstance(action, DestroyNode):
+                self.provider.destroy(action.node)
+            else:
+                raise TypeError(f"unknown action {action!r}")
+        except Exception as exc:
+            error = str(exc) if isinstance(exc, RolloutError) else f"{type(exc).__name__}: {exc}"
+            return Outcome(False, self.clock.now() - started, error=error)
+        return Outcome(True, self.clock.now() - started, node=node, smoke=smoke)
+
+    def _collect(self, state: RolloutState,
+                 inflight: dict[futures.Future[Outcome], _Flight], apply: bool = True,
+                 ) -> RolloutState:
+        """Journal the outcomes of every finished action and fold them into the
+        state, all in one transaction."""
+        done = [f for f in inflight if f.done()]
+        if not done:
+            return state
+        now = self.clock.now()
+        finished: list[tuple[int, bool, str, float, float]] = []
+        events: list[Event] = []
+        outcomes: list[tuple[Action, Outcome]] = []
+        for future in done:
+            flight = inflight.pop(future)
+            outcome = future.result()  # re-raises a BaseException from the worker
+            action = flight.action
+            ok = outcome.ok and (outcome.smoke is None or outcome.smoke.passed)
+            error = outcome.error or (outcome.smoke.summary if outcome.smoke and not ok else "")
+            finished.append((flight.step_id, ok, error, now, outcome.duration))
+            events.append(StepFinished(
+                state.id, now, index=action.index, node=action.node.name,
+                step=action.kind, ok=ok, duration=outcome.duration, error=error,
+            ))
+            outcomes.append((action, outcome))
+        decision = apply_outcomes(state, outcomes, now) if apply else Decision(state)
+        state = decision.state
+        self.journal.commit(state, waits=decision.waits,
+                            events=(*events, *decision.events), finished=finished)
+        for event in (*events, *decision.events):
+            self.on_event(event)
+        return state
+
+    def _settle(self, state: RolloutState,
+                inflight: dict[futures.Future[Outcome], _Flight]) -> None:
+        """Let running actions finish and journal their outcomes (too late to matter)."""
+        while inflight:
+            futures.wait(list(inflight), return_when=futures.FIRST_COMPLETED)
+            self._collect(state, inflight, apply=False)
+
+    def _pause(self, inflight: dict[futures.Future[Outcome], _Flight]) -> None:
+        if any(f.done() for f in inflight):
+            return
+        if inflight:
+            futures.wait(list(inflight), timeout=self.poll_interval,
+                         return_when=futures.FIRST_COMPLETED)
+        else:
+            self.clock.sleep(self.poll_interval)
+
+    # --- journal and events -----------------------------------------------------------------
+
+    def _commit(self, decision: Decision) -> RolloutState:
+        state = decision.state
+        self.journal.commit(state, waits=decision.waits, events=decision.events)
+        for event in decision.events:
+            self.on_event(event)
+        return state
+
+    def _emit(self, state: RolloutState, event: Event) -> None:
+        self.journal.record(state.id, events=(event,))
+        self.on_event(event)
+
+    def _claim(self, state: RolloutState) -> None:
+        self.journal.save(state)
+        self.journal.claim(state.id, os.getpid(), socket.gethostname())
+        self._emit(state, RolloutStarted(
+            state.id, self.clock.now(), env=state.env, role=state.role,
+            target_image=state.target.id, target_version=state.target.version,
+            strategy=state.strategy.value, replacements=len(state.replacements),
+            batches=len({r.batch for r in state.replacements}),
+            already_on_target=len(state.skipped_nodes), resumed=True,
+        ))
+
+    def _unfinished(self, rollout_id: str | None, verb: str) -> RolloutState:
+        env, role = self.pool.env, self.pool.role
+        if rollout_id is None:
+            state = self.journal.unfinished(env, role)
+            if state is None:
+                raise NotFoundError(f"pool {env}/{role} has no unfinished rollout to {verb}",
+                                    hint="see `rollout history`")
+            return state
+        state = self.journal.get(names.rollout_id(rollout_id, "rollout id"))
+        if (state.env, state.role) != (env, role):
+            raise ConfigError(f"rollout {rollout_id} belongs to pool {state.env}/{state.role}, "
+                              f"not {env}/{role}", hint=f"pass --env {state.env} --role "
+                              f"{state.role}")
+        if not state.status.unfinished:
+            raise ConfigError(f"rollout {rollout_id} is {state.status.value}; nothing to {verb}",
+                              hint="see `rollout show " + rollout_id + "`")
+        return state
+
+    def _conclude(self, state: RolloutState) -> RolloutResult:
+        reps = state.replacements
+        result = RolloutResult(
+            id=state.id, status=state.status,
+            replaced=tuple(r.old_name for r in reps if r.phase is Phase.DONE),
+            restored=tuple(r.old_name for r in reps if r.phase is Phase.RESTORED),
+            not_replaced=tuple(r.old_name for r in reps
+                               if r.phase in (Phase.SKIPPED, Phase.PENDING)),
+            already_on_target=state.skipped_nodes,
+            wall=(state.finished_at or self.clock.now()) - state.started_at,
+            waits=self.journal.wait_totals(state.id), message=state.message,
+        )
+        where = f"rollout {state.id} of {state.env}/{state.role}"
+        role = state.role
+        if state.status is RolloutStatus.FAILED:
+            restored = ", ".join(result.restored) or "none"
+            # Say why, not only that the budget ran out: the first failure's cause.
+            first = next((r.error for r in reps if r.restore_reason is RestoreReason.FAILED
+                          and r.error and r.error not in state.message), None)
+            cause = f"; first failure: {first}" if first else ""
+            raise RolloutFailed(f"{where} failed: {state.message}{cause} "
+                                f"(restored: {restored})", hint=f"see `rollout show {state.id}`")
+        if state.status is RolloutStatus.HALTED:
+            raise RolloutHalted(f"{where} halted: {state.message}",
+                                hint=f"fix the cause, then `rollout resume --role {role}`, "
+                                f"or `rollout abort --role {role}` to restore the old nodes")
+        if state.status is RolloutStatus.INTERRUPTED:
+            raise Interrupted(f"{where} was interrupted; in-flight nodes were restored",
+                              hint=f"`rollout resume --role {role}` continues it, "
+                              f"`rollout abort --role {role}` restores the old nodes")
+        return result

@@ -1,0 +1,32 @@
+"""Test doubles and harnesses, public so users can test their own hooks and
+drivers with them.
+
+- :mod:`rollout.testing.fakes`: in-memory Provider, LoadBalancer, SmokeRunner,
+  ImageStore and a FakeClock, plus :class:`FakeWorld` wiring them together.
+- :mod:`rollout.testing.loadgen`: a bounded HTTP load generator that counts
+  failed requests and who answered.
+- :mod:`rollout.testing.lab`: a harness that drives the real lab from tests
+  and benchmarks.
+"""
+
+from rollout.testing.fakes import (
+    FakeClock,
+    FakeImageStore,
+    FakeLoadBalancer,
+    FakeProvider,
+    FakeSmokeRunner,
+    FakeWorld,
+    image,
+    pool_settings,
+)
+
+__all__ = [
+    "FakeClock",
+    "FakeImageStore",
+    "FakeLoadBalancer",
+    "FakeProvider",
+    "FakeSmokeRunner",
+    "FakeWorld",
+    "image",
+    "pool_settings",
+]
