@@ -3,7 +3,8 @@
 A handler reads the observed world, and either moves the replacement to its
 next phase (returns True, so the next handler runs in the same pass), emits at
 most one action, or waits (both return False). Nothing here does I/O: the pass
-works on copies and :meth:`Pass.decision` returns the new state.
+works on copies, and ``decide`` (rollout.core.decide) turns a finished pass
+into the new state.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A thin wrapper over ansible-runner: run one playbook against hosts reached over SSH.
 
-What it takes care of (see FIELD-NOTES): a fresh ``private_data_dir`` per run so
+What it takes care of (docs/PLATFORM.md, "ansible-runner"): a fresh ``private_data_dir`` per run so
 no extravars leak into the next one, ``ansible-playbook`` from this interpreter's
 environment first on PATH, the inventory built in memory from
 :class:`~rollout.model.SshTarget` with host-key checking on, pipelining on, no

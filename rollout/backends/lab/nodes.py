@@ -62,7 +62,7 @@ _SPAWN_TIMEOUT = 15.0
 
 
 def nspawn_command(lab: LabContext, rec: NodeRecord) -> list[str]:
-    """The systemd-nspawn command line for ``rec`` (flags per FIELD-NOTES)."""
+    """The systemd-nspawn command line for ``rec`` (why these flags: docs/PLATFORM.md)."""
     cmd = ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "-b"]
     if not rec.writable:
         cmd.append("--volatile=overlay")
