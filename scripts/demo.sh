@@ -13,4 +13,4 @@ rollout run --role web --version "$version"
 rollout lab status
 echo
 echo "The lab is still up: try 'curl -s http://127.0.0.1:8080/' or '.venv/bin/rollout --help'."
-echo "Remove it with: sudo .venv/bin/rollout lab down"
+echo "Remove it with: .venv/bin/rollout lab down   (as root)"

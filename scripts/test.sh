@@ -2,7 +2,7 @@
 # Install what the tests need (scripts/setup.sh: Debian packages, .venv, the
 # base image cache), then run every suite: unit (pure, fakes), contract, aws
 # (moto's real server) and functional (the real lab: nspawn, HAProxy, Ansible),
-# after the static checks (layer contracts, mypy, ruff).
+# after the static checks (layer contracts, mypy, ruff, ansible-lint).
 # Extra arguments go to pytest, e.g. `scripts/test.sh -m "not functional"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,4 +20,6 @@ echo "test: mypy --strict"
 .venv/bin/mypy
 echo "test: ruff"
 .venv/bin/ruff check rollout tests bench
+echo "test: ansible-lint (roles/, playbooks/)"
+.venv/bin/ansible-lint -q roles playbooks
 exec .venv/bin/python -m pytest tests "$@"
