@@ -30,6 +30,7 @@ from rollout.inventory import load_environment
 from rollout.model import Image
 from rollout.paths import DataDir
 from rollout.testing.lab import lab_skip_reason
+from tests.functional.rollout_cli import lab_netns
 
 pytestmark = pytest.mark.functional
 
@@ -70,17 +71,19 @@ def _builders(data: DataDir, env: Environment) -> list[str]:
     return [rec.name for rec in list_nodes(lab) if rec.name.startswith("bake-")]
 
 
-def _builder_netns() -> list[str]:
-    netns = Path("/run/netns")
-    return sorted(p.name for p in netns.iterdir() if p.name.startswith("bake-")) if (
-        netns.is_dir()) else []
+# Builders' namespaces that existed before this module ran belong to other labs.
+_NETNS_BEFORE = frozenset(lab_netns(Path("/nonexistent")))
+
+
+def _builder_netns(data: DataDir) -> list[str]:
+    return sorted(n for n in lab_netns(data.root, _NETNS_BEFORE) if n.startswith("bake-"))
 
 
 def _leftovers(data: DataDir, env: Environment) -> dict[str, list[str]]:
     build = data.images / ".build"
     return {
         "builders": _builders(data, env),
-        "netns": _builder_netns(),
+        "netns": _builder_netns(data),
         "build dirs": sorted(p.name for p in build.iterdir()) if build.is_dir() else [],
         "unregistered": sorted(
             p.name for p in data.images.iterdir()

@@ -176,13 +176,15 @@ def lab_up(
     launched: dict[str, Node | None] = {}  # name -> node, once its launch returned
     try:
         _up(project, env, data, lab, nodes, on_event, clock, cancel, launched)
-    except (Interrupted, KeyboardInterrupt):
+    except (Interrupted, KeyboardInterrupt) as exc:
         gone = shielded(lambda: _undo(data, lab, env, launched, on_event))
-        undone = f"removed the node(s) it had started: {', '.join(gone)}" if gone \
-            else "it had started no node"
+        text = "lab up interrupted; " + (
+            f"removed the node(s) it had started: {', '.join(gone)}" if gone
+            else "it had started no node")
+        if isinstance(exc, Interrupted) and exc.message != _STOPPED:
+            text += f" ({exc.message})"  # e.g. what an interrupted bake cleaned up
         raise Interrupted(
-            f"lab up interrupted; {undone}",
-            hint="run `rollout lab up` again to finish, or `rollout lab down`",
+            text, hint="run `rollout lab up` again to finish, or `rollout lab down`",
         ) from None
     return lab_status(env, data)
 
@@ -210,9 +212,12 @@ def _up(
         _converge(data, lab, pool, images, want, on_event, clock, cancel, launched)
 
 
+_STOPPED = "lab up interrupted"
+
+
 def _checkpoint(cancel: Callable[[], bool]) -> None:
     if cancel():
-        raise Interrupted("lab up interrupted")
+        raise Interrupted(_STOPPED)
 
 
 def _undo(data: DataDir, lab: LabContext, env: Environment,
