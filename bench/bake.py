@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from rollout.backends.lab import base as lab_base  # noqa: E402
 from rollout.backends.lab import network  # noqa: E402
-from rollout.backends.lab.bake import bake  # noqa: E402
+from rollout.backends.lab.builder import bake_on_lab  # noqa: E402
 from rollout.backends.lab.images import LabImageStore  # noqa: E402
 from rollout.inventory import load_environment  # noqa: E402
 from rollout.model import Image  # noqa: E402
@@ -70,7 +70,7 @@ def main() -> int:
                         marks[phase] = time.monotonic() - started
 
             parent = baked[-1] if args.incremental and baked else None
-            image = bake(project, env, data, "web", f"9.{run}.0", parent=parent,
+            image = bake_on_lab(project, env, data, "web", f"9.{run}.0", parent=parent,
                          on_event=on_event)
             baked.append(image)
             total = time.monotonic() - started

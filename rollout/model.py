@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 
@@ -168,3 +169,21 @@ class SshTarget:
         if self.key_file:
             opts += ["-o", "IdentitiesOnly=yes", "-i", self.key_file]
         return opts
+
+
+@dataclass(frozen=True)
+class BakeRequest:
+    """One bake, checked before anything starts (``rollout.bake.request.check_request``).
+
+    ``image_id`` is minted for this bake; ``extra_vars`` are the user's own
+    (never a ``rollout_*`` name: the pipeline sets those); ``smoke`` False
+    bakes without the smoke gate and registers the image unverified.
+    """
+
+    project: Path
+    role: str
+    version: str
+    image_id: str
+    parent: Image | None = None
+    extra_vars: dict[str, str] = field(default_factory=dict)
+    smoke: bool = True

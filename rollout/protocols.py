@@ -12,10 +12,12 @@ at any point leaves a world that the next run can observe and reconcile.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from rollout.model import (
     Admin,
+    BakeRequest,
     Image,
     LaunchSpec,
     Member,
@@ -117,3 +119,48 @@ class Clock(Protocol):
     def now(self) -> float: ...
 
     def sleep(self, seconds: float) -> None: ...
+
+
+@runtime_checkable
+class Builder(Protocol):
+    """Boots a writable machine for ONE bake and turns it into a registered image.
+
+    ``rollout.bake.pipeline.bake`` calls, in order: :meth:`check`, :meth:`start`,
+    (the playbook and the smoke gate over :meth:`ssh`), :meth:`capture`,
+    :meth:`register`, and :meth:`discard` in ``finally`` whatever happened. A
+    builder object serves one bake and remembers what it made, so ``discard``
+    knows what to remove. ``playbook_timeout`` bounds the Ansible play.
+    """
+
+    playbook_timeout: float
+
+    def check(self, request: BakeRequest) -> str:
+        """Validate what only this backend knows (the parent image, the base,
+        root, programs) with no side effect; return the id of the base the
+        image starts from (for the manifest's ``base``)."""
+        ...
+
+    def start(self, request: BakeRequest, cancel: Callable[[], bool]) -> Node:
+        """Boot the builder from the parent image (or the base) and return once
+        it answers SSH. Waits poll ``cancel`` and raise ``Interrupted`` when set."""
+        ...
+
+    def ssh(self, node: Node) -> SshTarget:
+        """How Ansible and the smoke gate reach the builder."""
+        ...
+
+    def capture(self, node: Node, image: Image) -> Image:
+        """Stop the builder and turn its disk into ``image`` (its manifest
+        complete), not yet registered; the returned image has its location."""
+        ...
+
+    def register(self, image: Image) -> Image:
+        """Make the captured image visible to the image store, atomically: from
+        here on it counts as baked, and ``discard`` leaves it alone."""
+        ...
+
+    def discard(self) -> list[str]:
+        """Remove the builder and whatever was captured but not registered.
+        Idempotent and safe after any step (or none); returns what it could not
+        remove (the bake is already failing, or done), never raises for it."""
+        ...

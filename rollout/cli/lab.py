@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from rollout.cli.base import Options, cli, common, pass_options
+from rollout.cli.base import STOP, Options, cli, common, pass_options
 from rollout.cli.output import Output
 
 
@@ -28,7 +28,11 @@ def lab_up(opts: Options, nodes: int | None) -> None:
     require_root("rollout lab up")
     ws = opts.workspace()
     out = opts.out()
-    status = up(ws.project, ws.env, ws.data, nodes=nodes, on_event=out.line)
+    # SIGINT and SIGTERM stop it between steps; the nodes (and a bake's builder)
+    # it started are removed before it exits.
+    STOP.install()
+    status = up(ws.project, ws.env, ws.data, nodes=nodes, on_event=out.line,
+                cancel=STOP.requested)
     _print_lab_status(out, status)
 
 

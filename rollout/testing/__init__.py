@@ -3,12 +3,15 @@ drivers with them.
 
 - :mod:`rollout.testing.fakes`: in-memory Provider, LoadBalancer, SmokeRunner,
   ImageStore and a FakeClock, plus :class:`FakeWorld` wiring them together.
+- :mod:`rollout.testing.builder`: an in-memory Builder and Ansible stand-in
+  for the bake pipeline.
 - :mod:`rollout.testing.loadgen`: a bounded HTTP load generator that counts
   failed requests and who answered.
 - :mod:`rollout.testing.lab`: a harness that drives the real lab from tests
   and benchmarks.
 """
 
+from rollout.testing.builder import FakeBuilder, FakePlaybook
 from rollout.testing.fakes import (
     FakeClock,
     FakeImageStore,
@@ -21,9 +24,11 @@ from rollout.testing.fakes import (
 )
 
 __all__ = [
+    "FakeBuilder",
     "FakeClock",
     "FakeImageStore",
     "FakeLoadBalancer",
+    "FakePlaybook",
     "FakeProvider",
     "FakeSmokeRunner",
     "FakeWorld",

@@ -1,15 +1,19 @@
-"""The AMI bake against moto's server. Ansible is replaced at the ansible-runner
-boundary by ``AnsibleSeam`` (moto's builder has no SSH), the builder's SSH probe
-by ``always_ready``; everything else (builder, image, tags, cleanup) is real moto."""
+"""The AMI bake (the bake pipeline over the AWS builder) against moto's server.
+Ansible is replaced at the ansible-runner boundary by ``AnsibleSeam`` (moto's
+builder has no SSH), the builder's SSH probe by ``always_ready``; everything
+else (builder, image, tags, cleanup) is real moto."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rollout.backends.aws.bake import bake_ami
+from rollout.backends.aws.builder import AwsBuilder
+from rollout.bake import pipeline
+from rollout.bake.request import check_request
 from rollout.drivers.ansible import PlaybookFailed, PlaybookResult, TaskFailure
 from rollout.errors import BakeError, NotFoundError
 from rollout.model import SshTarget
@@ -83,18 +87,11 @@ def builders(world: AwsWorld) -> dict[str, str]:
 def bake(world: AwsWorld, project: Path, seam: AnsibleSeam, smoke: Any, tmp_path: Path) -> Any:
     settings = world.settings(ssh_key="/keys/baker", ssh_user="admin").aws
     assert settings is not None
-    return bake_ami(
-        project,
-        settings,
-        "web",
-        "3.0.0",
-        smoke=smoke,
-        clients=world.clients,
-        log_dir=tmp_path / "logs",
-        run_playbook=seam,
-        ssh_probe=always_ready,
-        clock=FakeClock(),
-    )
+    clock = FakeClock()
+    builder = AwsBuilder(settings, clients=world.clients, clock=clock, ssh_probe=always_ready)
+    request = check_request(project, "web", "3.0.0", smoke=smoke is not None)
+    return pipeline.bake(builder, request, smoke=smoke, log_dir=tmp_path / "logs",
+                         clock=clock, run_playbook=seam)
 
 
 def test_bake_registers_a_tagged_ami_and_terminates_the_builder(
@@ -112,7 +109,14 @@ def test_bake_registers_a_tagged_ami_and_terminates_the_builder(
     assert tags["rollout:image-id"] == image.id and tags["rollout:version"] == "3.0.0"
     assert len(tags["rollout:m:role_checksum"]) == 64
     assert tags["rollout:m:base"] == world.base_ami
-    assert "ok=7" in tags["rollout:m:ansible"]
+    # The one manifest schema: structured fields are compact JSON in their tags,
+    # and read back as the same dicts the lab's manifest.json holds.
+    host = next(iter(seam.calls[0]["hosts"]))
+    assert json.loads(tags["rollout:m:ansible"])["stats"]["ok"] == {host: 7}
+    assert image.manifest["ansible"]["stats"]["ok"] == {host: 7}
+    assert image.manifest["smoke"]["passed"] is True
+    assert image.manifest["extra_vars"] == {}
+    assert all(len(value) <= 256 for value in tags.values())
 
     (call,) = seam.calls
     assert call["playbook"] == "playbooks/bake.yml" and call["group"] == "builder"
@@ -157,16 +161,10 @@ def test_bad_input_is_refused_before_any_builder(
     settings = world.settings().aws
     assert settings is not None
     with pytest.raises(NotFoundError) as err:
-        bake_ami(
-            project,
-            settings,
-            "db",
-            "1.0.0",
-            smoke=None,
-            clients=world.clients,
-            log_dir=tmp_path,
-            run_playbook=AnsibleSeam(),
-            ssh_probe=always_ready,
-        )
+        request = check_request(project, "db", "1.0.0")
+        builder = AwsBuilder(settings, clients=world.clients, clock=FakeClock(),
+                             ssh_probe=always_ready)
+        pipeline.bake(builder, request, smoke=None, log_dir=tmp_path, clock=FakeClock(),
+                      run_playbook=AnsibleSeam())
     assert "'db'" in str(err.value) and "web" in str(err.value)
     assert builders(world) == {}

@@ -133,10 +133,10 @@ class Running:
     """``rollout ARGS --output json`` started with Popen; its events read by a
     thread so waiting for one never blocks past a deadline."""
 
-    def __init__(self, lab: LabHandle, *args: str) -> None:
+    def __init__(self, lab: LabHandle, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(command(lab, *args, "--output", "json"),
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
+                                     text=True, env=env)
         self.events: list[Event] = []
         self.lines: list[str] = []
         self._queue: queue.Queue[Event | None] = queue.Queue()
@@ -208,3 +208,41 @@ class Loaded:
         report = self.report
         assert report.requests > 0
         assert report.failed == 0, report.to_json()
+
+
+def _nspawn_dir(pid: int) -> str:
+    """The -D directory of the systemd-nspawn that ``pid`` (a container process)
+    runs under, or "" when none is found."""
+    for _ in range(8):  # container processes sit a few levels below their nspawn
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return ""
+        parts = argv.split("\0")
+        if parts and os.path.basename(parts[0]) == "systemd-nspawn":
+            return dict(itertools.pairwise(parts)).get("-D", "")
+        pid = int(stat.rpartition(")")[2].split()[1])
+        if pid <= 1:
+            return ""
+    return ""
+
+
+def lab_netns(data_root: Path, known: set[str] | frozenset[str] = frozenset()) -> set[str]:
+    """Network namespaces that belong to the lab of ``data_root``: those whose
+    processes run under an nspawn of its images, and empty ones not in ``known``
+    (a snapshot taken earlier). Other labs on the machine use /run/netns too."""
+    netns = Path("/run/netns")
+    found: set[str] = set()
+    if not netns.is_dir():
+        return found
+    images = str(data_root / "images")
+    for entry in netns.iterdir():
+        pids = subprocess.run(["ip", "netns", "pids", entry.name], capture_output=True,
+                              text=True, check=False).stdout.split()
+        if not pids:
+            if entry.name not in known:
+                found.add(entry.name)
+        elif any(_nspawn_dir(int(p)).startswith(images) for p in pids):
+            found.add(entry.name)
+    return found

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from rollout.backends.lab import network
-from rollout.backends.lab.bake import bake
+from rollout.backends.lab.builder import bake_on_lab
 from rollout.backends.lab.images import LabImageStore
 from rollout.backends.lab.nodes import LabContext, list_nodes
 from rollout.config import Environment
@@ -30,6 +30,7 @@ from rollout.inventory import load_environment
 from rollout.model import Image
 from rollout.paths import DataDir
 from rollout.testing.lab import lab_skip_reason
+from tests.functional.rollout_cli import lab_netns
 
 pytestmark = pytest.mark.functional
 
@@ -62,7 +63,7 @@ def bake_env(lab_project: Path, lab_data: DataDir) -> Iterator[Environment]:
 
 @pytest.fixture(scope="module")
 def baked(lab_project: Path, bake_env: Environment, lab_data: DataDir) -> Image:
-    return bake(lab_project, bake_env, lab_data, "web", "2.0.0")
+    return bake_on_lab(lab_project, bake_env, lab_data, "web", "2.0.0")
 
 
 def _builders(data: DataDir, env: Environment) -> list[str]:
@@ -70,17 +71,19 @@ def _builders(data: DataDir, env: Environment) -> list[str]:
     return [rec.name for rec in list_nodes(lab) if rec.name.startswith("bake-")]
 
 
-def _builder_netns() -> list[str]:
-    netns = Path("/run/netns")
-    return sorted(p.name for p in netns.iterdir() if p.name.startswith("bake-")) if (
-        netns.is_dir()) else []
+# Builders' namespaces that existed before this module ran belong to other labs.
+_NETNS_BEFORE = frozenset(lab_netns(Path("/nonexistent")))
+
+
+def _builder_netns(data: DataDir) -> list[str]:
+    return sorted(n for n in lab_netns(data.root, _NETNS_BEFORE) if n.startswith("bake-"))
 
 
 def _leftovers(data: DataDir, env: Environment) -> dict[str, list[str]]:
     build = data.images / ".build"
     return {
         "builders": _builders(data, env),
-        "netns": _builder_netns(),
+        "netns": _builder_netns(data),
         "build dirs": sorted(p.name for p in build.iterdir()) if build.is_dir() else [],
         "unregistered": sorted(
             p.name for p in data.images.iterdir()
@@ -120,7 +123,7 @@ def test_bake_registers_a_sealed_image(baked: Image, lab_data: DataDir,
 
 def test_incremental_bake_from_a_parent(baked: Image, lab_project: Path,
                                         bake_env: Environment, lab_data: DataDir) -> None:
-    child = bake(lab_project, bake_env, lab_data, "web", "2.0.1", parent=baked)
+    child = bake_on_lab(lab_project, bake_env, lab_data, "web", "2.0.1", parent=baked)
     assert child.parent == baked.id
     # The smoke gate passed, so the builder served 2.0.1 although it booted
     # with 2.0.0's nginx running: the role reloads before it checks.
@@ -134,7 +137,7 @@ def test_smoke_failure_registers_nothing(lab_project: Path, bake_env: Environmen
                                          lab_data: DataDir) -> None:
     before = {image.id for image in LabImageStore(lab_data).list()}
     with pytest.raises(BakeError) as exc:
-        bake(lab_project, bake_env, lab_data, "web", "2.9.0",
+        bake_on_lab(lab_project, bake_env, lab_data, "web", "2.9.0",
              extra_vars={"web_healthz_status": "500"})
     message = str(exc.value)
     assert "smoke gate failed" in message
@@ -145,7 +148,7 @@ def test_smoke_failure_registers_nothing(lab_project: Path, bake_env: Environmen
 
 def test_no_smoke_registers_an_unverified_image(lab_project: Path, bake_env: Environment,
                                                 lab_data: DataDir) -> None:
-    image = bake(lab_project, bake_env, lab_data, "web", "2.9.1",
+    image = bake_on_lab(lab_project, bake_env, lab_data, "web", "2.9.1",
                  extra_vars={"web_healthz_status": "500"}, smoke=False)
     assert image.verified is False
     assert image.manifest["smoke"] == {"skipped": True}
@@ -159,7 +162,7 @@ def test_failing_task_is_named(lab_project: Path, bake_env: Environment,
                                lab_data: DataDir) -> None:
     before = {image.id for image in LabImageStore(lab_data).list()}
     with pytest.raises(BakeError) as exc:
-        bake(lab_project, bake_env, lab_data, "web", "2.9.2",
+        bake_on_lab(lab_project, bake_env, lab_data, "web", "2.9.2",
              extra_vars={"web_fail_bake": "true"})
     message = str(exc.value)
     assert "'Fail on purpose (web_fail_bake is true)' failed" in message
@@ -172,18 +175,18 @@ def test_unknown_role_touches_nothing(lab_project: Path, bake_env: Environment,
                                       tmp_path: Path) -> None:
     data = DataDir(tmp_path / "untouched")
     with pytest.raises(NotFoundError, match=r"unknown role 'nope' \(roles: web\)"):
-        bake(lab_project, bake_env, data, "nope", "1.0.0")
+        bake_on_lab(lab_project, bake_env, data, "nope", "1.0.0")
     assert not data.root.exists()
 
 
 _CHILD = """
 import sys
 from pathlib import Path
-from rollout.backends.lab.bake import bake
+from rollout.backends.lab.builder import bake_on_lab
 from rollout.inventory import load_environment
 from rollout.paths import DataDir
 project, data = Path(sys.argv[1]), DataDir(Path(sys.argv[2]))
-bake(project, load_environment(project, "lab"), data, "web", "2.9.3",
+bake_on_lab(project, load_environment(project, "lab"), data, "web", "2.9.3",
      on_event=lambda m: print(m, flush=True))
 """
 

@@ -76,9 +76,9 @@ def target(lab: LabHandle) -> Image:
     try:
         return store.by_version("web", VERSION)
     except NotFoundError:
-        from rollout.backends.lab.bake import bake
+        from rollout.backends.lab.builder import bake_on_lab
 
-        return bake(lab.project, lab.env, lab.data, "web", VERSION)
+        return bake_on_lab(lab.project, lab.env, lab.data, "web", VERSION)
 
 
 def test_plan_changes_nothing_then_run_writes_junit_and_metrics(

@@ -9,16 +9,13 @@ from typing import Any
 
 import pytest
 
-from rollout.backends.lab.images import (
-    MANIFEST,
-    LabImageStore,
-    new_image_id,
-    role_checksum,
-)
+from rollout.backends.lab.images import MANIFEST, LabImageStore
+from rollout.bake.manifest import new_image_id, role_checksum
 from rollout.errors import ConfigError, NotFoundError
 from rollout.fsio import write_json_atomic
 from rollout.paths import DataDir
 from rollout.protocols import ImageStore
+from tests.inputs.corpus import REPO, run_cli
 
 
 def _register(store: LabImageStore, role: str, version: str, at: float, **extra: Any) -> str:
@@ -203,3 +200,46 @@ def test_role_checksum_covers_role_base_and_playbook(tmp_path: Path) -> None:
     before = role_checksum(project, "web")
     (project / "roles/web/templates/site.j2").rename(project / "roles/web/templates/s2.j2")
     assert role_checksum(project, "web") != before  # a rename changes the role
+
+
+def _nested_too_deep(store: LabImageStore, image_id: str) -> Path:
+    """A manifest.json nested far deeper than the JSON parser's recursion allows."""
+    path = store.image_dir(image_id) / MANIFEST
+    (path.parent / "rootfs").mkdir(parents=True)
+    path.write_text('{"id": "x", "evidence": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    return path
+
+
+def test_a_deeply_nested_manifest_is_skipped_with_a_warning_naming_it(
+        store: LabImageStore) -> None:
+    good = _register(store, "web", "2.0.0", 10.0)
+    path = _nested_too_deep(store, "web-2.0.0-0dee9000")
+    reported: list[ConfigError] = []
+    listing = LabImageStore(DataDir(store.root.parent), on_problem=reported.append)
+    assert [i.id for i in listing.list("web")] == [good]
+    assert listing.latest("web").id == good
+    assert {str(p) for p in reported} == {
+        f"{path}: image manifest is nested too deeply to read\n"
+        f"  hint: remove {path.parent} (the image is unusable) or restore the file"}
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        store.get("web-2.0.0-0dee9000")
+
+
+def test_images_and_run_do_not_crash_on_a_deeply_nested_manifest(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+
+    data = DataDir(tmp_path / "data")
+    store = LabImageStore(data)
+    good = _register(store, "web", "2.0.0", 10.0)
+    path = _nested_too_deep(store, "web-2.0.0-0dee9000")
+
+    listed = run_cli(["--project", str(REPO), "images", "--output", "json"], data.root)
+    assert listed.code == 0, listed.output
+    assert good in listed.output
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(w.startswith(f"{path}: image manifest is nested too deeply") for w in warnings)
+    picked = run_cli(["--project", str(REPO), "run", "--role", "web", "--image",
+                      "web-2.0.0-0dee9000"], data.root)
+    assert picked.code == 2, picked.output
+    assert f"{path}: image manifest is nested too deeply" in picked.output
+    assert "internal error" not in listed.output + picked.output

@@ -4,7 +4,8 @@
   config) and the translation of AWS errors into rollout errors.
 - :mod:`rollout.backends.aws.images`: the AMI image store (AMIs found by their tags).
 - :mod:`rollout.backends.aws.asg`: Auto Scaling group membership and launch templates.
-- :mod:`rollout.backends.aws.bake`: the AMI bake (builder instance, Ansible, smoke, image).
+- :mod:`rollout.backends.aws.builder`: the AMI builder of the bake pipeline (builder
+  instance, image); :mod:`rollout.backends.aws.ami` its AMI calls.
 
 The drivers themselves are :mod:`rollout.backends.aws.provider` and
 :mod:`rollout.backends.aws.elbv2`.

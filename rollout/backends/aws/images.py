@@ -12,6 +12,14 @@ An AMI is a rollout image iff it carries ``rollout:image-id``. Its other tags:
 | rollout:created-at  | epoch seconds of the bake                         |
 | rollout:m:KEY       | other manifest fields (role checksum, commit ...) |
 
+The manifest is the one schema of :mod:`rollout.bake.manifest`. Its
+structured fields (``ansible``, ``smoke``, ``extra_vars``) are stored as
+compact JSON and decoded again when read, so a reader gets the same dict on
+AWS as on the lab. A tag value holds at most 256 characters: a field that does
+not fit first loses its controller-local paths (the Ansible log, the JUnit
+file), then empty counters, then its longest strings are shortened (ending in
+``…``). Lists (promotions, evidence) are not stored in tags.
+
 ``Image.location`` is the AMI id. ``get`` accepts either an image id or an AMI
 id. Lookups use ``describe_images`` with ``Owners`` (``self`` by default, plus
 any account images are promoted from) and tag filters, paginated.
@@ -19,7 +27,9 @@ any account images are promoted from) and tag filters, paginated.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -34,11 +44,66 @@ from rollout.backends.aws import (
     TAG_VERSION,
 )
 from rollout.backends.aws.session import AwsClients, aws_errors, tags_of
+from rollout.bake.manifest import STRUCTURED
 from rollout.config import AwsSettings
 from rollout.errors import NotFoundError
 from rollout.model import Image
 
 MAX_TAG_VALUE = 256
+# Manifest keys that have tags of their own above.
+_OWN_TAGS = ("id", "role", "version", "parent", "verified", "created_at_epoch")
+# Parts of a structured field that matter only on the controller that baked it.
+_DISPOSABLE = {"ansible": ("log",), "smoke": ("junit",)}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _pruned(value: Any) -> Any:
+    """``value`` without empty mappings (counters no host hit)."""
+    if isinstance(value, dict):
+        return {k: _pruned(v) for k, v in value.items() if v != {}}
+    return value
+
+
+def _shortened(value: Any) -> tuple[Any, bool]:
+    """``value`` with its longest string cut in half (ending in …); False when
+    no string is long enough to cut."""
+    longest: list[Any] = []
+
+    def find(node: Any, path: tuple[Any, ...]) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                find(v, (*path, k))
+        elif isinstance(node, str) and (not longest or len(node) > len(longest[1])):
+            longest[:] = [path, node]
+
+    find(value, ())
+    if not longest or len(longest[1]) <= 8:
+        return value, False
+    path, text = longest
+    cut = text[: len(text) // 2] + "…"
+
+    def rebuilt(node: Any, rest: tuple[Any, ...]) -> Any:
+        if not rest:
+            return cut
+        return {k: rebuilt(v, rest[1:]) if k == rest[0] else v for k, v in node.items()}
+
+    return rebuilt(value, path), True
+
+
+def structured_tag(key: str, value: dict[str, Any]) -> str:
+    """A structured manifest field as compact JSON of at most 256 characters."""
+    text = _json(value)
+    if len(text) <= MAX_TAG_VALUE:
+        return text
+    slim = _pruned({k: v for k, v in value.items() if k not in _DISPOSABLE.get(key, ())})
+    while len(text := _json(slim)) > MAX_TAG_VALUE:
+        slim, cut = _shortened(slim)
+        if not cut:
+            return _json({"truncated": True})
+    return text
 
 
 def image_tags(image: Image) -> dict[str, str]:
@@ -56,10 +121,25 @@ def image_tags(image: Image) -> dict[str, str]:
     for key, value in sorted(image.manifest.items()):
         if len(tags) >= 45:  # leave room for the user's own tags
             break
-        if value is None or isinstance(value, dict | list):
+        if value is None or isinstance(value, list) or key in _OWN_TAGS:
             continue
-        tags[f"{TAG_MANIFEST_PREFIX}{key}"] = str(value)[:MAX_TAG_VALUE]
+        if isinstance(value, dict):
+            tags[f"{TAG_MANIFEST_PREFIX}{key}"] = structured_tag(key, value)
+        else:
+            tags[f"{TAG_MANIFEST_PREFIX}{key}"] = str(value)[:MAX_TAG_VALUE]
     return tags
+
+
+def _field(key: str, text: str) -> Any:
+    """A manifest field read back from its tag: structured ones decoded (an AMI
+    baked before they were JSON keeps its text)."""
+    if key not in STRUCTURED:
+        return text
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+    return value if isinstance(value, dict) else text
 
 
 def image_from_ami(ami: dict[str, Any]) -> Image | None:
@@ -72,15 +152,7 @@ def image_from_ami(ami: dict[str, Any]) -> Image | None:
         created_at = float(created) if created else _creation_date(ami)
     except ValueError:
         created_at = _creation_date(ami)
-    manifest: dict[str, Any] = {
-        k[len(TAG_MANIFEST_PREFIX) :]: v
-        for k, v in tags.items()
-        if k.startswith(TAG_MANIFEST_PREFIX)
-    }
-    manifest.update(
-        ami_id=ami["ImageId"], ami_state=ami.get("State", ""), owner=ami.get("OwnerId", "")
-    )
-    return Image(
+    image = Image(
         id=tags[TAG_IMAGE_ID],
         role=tags.get(TAG_ROLE, ""),
         version=tags.get(TAG_VERSION, ""),
@@ -88,8 +160,18 @@ def image_from_ami(ami: dict[str, Any]) -> Image | None:
         location=str(ami["ImageId"]),
         parent=tags.get(TAG_PARENT) or None,
         verified=tags.get(TAG_VERIFIED, "true") != "false",
-        manifest=manifest,
     )
+    manifest: dict[str, Any] = {
+        key: _field(key, v)
+        for k, v in tags.items()
+        if k.startswith(TAG_MANIFEST_PREFIX) and (key := k[len(TAG_MANIFEST_PREFIX):])
+    }
+    manifest.update(
+        id=image.id, role=image.role, version=image.version, parent=image.parent,
+        verified=image.verified, created_at_epoch=image.created_at,
+        ami_id=ami["ImageId"], ami_state=ami.get("State", ""), owner=ami.get("OwnerId", ""),
+    )
+    return replace(image, manifest=manifest)
 
 
 def _creation_date(ami: dict[str, Any]) -> float:

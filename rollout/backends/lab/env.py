@@ -10,6 +10,12 @@
    role's first image), wait until each is ready, register it, and wait until
    HAProxy reports it UP.
 
+A stop request (``cancel``: the CLI's SIGINT/SIGTERM flag) is honoured inside
+the bake and between and during the waits; it, or a ``KeyboardInterrupt``,
+undoes what this run started: a bake's builder is removed by the bake, and
+every node this run launched leaves the LB and is removed (nodes that were
+there before stay). The network and HAProxy stay for the next ``lab up``.
+
 ``lab_down`` removes exactly what ``lab_up`` made at run time (nodes, netns,
 veths, bridge, our NAT rules, HAProxy and its files) and keeps the caches
 (the base image and baked images).
@@ -27,13 +33,16 @@ from typing import Any
 from rollout import names
 from rollout.backends.lab import haproxy_process, network, nodes
 from rollout.backends.lab.base import ensure_base
+from rollout.backends.lab.builder import bake_on_lab
+from rollout.backends.lab.images import LabImageStore
 from rollout.backends.lab.provider import LabProvider
 from rollout.backends.lab.records import LabContext
 from rollout.backends.lab.system import LAB_PROGRAMS, require_programs, require_root
+from rollout.cleanup import shielded
 from rollout.clock import SystemClock
 from rollout.config import Environment, Pool
 from rollout.drivers.haproxy.config import backend_spec, render_config
-from rollout.errors import DriverError
+from rollout.errors import DriverError, Interrupted
 from rollout.model import Admin, Health, LaunchSpec, Member, Node, NodeState
 from rollout.paths import DataDir
 from rollout.protocols import Clock, LoadBalancer
@@ -112,12 +121,6 @@ def _load_balancer(data: DataDir, pool: Pool) -> LoadBalancer:
     return HAProxyLoadBalancer.for_pool(pool, haproxy_process.runtime(data))
 
 
-def _image_store(data: DataDir) -> Any:
-    from rollout.backends.lab.images import LabImageStore
-
-    return LabImageStore(data)
-
-
 def haproxy_config_text(env: Environment, data: DataDir) -> str:
     files = haproxy_process.HAProxyFiles.of(data)
     specs = [backend_spec(p) for p in lab_pools(env) if p.settings.load_balancer == "haproxy"]
@@ -149,6 +152,10 @@ def _stale_node(pool: Pool, member: Member) -> Node:
     )
 
 
+def _never() -> bool:
+    return False
+
+
 def lab_up(
     project: Path,
     env: Environment,
@@ -157,35 +164,82 @@ def lab_up(
     nodes: int | None = None,
     on_event: Events = _quiet,
     clock: Clock | None = None,
+    cancel: Callable[[], bool] = _never,
 ) -> LabStatus:
-    """Bring the lab of ``env`` to its desired state; see the module doc."""
+    """Bring the lab of ``env`` to its desired state; see the module doc.
+    Interrupted (after undoing this run's nodes) when ``cancel`` asks to stop."""
     require_root("lab up")
     require_programs(LAB_PROGRAMS)
     clock = clock or SystemClock()
     data.ensure()
     lab = LabContext(data, env.settings.lab)
+    launched: dict[str, Node | None] = {}  # name -> node, once its launch returned
+    try:
+        _up(project, env, data, lab, nodes, on_event, clock, cancel, launched)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        gone = shielded(lambda: _undo(data, lab, env, launched, on_event))
+        text = "lab up interrupted; " + (
+            f"removed the node(s) it had started: {', '.join(gone)}" if gone
+            else "it had started no node")
+        if isinstance(exc, Interrupted) and exc.message != _STOPPED:
+            text += f" ({exc.message})"  # e.g. what an interrupted bake cleaned up
+        raise Interrupted(
+            text, hint="run `rollout lab up` again to finish, or `rollout lab down`",
+        ) from None
+    return lab_status(env, data)
+
+
+def _up(
+    project: Path, env: Environment, data: DataDir, lab: LabContext, size: int | None,
+    on_event: Events, clock: Clock, cancel: Callable[[], bool],
+    launched: dict[str, Node | None],
+) -> None:
     ensure_base(data, on_event=on_event)
-    images = _image_store(data)
+    images = LabImageStore(data)
     pools = lab_pools(env)
     for pool in pools:
         if not images.list(pool.role):
             on_event(f"{pool.role}: no image yet, baking 1.0.0")
-            from rollout.backends.lab.bake import bake
-
-            bake(project, env, data, pool.role, "1.0.0", on_event=on_event)
+            bake_on_lab(project, env, data, pool.role, "1.0.0", on_event=on_event,
+                        cancel=cancel, clock=clock)
+    _checkpoint(cancel)
     network.ensure_network(lab.settings)
     how = haproxy_process.ensure_haproxy(data, haproxy_config_text(env, data), clock=clock)
     if how != "unchanged":
         on_event(f"HAProxy {how}")
     for pool in pools:
-        size = nodes if nodes is not None else pool.settings.pool_size
-        _converge(data, lab, pool, images, size, on_event, clock)
-    return lab_status(env, data)
+        want = size if size is not None else pool.settings.pool_size
+        _converge(data, lab, pool, images, want, on_event, clock, cancel, launched)
+
+
+_STOPPED = "lab up interrupted"
+
+
+def _checkpoint(cancel: Callable[[], bool]) -> None:
+    if cancel():
+        raise Interrupted(_STOPPED)
+
+
+def _undo(data: DataDir, lab: LabContext, env: Environment,
+          launched: dict[str, Node | None], on_event: Events) -> list[str]:
+    """Take every node this run launched out of its LB and remove it (idempotent)."""
+    pools = {p.role: p for p in lab_pools(env)}
+    for name, node in launched.items():
+        pool = pools.get(node.role) if node is not None else None
+        if node is not None and pool is not None and haproxy_process.haproxy_running(data):
+            try:
+                _load_balancer(data, pool).remove(node)
+            except DriverError as exc:
+                on_event(f"{name}: could not take it out of HAProxy: {exc}")
+        on_event(f"removing {name} (lab up was interrupted)")
+        nodes.remove_node(lab, name)
+    return sorted(launched)
 
 
 def _converge(
-    data: DataDir, lab: LabContext, pool: Pool, images: Any, size: int, on_event: Events,
-    clock: Clock,
+    data: DataDir, lab: LabContext, pool: Pool, images: LabImageStore, size: int,
+    on_event: Events, clock: Clock, cancel: Callable[[], bool],
+    launched: dict[str, Node | None],
 ) -> None:
     provider = LabProvider(lab, pool, images)
     lb = _load_balancer(data, pool)
@@ -211,23 +265,27 @@ def _converge(
                  else images.oldest(pool.role))
         taken = {r.name for r in nodes.list_nodes(lab)}
         for _ in range(size - len(present)):
+            _checkpoint(cancel)
             name = _new_name(pool.role, taken)
             taken.add(name)
             on_event(f"{pool.role}: launching {name} from {image.id}")
-            present.append(provider.launch(
-                LaunchSpec(name=name, role=pool.role, env=pool.env, image=image)))
+            launched[name] = None  # recorded before the launch: an interrupt undoes it
+            node = provider.launch(LaunchSpec(name=name, role=pool.role, env=pool.env,
+                                              image=image))
+            launched[name] = node
+            present.append(node)
     # Nodes already in service passed HAProxy's checks; probe only the others.
     serving = {m.target for m in lb.members() if m.in_service}
     joining = [n for n in present if n.lb_target not in serving]
-    _wait_ready(provider, joining, pool, clock, on_event)
+    _wait_ready(provider, joining, pool, clock, on_event, cancel)
     for node in joining:
         lb.add(node)
-    _wait_up(lb, present, pool, clock)
+    _wait_up(lb, present, pool, clock, cancel)
     on_event(f"{pool.role}: {len(present)} node(s) in service")
 
 
 def _wait_ready(provider: LabProvider, pending: list[Node], pool: Pool, clock: Clock,
-                on_event: Events) -> None:
+                on_event: Events, cancel: Callable[[], bool]) -> None:
     deadline = clock.now() + pool.settings.timeouts.ready
     waiting = {n.name: n for n in pending}
     last: dict[str, str] = {}
@@ -247,10 +305,12 @@ def _wait_ready(provider: LabProvider, pending: list[Node], pool: Pool, clock: C
                 f"{detail}",
                 hint="see each node's console.log under the data directory's lab/nodes/",
             )
+        _checkpoint(cancel)
         clock.sleep(0.2)
 
 
-def _wait_up(lb: LoadBalancer, want: list[Node], pool: Pool, clock: Clock) -> None:
+def _wait_up(lb: LoadBalancer, want: list[Node], pool: Pool, clock: Clock,
+             cancel: Callable[[], bool]) -> None:
     deadline = clock.now() + pool.settings.timeouts.lb_up
     targets = {n.lb_target for n in want}
     while True:
@@ -265,6 +325,7 @@ def _wait_up(lb: LoadBalancer, want: list[Node], pool: Pool, clock: Clock) -> No
                 f"{pool.settings.timeouts.lb_up:.0f}s: {states}",
                 hint=f"check {pool.settings.health_path} on those nodes",
             )
+        _checkpoint(cancel)
         clock.sleep(0.2)
 
 

@@ -8,25 +8,7 @@ any point leaves either a complete image or an unregistered directory, never a
 half image that a rollout could pick. Directories whose name starts with a dot
 (the bake's ``.build/``) are never images.
 
-Manifest fields (the schema is open: readers must ignore keys they do not know):
-
-| key              | meaning                                                     |
-|------------------|-------------------------------------------------------------|
-| schema           | 1                                                           |
-| id, role, version| the image id ``<role>-<version>-<8 hex>``, its role, version |
-| parent           | the image it was baked from, or null for the base           |
-| base             | the id of the base cache the chain starts from              |
-| role_checksum    | sha256 over roles/<role>, roles/base and playbooks/bake.yml  |
-| roles_commit     | ``git rev-parse HEAD`` of the project, or null              |
-| roles_dirty      | true when roles/ or playbooks/ had uncommitted changes      |
-| created_at       | ISO 8601 UTC; ``created_at_epoch`` the same in seconds      |
-| bake_seconds     | wall time of the bake                                       |
-| ansible          | play recap counters: {ok: {host: n}, changed: …, …}         |
-| smoke            | {passed, summary, junit, duration} or {skipped: true}       |
-| verified         | false when baked without the smoke gate (--no-smoke)        |
-| extra_vars       | the user's extra vars                                       |
-| promotions       | [{env, at, …}] appended by promotion                        |
-| evidence         | [{kind, …}] appended by rollouts (smoke results, soaks…)    |
+The manifest's fields are those of the one schema in :mod:`rollout.bake.manifest`.
 """
 
 from __future__ import annotations
@@ -34,18 +16,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import fcntl
-import hashlib
-import json
 import logging
-import secrets
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rollout import names
+from rollout.bake.manifest import APPENDABLE, SCHEMA, image_from_manifest, read_manifest
 from rollout.errors import ConfigError, NotFoundError
 from rollout.fsio import write_json_atomic
 from rollout.model import Image
@@ -53,114 +31,11 @@ from rollout.paths import DataDir
 
 MANIFEST = "manifest.json"
 ROOTFS = "rootfs"
-SCHEMA = 1
-# Lists in the manifest that later stages append to.
-APPENDABLE = ("promotions", "evidence")
 
 _log = logging.getLogger(__name__)
 # The store has a method named ``list``, which shadows the builtin in its body.
 _Images = list[Image]
 _Paths = list[Path]
-
-
-def new_image_id(role: str, version: str) -> str:
-    """``<role>-<version>-<8 hex>``: unique even when a version is baked again."""
-    names.name(role, "role")
-    names.version(version)
-    return names.image_id(f"{role}-{version}-{secrets.token_hex(4)}")
-
-
-def iso_utc(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace(
-        "+00:00", "Z"
-    )
-
-
-def role_checksum(project: Path, role: str) -> str:
-    """sha256 over the files that define an image of ``role``: roles/<role>,
-    roles/base and playbooks/bake.yml, as sorted relative paths plus contents."""
-    digest = hashlib.sha256()
-    files: list[Path] = []
-    for top in (project / "roles" / role, project / "roles" / "base"):
-        if top.is_dir():
-            files += [
-                p for p in top.rglob("*")
-                if p.is_file() and "__pycache__" not in p.parts
-            ]
-    playbook = project / "playbooks" / "bake.yml"
-    if playbook.is_file():
-        files.append(playbook)
-    for path in sorted(files, key=lambda p: p.relative_to(project).as_posix()):
-        rel = path.relative_to(project).as_posix().encode()
-        content = path.read_bytes()
-        digest.update(b"%d:%s\0%d:" % (len(rel), rel, len(content)))
-        digest.update(content)
-    return digest.hexdigest()
-
-
-def roles_commit(project: Path) -> tuple[str | None, bool]:
-    """(``git rev-parse HEAD``, whether roles/ or playbooks/ have uncommitted
-    changes) of the project; (None, False) when it is not a git checkout."""
-    git = shutil.which("git")
-    if git is None:
-        return None, False
-    try:
-        head = subprocess.run(
-            [git, "-C", str(project), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=False,
-        )
-        if head.returncode != 0:
-            return None, False
-        status = subprocess.run(
-            [git, "-C", str(project), "status", "--porcelain", "--", "roles", "playbooks"],
-            capture_output=True, text=True, timeout=10, check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None, False
-    return head.stdout.strip() or None, bool(status.stdout.strip())
-
-
-def read_manifest(path: Path) -> dict[str, Any]:
-    """The manifest at ``path``; ConfigError naming the file when it is unreadable,
-    truncated or lacks a required field."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(
-            f"{path}: image manifest is corrupt or truncated: {exc}",
-            hint=f"remove {path.parent} (the image is unusable) or restore the file",
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: image manifest must be a JSON object")
-    for key, kind in (("id", str), ("role", str), ("version", str)):
-        if not isinstance(data.get(key), kind):
-            raise ConfigError(f"{path}: image manifest lacks the field {key!r}")
-    epoch = data.get("created_at_epoch")
-    if isinstance(epoch, bool) or not isinstance(epoch, int | float):
-        raise ConfigError(f"{path}: image manifest lacks the field 'created_at_epoch'")
-    if data["id"] != path.parent.name:
-        raise ConfigError(
-            f"{path}: manifest id {data['id']!r} does not match its directory "
-            f"{path.parent.name!r}",
-            hint="image directories must not be renamed",
-        )
-    return data
-
-
-def image_from_manifest(manifest: dict[str, Any], image_dir: Path) -> Image:
-    parent = manifest.get("parent")
-    return Image(
-        id=manifest["id"],
-        role=manifest["role"],
-        version=manifest["version"],
-        created_at=float(manifest["created_at_epoch"]),
-        location=str(image_dir / ROOTFS),
-        parent=parent if isinstance(parent, str) else None,
-        verified=manifest.get("verified", True) is not False,
-        manifest=manifest,
-    )
 
 
 class LabImageStore:
@@ -199,7 +74,7 @@ class LabImageStore:
                 problems.append(exc)
                 continue
             if role is None or manifest["role"] == role:
-                images.append(image_from_manifest(manifest, entry))
+                images.append(image_from_manifest(manifest, str(entry / ROOTFS)))
         images.sort(key=lambda image: (image.created_at, image.id))
         return images, problems
 
@@ -224,7 +99,7 @@ class LabImageStore:
                 f"no image {image_id!r} in {self.root} (newest: {known})",
                 hint="list images with `rollout images`, or bake one with `rollout build`",
             ) from None
-        return image_from_manifest(manifest, path.parent)
+        return image_from_manifest(manifest, str(path.parent / ROOTFS))
 
     def latest(self, role: str) -> Image:
         return self._of_role(role)[-1]

@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import subprocess
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from rollout.backends.lab.records import (
 )
 from rollout.backends.lab.system import run
 from rollout.clock import SystemClock
-from rollout.errors import DriverError, NotFoundError
+from rollout.errors import DriverError, Interrupted, NotFoundError
 from rollout.model import SshTarget
 from rollout.protocols import Clock
 
@@ -390,13 +391,17 @@ def ssh_run(
         return subprocess.CompletedProcess(cmd, 255, "", f"ssh timed out after {timeout}s")
 
 
-def wait_ssh(lab: LabContext, name: str, timeout: float, *, clock: Clock | None = None) -> None:
-    """Poll until root can run a command on the node over SSH (for builders)."""
+def wait_ssh(lab: LabContext, name: str, timeout: float, *, clock: Clock | None = None,
+             cancel: Callable[[], bool] | None = None) -> None:
+    """Poll until root can run a command on the node over SSH (for builders);
+    Interrupted as soon as ``cancel`` returns True."""
     clock = clock or SystemClock()
     target = ssh_target(lab, name)
     deadline = clock.now() + timeout
     last = ""
     while True:
+        if cancel is not None and cancel():
+            raise Interrupted(f"node {name}: stopped waiting for SSH (a stop was requested)")
         rec = read_record(lab, name)
         if rec is None or not node_running(lab, rec):
             raise DriverError(f"node {name}: its systemd-nspawn is not running",
