@@ -50,6 +50,7 @@ from rollout.errors import ConfigError, NotFoundError
 from rollout.fsio import write_json_atomic
 from rollout.model import Image
 from rollout.paths import DataDir
+from rollout.protocols import ImageStore
 
 MANIFEST = "manifest.json"
 ROOTFS = "rootfs"
@@ -163,7 +164,7 @@ def image_from_manifest(manifest: dict[str, Any], image_dir: Path) -> Image:
     )
 
 
-class LabImageStore:
+class LabImageStore(ImageStore):
     """:class:`rollout.protocols.ImageStore` over ``DataDir.images``.
 
     ``Image.location`` is the image's rootfs directory (what systemd-nspawn
