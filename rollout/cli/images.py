@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from rollout import names
-from rollout.app import operations
-from rollout.cli.base import Options, cli, common, pass_options
+from rollout.app.build import build_image
+from rollout.cli.base import STOP, Options, cli, common, pass_options
 from rollout.errors import ConfigError
 
 
@@ -37,14 +37,12 @@ def _extra_vars(values: tuple[str, ...]) -> dict[str, str]:
 def build(opts: Options, role: str, version: str | None, parent: str | None,
           extra_vars: tuple[str, ...], no_smoke: bool) -> None:
     """Bake an image of ROLE with Ansible, smoke-test it and register it."""
-    from rollout.cli.base import STOP
-
     version = version or time.strftime("%Y%m%d.%H%M%S", time.gmtime())
     variables = _extra_vars(extra_vars)
     out = opts.out()
-    image = operations.build_image(opts.workspace(), role, version, parent=parent,
-                                   extra_vars=variables, smoke=not no_smoke, on_event=out.line,
-                                   cancel=STOP.requested)
+    image = build_image(opts.workspace(), role, version, parent=parent,
+                        extra_vars=variables, smoke=not no_smoke, on_event=out.line,
+                        cancel=STOP.requested)
     if out.json:
         out.record({"event": "image_registered", "id": image.id, "role": image.role,
                     "version": image.version, "verified": image.verified,
