@@ -74,6 +74,7 @@ from rollout.model import (
     LaunchSpec,
     Member,
     Node,
+    NodeState,
     Readiness,
     SmokeResult,
 )
@@ -327,8 +328,6 @@ class Wait:
 def placeholder(name: str, target: str, state: RolloutState) -> Node:
     """A stand-in for a node the provider no longer lists, so that the LB can
     still be told to drop its member (drivers use ``lb_target`` only)."""
-    from rollout.model import NodeState
-
     return Node(
         name=name,
         address="",
