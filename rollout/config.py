@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -25,7 +26,7 @@ from pydantic import (
 )
 
 from rollout import names
-from rollout.durations import parse_duration
+from rollout.durations import parse_duration, resolve_floor
 from rollout.errors import ConfigError, NotFoundError
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -68,6 +69,14 @@ def _backend(value: object) -> str:
 
 Name = Annotated[str, BeforeValidator(_name)]
 BackendName = Annotated[str, BeforeValidator(_backend)]
+
+
+class Strategy(StrEnum):
+    """How a pool's nodes are replaced: the new node serves before the old one
+    stops (surge), or the old node leaves first (in place)."""
+
+    SURGE = "surge"
+    IN_PLACE = "in_place"
 
 
 class _Strict(BaseModel):
@@ -154,14 +163,18 @@ class AwsSettings(_Strict):
 
 
 class PoolSettings(_Strict):
-    """A pool is one role in one environment."""
+    """A pool is one role in one environment.
 
-    provider: Literal["lab", "aws"] = "lab"
+    ``provider`` names the pool's backend (see :mod:`rollout.backends`), which
+    checks the settings it needs (``haproxy``, ``aws``) and the load balancers
+    it can serve when the workspace opens; the schema only checks their shape."""
+
+    provider: Name = "lab"
     load_balancer: Literal["haproxy", "elbv2"] = "haproxy"
     pool_size: int = Field(4, ge=1, le=10000)
     service_port: int = Field(80, ge=1, le=65535)
     health_path: str = "/healthz"
-    strategy: Literal["surge", "in_place"] = "surge"
+    strategy: Strategy = Strategy.SURGE
     batch_size: int = Field(1, ge=1)
     max_unavailable: int = Field(0, ge=0)
     min_healthy: Floor = "100%"
@@ -185,17 +198,11 @@ class PoolSettings(_Strict):
 
     @model_validator(mode="after")
     def _coherent(self) -> PoolSettings:
-        if self.load_balancer == "haproxy" and self.haproxy is None:
-            raise ValueError("load_balancer is haproxy, so the key 'haproxy' is required")
-        if self.provider == "aws" and self.aws is None:
-            raise ValueError("provider is aws, so the key 'aws' is required")
-        if self.load_balancer == "elbv2" and (self.aws is None or not self.aws.target_group_arn):
-            raise ValueError("load_balancer is elbv2, so aws.target_group_arn is required")
         if self.batch_size > self.pool_size:
             raise ValueError(
                 f"batch_size ({self.batch_size}) is larger than pool_size ({self.pool_size})"
             )
-        if self.strategy == "in_place" and self.max_unavailable < self.batch_size:
+        if self.strategy is Strategy.IN_PLACE and self.max_unavailable < self.batch_size:
             raise ValueError(
                 f"strategy in_place takes batch_size ({self.batch_size}) nodes out at once, "
                 f"but max_unavailable is {self.max_unavailable}; raise max_unavailable "
@@ -207,21 +214,19 @@ class PoolSettings(_Strict):
                     f"volume must be an absolute path inside the node without spaces, ':' "
                     f"or ',' (got {self.volume!r})"
                 )
-            if self.strategy != "in_place":
+            if self.strategy is not Strategy.IN_PLACE:
                 raise ValueError(
                     "a pool with a volume must use strategy in_place: the old node is stopped "
                     "before its volume moves to the new one, so the new node cannot serve "
                     "first; set strategy: in_place and max_unavailable >= batch_size"
                 )
         floor = self.min_healthy
-        from rollout.durations import resolve_floor
-
-        absolute = resolve_floor(floor, self.pool_size)
+        absolute = self.min_healthy_nodes
         if absolute > self.pool_size:
             raise ValueError(
                 f"min_healthy ({floor}) is more than pool_size ({self.pool_size})"
             )
-        if self.strategy == "in_place" and self.pool_size - self.batch_size < absolute:
+        if self.strategy is Strategy.IN_PLACE and self.pool_size - self.batch_size < absolute:
             raise ValueError(
                 f"strategy in_place with batch_size {self.batch_size} leaves "
                 f"{self.pool_size - self.batch_size} of {self.pool_size} nodes in service, "
@@ -235,9 +240,9 @@ class PoolSettings(_Strict):
         return self
 
     @property
-    def floor(self) -> int:
-        from rollout.durations import resolve_floor
-
+    def min_healthy_nodes(self) -> int:
+        """``min_healthy`` as a count of nodes. The floor the core keeps also
+        counts ``max_unavailable``: see :func:`rollout.core.batches.floor`."""
         return resolve_floor(self.min_healthy, self.pool_size)
 
     def with_overrides(self, where: str = "command line", **overrides: Any) -> PoolSettings:

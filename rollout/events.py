@@ -1,8 +1,10 @@
 """Typed progress events. The controller hands each one to a sink (a callable);
-the CLI renders them with rich on a TTY or prints ``to_json()`` one per line.
+the CLI prints ``text()`` for people (in ``style`` on a TTY) or ``to_dict()``
+as JSON, one per line.
 
 Every event has ``kind`` (a stable string, the JSON ``event`` field), the
-``rollout_id`` and ``at`` (clock time, seconds since the epoch).
+``rollout_id`` and ``at`` (clock time, seconds since the epoch). ``text()`` is
+one human line, or None for events too chatty to show.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from rollout.model import FailureKind
+
 
 @dataclass(frozen=True)
 class Event:
@@ -20,6 +24,12 @@ class Event:
     at: float
 
     kind: ClassVar[str] = "event"
+    #: How a terminal shows ``text()`` (a rich style), or None for plain.
+    style: ClassVar[str | None] = None
+
+    def text(self) -> str | None:
+        """One line for people, or None when the event is not worth a line."""
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         data = {"event": self.kind}
@@ -47,6 +57,12 @@ class RolloutStarted(Event):
     resumed: bool = False
     kind: ClassVar[str] = "rollout_started"
 
+    def text(self) -> str:
+        verb = "resuming" if self.resumed else "rolling"
+        return (f"{verb} {self.env}/{self.role} to {self.target_version} ({self.target_image}): "
+                f"{self.replacements} node(s) in {self.batches} batch(es), "
+                f"{self.already_on_target} already on target, strategy {self.strategy}")
+
 
 @dataclass(frozen=True)
 class PhaseChanged(Event):
@@ -56,6 +72,9 @@ class PhaseChanged(Event):
     phase: str = ""
     previous: str = ""
     kind: ClassVar[str] = "phase_changed"
+
+    def text(self) -> str:
+        return f"  [{self.index}] {self.old_node} -> {self.new_node}: {self.phase}"
 
 
 @dataclass(frozen=True)
@@ -76,6 +95,9 @@ class StepFinished(Event):
     error: str = ""
     kind: ClassVar[str] = "step_finished"
 
+    def text(self) -> str | None:
+        return None if self.ok else f"  step {self.step} on {self.node} failed: {self.error}"
+
 
 @dataclass(frozen=True)
 class Waiting(Event):
@@ -87,6 +109,9 @@ class Waiting(Event):
     deadline: float | None = None
     kind: ClassVar[str] = "waiting"
 
+    def text(self) -> str | None:
+        return f"  waiting: {self.node or 'rollout'}: {self.reason}" if self.reason else None
+
 
 @dataclass(frozen=True)
 class ReplacementDone(Event):
@@ -95,18 +120,35 @@ class ReplacementDone(Event):
     new_node: str = ""
     drain_timed_out: bool = False
     kind: ClassVar[str] = "replacement_done"
+    style: ClassVar[str | None] = "green"
+
+    def text(self) -> str:
+        late = " (drain timed out)" if self.drain_timed_out else ""
+        return f"  replaced {self.old_node} with {self.new_node}{late}"
 
 
 @dataclass(frozen=True)
 class ReplacementFailed(Event):
-    """A replacement failed a step; its restore starts now."""
+    """A replacement failed a step; its restore starts now. ``failure_kind``
+    says what it failed at (None in events journaled before it existed)."""
 
     index: int = 0
     old_node: str = ""
     new_node: str = ""
     phase: str = ""
     error: str = ""
+    failure_kind: FailureKind | None = None
     kind: ClassVar[str] = "replacement_failed"
+    style: ClassVar[str | None] = "bold red"
+
+    def __post_init__(self) -> None:
+        # Rebuilt from JSON (the journal), the kind arrives as its string value.
+        if self.failure_kind is not None and not isinstance(self.failure_kind, FailureKind):
+            object.__setattr__(self, "failure_kind", FailureKind(self.failure_kind))
+
+    def text(self) -> str:
+        return (f"  FAILED {self.new_node} in {self.phase}: {self.error}; "
+                f"restoring {self.old_node}")
 
 
 @dataclass(frozen=True)
@@ -119,6 +161,9 @@ class NodeRelaunched(Event):
     reason: str = ""
     kind: ClassVar[str] = "node_relaunched"
 
+    def text(self) -> str:
+        return f"  {self.failed_node} failed to boot ({self.reason}): launching another"
+
 
 @dataclass(frozen=True)
 class ReplacementRestored(Event):
@@ -127,6 +172,10 @@ class ReplacementRestored(Event):
     new_node: str = ""
     reason: str = ""
     kind: ClassVar[str] = "replacement_restored"
+    style: ClassVar[str | None] = "yellow"
+
+    def text(self) -> str:
+        return f"  restored {self.old_node} (removed {self.new_node}): {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -141,6 +190,10 @@ class RetryScheduled(Event):
     error: str = ""
     kind: ClassVar[str] = "retry_scheduled"
 
+    def text(self) -> str:
+        return (f"  retrying {self.step} on {self.node} (attempt {self.attempt}): "
+                f"{self.error}")
+
 
 @dataclass(frozen=True)
 class BatchDone(Event):
@@ -148,6 +201,10 @@ class BatchDone(Event):
     replaced: int = 0
     restored: int = 0
     kind: ClassVar[str] = "batch_done"
+
+    def text(self) -> str:
+        return (f"batch {self.batch} done: {self.replaced} replaced, "
+                f"{self.restored} restored")
 
 
 @dataclass(frozen=True)
@@ -160,6 +217,12 @@ class SoakVerdict(Event):
     seconds: float = 0.0
     reason: str = ""
     kind: ClassVar[str] = "soak_verdict"
+    style: ClassVar[str | None] = "cyan"
+
+    def text(self) -> str:
+        verdict = "passed" if self.passed else f"FAILED: {self.reason}"
+        return (f"canary soak {verdict} (5xx rate new {self.rate_new:.4f} vs old "
+                f"{self.rate_old:.4f}, flaps {self.flaps})")
 
 
 @dataclass(frozen=True)
@@ -171,6 +234,12 @@ class RolloutFinished(Event):
     duration: float = 0.0
     message: str = ""
     kind: ClassVar[str] = "rollout_finished"
+    style: ClassVar[str | None] = "bold"
+
+    def text(self) -> str:
+        return (f"rollout {self.rollout_id} {self.status}: {self.replaced} replaced, "
+                f"{self.restored} restored, {self.skipped} skipped in {self.duration:.1f}s"
+                + (f": {self.message}" if self.message else ""))
 
 
 @dataclass(frozen=True)
@@ -182,6 +251,10 @@ class NodeReaped(Event):
     reason: str = ""
     dry_run: bool = False
     kind: ClassVar[str] = "node_reaped"
+
+    def text(self) -> str:
+        verb = "would remove" if self.dry_run else "removed"
+        return f"{verb} {self.what} {self.node}: {self.reason}"
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -37,6 +37,17 @@ class Health(StrEnum):
     UNKNOWN = "unknown"  # no check result yet (initial, or checks disabled)
 
 
+class FailureKind(StrEnum):
+    """What a failed replacement failed at, so that callers decide on a kind
+    instead of parsing the core's message text."""
+
+    BOOT = "boot"  # the new node never became ready (or booted degraded)
+    SMOKE = "smoke"  # the new node failed its smoke test, or ran past timeouts.smoke
+    LB = "lb"  # the new node did not come UP in the load balancer in time
+    GONE = "gone"  # the new node disappeared before it served
+    DRIVER = "driver"  # a driver call (launch, LB change, stop...) raised
+
+
 @dataclass(frozen=True)
 class Node:
     """One server of a pool.

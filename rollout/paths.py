@@ -50,6 +50,11 @@ class DataDir:
         """JUnit files, forensics and smoke results kept per image and node."""
         return self.root / "evidence"
 
+    def pool_evidence(self, env: str, role: str) -> Path:
+        """Where the smoke gate of a pool's rollouts keeps ``<node>.xml`` (JUnit)
+        and ``<node>.log``, and the reports look for them."""
+        return self.evidence / env / role
+
     @property
     def volumes(self) -> Path:
         return self.root / "volumes"

@@ -1,9 +1,15 @@
-"""The small, typed contracts every driver implements.
+"""The small, typed contracts every driver implements, and the backend that
+hands them out for a pool.
 
-Drivers live one per module under ``rollout.drivers`` and register through the
-``rollout.providers`` / ``rollout.load_balancers`` entry points. Each takes a
-typed settings object validated before any I/O. Fakes for all of them live in
-``rollout.testing``.
+A :class:`Backend` (one per provider kind: ``lab``, ``aws``) is registered
+through the ``rollout.backends`` entry point group (:mod:`rollout.backends`
+keeps the table) and returns a pool's Provider, LoadBalancer, ImageStore and
+SmokeRunner. Each driver takes a typed settings object validated before any
+I/O. Fakes for all of them live in ``rollout.testing``.
+
+Optional capabilities are methods with a default here, never attributes a
+caller probes for: a driver class inherits the default by subclassing the
+protocol explicitly (``class AwsProvider(Provider)``).
 
 Every call here is a single, bounded operation: waiting is the decision core's
 job, done by polling these methods against an injected clock, so that a crash
@@ -13,8 +19,10 @@ at any point leaves a world that the next run can observe and reconcile.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from rollout.config import Pool
+from rollout.errors import ConfigError
 from rollout.model import (
     Admin,
     BakeRequest,
@@ -64,6 +72,13 @@ class Provider(Protocol):
         """How to reach the node over SSH (for the smoke gate, bakes, forensics)."""
         ...
 
+    def on_rollout_succeeded(self, image: Image) -> None:
+        """After a rollout (or phoenix run, or replacement) of the pool succeeded
+        and replaced nodes with ``image``, still under the pool's lease: leave
+        whatever launches new nodes outside rollout (an ASG's launch template)
+        pointing at it. The default does nothing."""
+        return None
+
 
 @runtime_checkable
 class LoadBalancer(Protocol):
@@ -111,6 +126,19 @@ class ImageStore(Protocol):
         ...
 
     def by_version(self, role: str, version: str) -> Image: ...
+
+    def update_manifest(
+        self, image_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> Image:
+        """Replace the image's manifest with ``change(copy of the manifest)``,
+        atomically, and return the updated image. This is how promotions and
+        rollout evidence are kept (:mod:`rollout.core.promotion`). The default
+        refuses: a store that cannot record them cannot gate promotions either."""
+        raise ConfigError(
+            f"the image store {type(self).__name__} cannot record promotions or evidence "
+            f"(image {image_id})",
+            hint="use an image store that implements update_manifest",
+        )
 
 
 class Clock(Protocol):
@@ -163,4 +191,36 @@ class Builder(Protocol):
         """Remove the builder and whatever was captured but not registered.
         Idempotent and safe after any step (or none); returns what it could not
         remove (the bake is already failing, or done), never raises for it."""
+        ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """One provider kind (``lab``, ``aws``): the drivers of the pools that name
+    it in ``provider:``. Built once per workspace; every method but
+    :meth:`validate` creates drivers, and none of them does I/O."""
+
+    def validate(self, pool: Pool) -> None:
+        """Refuse settings this backend cannot serve (a missing ``aws`` key, a
+        load balancer it has no driver for) with a ConfigError naming the
+        pool's file and the key. Runs when the workspace opens."""
+        ...
+
+    def image_store(self, pool: Pool | None) -> ImageStore:
+        """Where the images of ``pool`` live; ``None``: the backend's store for
+        an environment without a pool that says more."""
+        ...
+
+    def provider(self, pool: Pool, images: ImageStore) -> Provider: ...
+
+    def load_balancer(self, pool: Pool) -> LoadBalancer:
+        """The driver that ``load_balancer:`` selects, as this backend serves it."""
+        ...
+
+    def smoke_runner(self, pool: Pool, provider: Provider) -> SmokeRunner: ...
+
+    def builder(self, pool: Pool | None, *, clock: Clock,
+                on_event: Callable[[str], None]) -> Builder:
+        """A builder for ONE bake of ``pool``'s role (``None``: a role this
+        environment has no pool for yet, where the backend can serve it)."""
         ...

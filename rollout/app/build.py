@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterable, Mapping
 
 from rollout import names
 from rollout.app.workspace import Workspace
-from rollout.backends.aws.builder import AwsBuilder
-from rollout.backends.lab.builder import LabBuilder
 from rollout.bake.pipeline import bake, testinfra_gate
 from rollout.bake.request import check_request, parse_extra_vars, smoke_settings
 from rollout.clock import SystemClock
@@ -38,14 +36,10 @@ def extra_vars_of(items: Iterable[str]) -> dict[str, str]:
 
 
 def builder_for(ws: Workspace, role: str, *, clock: Clock, on_event: Say) -> Builder:
-    """The builder that bakes ``role`` in this environment: an EC2 instance when
-    the environment's pool of that role runs on AWS, else a lab node. The one
-    place that chooses, until the backend table does."""
-    pool = ws.env.pools.get(role)
-    if pool is not None and pool.settings.provider == "aws":
-        assert pool.settings.aws is not None  # PoolSettings guarantees it for provider aws
-        return AwsBuilder(pool.settings.aws, clock=clock)
-    return LabBuilder(ws.env, ws.data, clock=clock, on_event=on_event)
+    """The builder that bakes ``role`` in this environment, as the backend that
+    serves the role hands it out (:meth:`Workspace.backend_of`)."""
+    backend, pool = ws.backend_of(role)
+    return backend.builder(pool, clock=clock, on_event=on_event)
 
 
 def build_image(

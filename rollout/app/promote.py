@@ -1,6 +1,7 @@
 """``rollout promote IMAGE --to ENV``: record that a person promoted an image.
 
-The promotion lands in the image's manifest in the image store (see
+The promotion lands in the image's manifest in the image store that holds the
+image (the data directory in the lab, the AMI's tags on AWS; see
 :mod:`rollout.core.promotion` for the rule a pool applies before ``rollout run``).
 """
 
@@ -9,15 +10,12 @@ from __future__ import annotations
 import getpass
 import os
 import time
-from typing import TYPE_CHECKING
 
 from rollout import names
+from rollout.app.workspace import Workspace
 from rollout.core.promotion import record_promotion
-from rollout.errors import ConfigError, NotFoundError
+from rollout.errors import NotFoundError
 from rollout.model import Image
-
-if TYPE_CHECKING:
-    from rollout.app.workspace import Workspace
 
 
 def who() -> str:
@@ -39,11 +37,6 @@ def promote_image(ws: Workspace, image_id: str, env: str, *, by: str | None = No
         raise NotFoundError(f"--to {env}: no such environment (known: {', '.join(known)})",
                             hint="promote to an inventories/ENV of the project or an "
                             "environment of rollout_env.promotion_order")
-    store = ws.image_store()
-    store.get(image_id)
-    update = getattr(store, "update_manifest", None)
-    if update is None:
-        raise ConfigError(f"the image store {type(store).__name__} cannot record promotions")
+    store, image = ws.find_image(image_id)
     at = time.time() if now is None else now
-    image: Image = update(image_id, lambda m: record_promotion(m, env, by or who(), at))
-    return image
+    return store.update_manifest(image.id, lambda m: record_promotion(m, env, by or who(), at))

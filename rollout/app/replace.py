@@ -5,22 +5,30 @@
 3. Run the role's smoke suite against the node, and collect forensics over
    SSH into ``<data>/evidence/forensics/`` (failed units, recent journal,
    disk, memory), whatever the smoke result.
-4. :func:`decide_replace`: a node that passes is left alone unless
-   ``force``; otherwise it is replaced, through the controller like any
-   rollout, by a node of the image the pool runs now.
-5. When the replacement fails its own smoke test, the node was probably not
-   the problem: the error says that the image is the likely cause.
+4. :func:`rollout.core.replace.decide_replace`: a node that passes is left
+   alone unless ``force``; otherwise it is replaced, through the controller
+   like any rollout (and its post-run path), by a node of the image the pool
+   runs now.
+5. When the replacement fails its own smoke test (a failure of kind
+   :attr:`~rollout.model.FailureKind.SMOKE`), the node was probably not the
+   problem: the error says that the image is the likely cause.
 """
 
 from __future__ import annotations
 
-import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rollout import names
+from rollout.app.session import Session
+from rollout.app.workspace import Workspace
+from rollout.core.replace import (
+    ReplaceVerdict,
+    decide_replace,
+    image_is_suspect,
+    pool_image_id,
+)
 from rollout.drivers.forensics import ForensicsReport, collect_forensics
 from rollout.engine.controller import RolloutResult
 from rollout.errors import ConfigError, NotFoundError, RolloutFailed
@@ -28,48 +36,7 @@ from rollout.events import Event
 from rollout.model import Image, Node, NodeState, SmokeResult
 from rollout.protocols import Clock
 
-if TYPE_CHECKING:
-    from rollout.app.operations import Session
-    from rollout.app.workspace import Workspace
-
 KIND = "replace"
-
-
-@dataclass(frozen=True)
-class ReplaceVerdict:
-    """What to do with the node: ``replace`` it or not, and why."""
-
-    replace: bool
-    reason: str
-
-
-def decide_replace(node: str, smoke: SmokeResult, *, force: bool) -> ReplaceVerdict:
-    """Pure: a sick node is replaced; a healthy one only with ``force``."""
-    if not smoke.passed:
-        return ReplaceVerdict(True, f"{node} failed its smoke tests: {smoke.summary}")
-    if force:
-        return ReplaceVerdict(True, f"{node} passed its smoke tests; replacing it anyway "
-                                    "(--force)")
-    return ReplaceVerdict(False, f"{node} passed its smoke tests ({smoke.summary}); nothing "
-                                 "was replaced (pass --force to replace it anyway)")
-
-
-def pool_image_id(nodes: Sequence[Node], node: Node) -> str:
-    """The image the pool runs: the most common among its running nodes (ties:
-    the named node's own image)."""
-    counts = Counter(n.image_id for n in nodes if n.state is NodeState.RUNNING)
-    if not counts:
-        return node.image_id
-    best = max(counts.values())
-    leaders = sorted(i for i, c in counts.items() if c == best)
-    return node.image_id if node.image_id in leaders else leaders[0]
-
-
-def image_is_suspect(node: str, error: str) -> bool:
-    """Whether a failed replacement failed on its own smoke test (see the core's
-    message ``smoke test of NEW failed``), rather than on something else."""
-    rest = error.split("smoke test of ", 1)
-    return len(rest) == 2 and bool(rest[1].split()) and rest[1].split()[0] != node
 
 
 @dataclass(frozen=True)
@@ -114,26 +81,21 @@ def replace_node(ws: Workspace, name: str, *, role: str | None = None, force: bo
                  stop_requested: Callable[[], bool] = lambda: False,
                  clock: Clock | None = None) -> ReplaceReport:
     """Smoke-test ``name``, keep forensics, and replace it if it is sick (or forced)."""
-    from rollout.app.operations import open_session, record_evidence
-
     role, _ = find_node(ws, name, role)
-    session = open_session(ws, role, clock=clock)
-    with session.lease(wait=wait_lock) as lease:
+    with Session(ws, role, clock=clock, on_event=on_event,
+                 stop_requested=stop_requested) as session, session.lease(wait=wait_lock):
         node, image = _current(session, name)
         smoke = session.drivers.smoke.run(node, image)
         forensics = collect_forensics(node.name, session.drivers.provider.ssh(node),
-                                      ws.data, now=time.time())
+                                      ws.data, now=session.clock.now())
         verdict = decide_replace(node.name, smoke, force=force)
         if not verdict.replace:
             return ReplaceReport(node.name, role, smoke, forensics, verdict, image)
-        controller = session.controller(on_event=on_event, stop_requested=stop_requested,
-                                        lease=lease)
         try:
-            result = controller.run(image, only=[node.name], kind=KIND)
+            result = session.run(image, only=[node.name], kind=KIND)
         except RolloutFailed as exc:
             raise _explain(session, exc, node.name, image) from None
-    record_evidence(session, image, result)
-    return ReplaceReport(node.name, role, smoke, forensics, verdict, image, result)
+        return ReplaceReport(node.name, role, smoke, forensics, verdict, image, result)
 
 
 def _current(session: Session, name: str) -> tuple[Node, Image]:
@@ -154,8 +116,7 @@ def _current(session: Session, name: str) -> tuple[Node, Image]:
 def _explain(session: Session, exc: RolloutFailed, node: str, image: Image) -> RolloutFailed:
     """Say that the image is the likely cause when the replacement's own smoke failed."""
     latest = session.journal.history(session.pool.env, session.pool.role, limit=1)
-    errors = [r.error or "" for r in latest[0].state.replacements] if latest else []
-    if any(image_is_suspect(node, e) for e in errors):
+    if latest and image_is_suspect(latest[0].state.replacements):
         return RolloutFailed(
             f"the replacement of {node} also failed its smoke tests, so the image "
             f"{image.id} ({image.version}), not the node, is the likely cause; {node} was "
@@ -164,3 +125,7 @@ def _explain(session: Session, exc: RolloutFailed, node: str, image: Image) -> R
             f"{session.pool.role} --version V`; the forensics of {node} are under "
             f"{session.ws.data.evidence / 'forensics'}")
     return exc
+
+
+__all__ = ["KIND", "ReplaceReport", "ReplaceVerdict", "decide_replace", "find_node",
+           "replace_node"]

@@ -1,36 +1,30 @@
 """Where a command runs: the project, the environment, the data directory, and
-the drivers of a pool, resolved from the inventory and the driver entry points.
+the drivers of a pool, handed out by the pool's backend (:mod:`rollout.backends`).
 
-Building a Workspace validates everything and touches nothing; drivers are
-created only when a command asks for them.
+Opening a Workspace validates everything (the inventory, and each pool against
+its backend) and touches nothing; drivers are created only when a command asks
+for them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from importlib.metadata import entry_points
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+from rollout.backends import DEFAULT, Site, backend_for, get_backend
 from rollout.config import Environment, Pool
-from rollout.errors import ConfigError
+from rollout.errors import ConfigError, NotFoundError
 from rollout.inventory import load_environment, project_root
-from rollout.paths import DataDir, default_data_dir
-
-if TYPE_CHECKING:
-    from rollout.protocols import ImageStore, LoadBalancer, Provider, SmokeRunner
-
-
-def _load_driver(group: str, name: str, where: str) -> Any:
-    found = {ep.name: ep for ep in entry_points(group=group)}
-    if name not in found:
-        known = ", ".join(sorted(found)) or "none"
-        raise ConfigError(f"{where}: unknown driver {name!r} (known {group}: {known})")
-    return found[name].load()
+from rollout.model import Image
+from rollout.paths import DataDir
+from rollout.paths import default_data_dir as default_data_dir
+from rollout.protocols import Backend, ImageStore, LoadBalancer, Provider, SmokeRunner
 
 
 @dataclass(frozen=True)
 class PoolDrivers:
+    """Everything a controller drives for one pool."""
+
     pool: Pool
     provider: Provider
     lb: LoadBalancer
@@ -46,48 +40,78 @@ class Workspace:
 
     @classmethod
     def open(cls, project: Path | None, env: str, data_dir: Path | None) -> Workspace:
+        """Read and validate ``inventories/ENV`` of the project (found upwards
+        from the working directory without ``project``); nothing is touched."""
         root = project.resolve() if project else project_root()
         if project and not (root / "inventories").is_dir():
             raise ConfigError(f"{root}: --project has no inventories/ directory")
         environment = load_environment(root, env)
-        return cls(project=root, env=environment, data=DataDir(data_dir or default_data_dir()))
+        ws = cls(project=root, env=environment, data=DataDir(data_dir or default_data_dir()))
+        for pool in environment.pools.values():
+            ws.backend(pool).validate(pool)
+        return ws
+
+    @property
+    def site(self) -> Site:
+        return Site(self.project, self.env, self.data)
+
+    def backend(self, pool: Pool) -> Backend:
+        """The backend that serves ``pool`` (its ``provider:``)."""
+        return backend_for(pool, self.site)
 
     def pool(self, role: str) -> Pool:
         return self.env.pool(role)
 
+    def with_pool(self, pool: Pool) -> Workspace:
+        """This workspace with ``pool`` in place of the pool of its role (for
+        command-line overrides of its settings)."""
+        pools = {**self.env.pools, pool.role: pool}
+        return replace(self, env=replace(self.env, pools=pools))
+
+    def backend_of(self, role: str | None) -> tuple[Backend, Pool | None]:
+        """The backend that serves ``role`` here, with its pool: the pool's
+        backend. Without a role, or for a role without a pool here (a bake of a
+        role not deployed yet): the backend every pool shares, with its first
+        pool, else the default backend without a pool."""
+        if role is not None and role in self.env.pools:
+            pool = self.env.pools[role]
+            return self.backend(pool), pool
+        pools = sorted(self.env.pools.values(), key=lambda p: p.role)
+        if pools and len({p.settings.provider for p in pools}) == 1:
+            return self.backend(pools[0]), pools[0]
+        return get_backend(DEFAULT, self.site), None
+
     def image_store(self, role: str | None = None) -> ImageStore:
-        """Where the images of ``role`` live in this environment: AMI tags when
-        its pool runs on AWS, the data directory otherwise. Without a role: AWS
-        when every pool of the environment runs there."""
-        pools = self.env.pools
-        pool: Pool | None = pools.get(role) if role is not None else None
-        if role is None and pools and all(p.settings.provider == "aws" for p in pools.values()):
-            pool = pools[min(pools)]
-        if pool is not None and pool.settings.provider == "aws":
-            from rollout.backends.aws.images import AwsImageStore
+        """Where the images of ``role`` live in this environment (see
+        :meth:`backend_of`)."""
+        backend, pool = self.backend_of(role)
+        return backend.image_store(pool)
 
-            assert pool.settings.aws is not None  # PoolSettings requires it for aws
-            return AwsImageStore.from_settings(pool.settings.aws)
-        from rollout.backends.lab.images import LabImageStore
-
-        return LabImageStore(self.data)
+    def find_image(self, image_id: str) -> tuple[ImageStore, Image]:
+        """The image called ``image_id`` and the store of this environment that
+        holds it (each pool's store is asked in turn, then the default one)."""
+        pools = sorted(self.env.pools.values(), key=lambda p: p.role)
+        stores = [self.backend(p).image_store(p) for p in pools]
+        if not pools or len({p.settings.provider for p in pools}) > 1:
+            stores.append(get_backend(DEFAULT, self.site).image_store(None))
+        missing: NotFoundError | None = None
+        for store in stores:
+            try:
+                return store, store.get(image_id)
+            except NotFoundError as exc:
+                missing = missing or exc
+        assert missing is not None  # there is at least one store
+        raise missing
 
     def drivers(self, role: str) -> PoolDrivers:
-        """The provider, load balancer, smoke runner and image store of a pool."""
+        """The provider, load balancer, smoke runner and image store of a pool,
+        as its backend hands them out."""
         pool = self.pool(role)
-        where = str(pool.source)
-        provider_cls = _load_driver("rollout.providers", pool.settings.provider, where)
-        lb_cls = _load_driver("rollout.load_balancers", pool.settings.load_balancer, where)
-        images = self.image_store(role)
-        provider = provider_cls.from_workspace(self, pool, images)
-        lb = lb_cls.from_workspace(self, pool)
-        from rollout.drivers.smoke import TestinfraSmokeRunner
+        backend = self.backend(pool)
+        images = backend.image_store(pool)
+        provider = backend.provider(pool, images)
+        return PoolDrivers(pool=pool, provider=provider, lb=backend.load_balancer(pool),
+                           smoke=backend.smoke_runner(pool, provider), images=images)
 
-        smoke = TestinfraSmokeRunner(
-            project=self.project,
-            pool_settings=pool.settings,
-            ssh_for=provider.ssh,
-            evidence_dir=self.data.evidence / pool.env / pool.role,
-            timeout=pool.settings.timeouts.smoke,
-        )
-        return PoolDrivers(pool=pool, provider=provider, lb=lb, smoke=smoke, images=images)
+
+__all__ = ["PoolDrivers", "Workspace", "default_data_dir"]

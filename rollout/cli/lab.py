@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
+from rollout.app import lab as lab_app
+from rollout.app.lab import LabStatus
 from rollout.cli.base import STOP, Options, cli, common, pass_options
 from rollout.cli.output import Output
 
@@ -22,18 +22,12 @@ def lab() -> None:
 @pass_options
 def lab_up(opts: Options, nodes: int | None) -> None:
     """Build or converge the lab: base image, network, HAProxy, the pools."""
-    from rollout.backends.lab.env import lab_up as up
-    from rollout.backends.lab.system import require_root
-
-    require_root("rollout lab up")
-    ws = opts.workspace()
     out = opts.out()
     # SIGINT and SIGTERM stop it between steps; the nodes (and a bake's builder)
     # it started are removed before it exits.
     STOP.install()
-    status = up(ws.project, ws.env, ws.data, nodes=nodes, on_event=out.line,
-                cancel=STOP.requested)
-    _print_lab_status(out, status)
+    _print_lab_status(out, lab_app.lab_up(opts.workspace(), nodes=nodes, on_event=out.line,
+                                          cancel=STOP.requested))
 
 
 @lab.command("prepare")
@@ -41,13 +35,7 @@ def lab_up(opts: Options, nodes: int | None) -> None:
 @pass_options
 def lab_prepare(opts: Options) -> None:
     """Build the base image cache once (debootstrap); later runs reuse it."""
-    from rollout.backends.lab.base import ensure_base
-    from rollout.backends.lab.system import require_programs, require_root
-
-    require_root("rollout lab prepare")
-    require_programs(["debootstrap"])
-    ws = opts.workspace()
-    path = ensure_base(ws.data)
+    path = lab_app.lab_prepare(opts.workspace())
     opts.out().line(f"base image ready: {path}")
 
 
@@ -56,12 +44,7 @@ def lab_prepare(opts: Options) -> None:
 @pass_options
 def lab_down(opts: Options) -> None:
     """Remove everything the lab created (nodes, network, NAT rules, HAProxy)."""
-    from rollout.backends.lab.env import lab_down as down
-    from rollout.backends.lab.system import require_root
-
-    require_root("rollout lab down")
-    ws = opts.workspace()
-    down(ws.env, ws.data, on_event=opts.out().line)
+    lab_app.lab_down(opts.workspace(), on_event=opts.out().line)
 
 
 @lab.command("status")
@@ -69,13 +52,10 @@ def lab_down(opts: Options) -> None:
 @pass_options
 def lab_status(opts: Options) -> None:
     """Show the nodes, their images, their LB state and the frontend URL."""
-    from rollout.backends.lab.env import lab_status as status
-
-    ws = opts.workspace()
-    _print_lab_status(opts.out(), status(ws.env, ws.data))
+    _print_lab_status(opts.out(), lab_app.lab_status(opts.workspace()))
 
 
-def _print_lab_status(out: Output, status: Any) -> None:
+def _print_lab_status(out: Output, status: LabStatus) -> None:
     data = status.to_json()
     if out.json:
         out.document(data)

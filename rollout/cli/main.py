@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
+from rollout.app.workspace import default_data_dir
 from rollout.cli.base import DATA_DIR, cli
 from rollout.errors import ExitCode, RolloutError
-from rollout.paths import default_data_dir
 
 
 def _crash_report(exc: BaseException) -> Path | None:

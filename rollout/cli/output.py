@@ -6,61 +6,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
-
-class _JsonEvent(Protocol):
-    def to_dict(self) -> dict[str, Any]: ...
-
-
-_STYLE = {
-    "replacement_failed": "bold red",
-    "replacement_restored": "yellow",
-    "replacement_done": "green",
-    "rollout_finished": "bold",
-    "soak_verdict": "cyan",
-}
-
-
-def describe(e: dict[str, Any]) -> str | None:
-    """One human line for a controller event; None for events too chatty to show."""
-    kind = e.get("event")
-    if kind == "rollout_started":
-        verb = "resuming" if e.get("resumed") else "rolling"
-        return (f"{verb} {e['env']}/{e['role']} to {e['target_version']} ({e['target_image']}): "
-                f"{e['replacements']} node(s) in {e['batches']} batch(es), "
-                f"{e['already_on_target']} already on target, strategy {e['strategy']}")
-    if kind == "phase_changed":
-        return f"  [{e['index']}] {e['old_node']} -> {e['new_node']}: {e['phase']}"
-    if kind == "step_finished" and not e.get("ok"):
-        return f"  step {e['step']} on {e['node']} failed: {e.get('error', '')}"
-    if kind == "waiting" and e.get("reason"):
-        return f"  waiting: {e['node'] or 'rollout'}: {e['reason']}"
-    if kind == "replacement_done":
-        late = " (drain timed out)" if e.get("drain_timed_out") else ""
-        return f"  replaced {e['old_node']} with {e['new_node']}{late}"
-    if kind == "replacement_failed":
-        return f"  FAILED {e['new_node']} in {e['phase']}: {e['error']}; restoring {e['old_node']}"
-    if kind == "replacement_restored":
-        return f"  restored {e['old_node']} (removed {e['new_node']}): {e['reason']}"
-    if kind == "node_relaunched":
-        return f"  {e['failed_node']} failed to boot ({e['reason']}): launching another"
-    if kind == "retry_scheduled":
-        return f"  retrying {e['step']} on {e['node']} (attempt {e['attempt']}): {e['error']}"
-    if kind == "batch_done":
-        return f"batch {e['batch']} done: {e['replaced']} replaced, {e['restored']} restored"
-    if kind == "soak_verdict":
-        verdict = "passed" if e.get("passed") else f"FAILED: {e.get('reason', '')}"
-        return (f"canary soak {verdict} (5xx rate new {e['rate_new']:.4f} vs old "
-                f"{e['rate_old']:.4f}, flaps {e['flaps']})")
-    if kind == "rollout_finished":
-        return (f"rollout {e['rollout_id']} {e['status']}: {e['replaced']} replaced, "
-                f"{e['restored']} restored, {e['skipped']} skipped in {e['duration']:.1f}s"
-                + (f": {e['message']}" if e.get("message") else ""))
-    if kind == "node_reaped":
-        verb = "would remove" if e.get("dry_run") else "removed"
-        return f"{verb} {e['what']} {e['node']}: {e['reason']}"
-    return None
+from rollout.events import Event
 
 
 class Output:
@@ -90,12 +38,12 @@ class Output:
         data.setdefault("ts", round(time.time(), 3))
         print(json.dumps(data, sort_keys=True, default=str), file=self.stream, flush=True)
 
-    def event(self, event: _JsonEvent) -> None:
-        data = event.to_dict()
+    def event(self, event: Event) -> None:
+        """A controller event: its JSON, or its own line of text (if it has one)."""
         if self.json:
-            self.record(data)
-        elif (text := describe(data)) is not None:
-            self.line(text, style=_STYLE.get(str(data.get("event"))))
+            self.record(event.to_dict())
+        elif (text := event.text()) is not None:
+            self.line(text, style=event.style)
 
     def document(self, data: Any) -> None:
         """A whole JSON document (for status-like commands), printed once."""

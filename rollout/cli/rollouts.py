@@ -11,10 +11,17 @@ from typing import Any, TypeVar
 import click
 
 from rollout import names
-from rollout.app import operations
+from rollout.app.history import pool_status, rollout_detail, rollout_history
+from rollout.app.rollouts import (
+    RolloutResult,
+    abort_rollout,
+    reap_pool,
+    resume_rollout,
+    run_rollout,
+)
+from rollout.app.session import OVERRIDABLE
 from rollout.cli.base import STOP, Options, cli, common, pass_options
 from rollout.cli.output import Output
-from rollout.engine.controller import RolloutResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,7 +47,7 @@ def pacing_options(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        overrides = {key: kwargs.pop(key) for key in operations.OVERRIDABLE}
+        overrides = {key: kwargs.pop(key) for key in OVERRIDABLE}
         return func(*args, overrides={k: v for k, v in overrides.items() if v is not None},
                     **kwargs)
 
@@ -90,7 +97,7 @@ def run(opts: Options, role: str, version: str | None, image_id: str | None,
     names.name(role, "role", "--role")
     out = opts.out()
     STOP.install()
-    result = operations.run_rollout(
+    result = run_rollout(
         opts.workspace(), role, version=version, image_id=image_id, overrides=overrides,
         wait_lock=wait_lock, junit=junit, metrics_file=metrics_file, on_event=out.event,
         stop_requested=STOP.requested, allow_below_floor=allow_below_floor)
@@ -112,9 +119,9 @@ def resume(opts: Options, rollout_id: str | None, role: str | None, wait_lock: b
     """Reconcile an unfinished rollout with the world, then finish or roll back."""
     out = opts.out()
     STOP.install()
-    result = operations.resume_rollout(opts.workspace(), role=role, rollout_id=rollout_id,
-                                       wait_lock=wait_lock, on_event=out.event,
-                                       stop_requested=STOP.requested)
+    result = resume_rollout(opts.workspace(), role=role, rollout_id=rollout_id,
+                            wait_lock=wait_lock, on_event=out.event,
+                            stop_requested=STOP.requested)
     _report(out, result)
 
 
@@ -126,9 +133,9 @@ def abort(opts: Options, rollout_id: str | None, role: str | None, wait_lock: bo
     """Stop an unfinished rollout and put its old nodes back in service."""
     out = opts.out()
     STOP.install()
-    result = operations.abort_rollout(opts.workspace(), role=role, rollout_id=rollout_id,
-                                      wait_lock=wait_lock, on_event=out.event,
-                                      stop_requested=STOP.requested)
+    result = abort_rollout(opts.workspace(), role=role, rollout_id=rollout_id,
+                           wait_lock=wait_lock, on_event=out.event,
+                           stop_requested=STOP.requested)
     _report(out, result)
 
 
@@ -141,8 +148,8 @@ def abort(opts: Options, rollout_id: str | None, role: str | None, wait_lock: bo
 def reap(opts: Options, role: str, dry_run: bool, wait_lock: bool) -> None:
     """Remove nodes and LB entries that rollouts created but no journal owns."""
     out = opts.out()
-    report = operations.reap_pool(opts.workspace(), role, dry_run=dry_run,
-                                  wait_lock=wait_lock, on_event=out.event)
+    report = reap_pool(opts.workspace(), role, dry_run=dry_run, wait_lock=wait_lock,
+                       on_event=out.event)
     if out.json:
         out.record({"event": "reap_report", "destroyed": list(report.destroyed),
                     "removed": list(report.removed), "kept": [list(k) for k in report.kept],
@@ -155,41 +162,13 @@ def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
-def _summary(state: Any) -> dict[str, Any]:
-    phases: dict[str, int] = {}
-    for rep in state.replacements:
-        phases[str(rep.phase)] = phases.get(str(rep.phase), 0) + 1
-    return {
-        "id": state.id, "env": state.env, "role": state.role, "status": str(state.status),
-        "target_image": state.target.id, "target_version": state.target.version,
-        "started_at": state.started_at, "finished_at": state.finished_at,
-        "replacements": len(state.replacements), "phases": phases, "message": state.message,
-    }
-
-
 @cli.command()
 @click.option("--role", default=None)
 @common
 @pass_options
 def status(opts: Options, role: str | None) -> None:
     """Each pool's unfinished rollout (if any), lock holder and last rollout."""
-    ws = opts.workspace()
-    journal = operations.open_journal(ws)
-    from rollout.store.lease import Lease
-
-    pools = [ws.pool(role)] if role else list(ws.env.pools.values())
-    rows: list[dict[str, Any]] = []
-    for pool in pools:
-        unfinished = journal.unfinished(pool.env, pool.role)
-        last = journal.history(pool.env, pool.role, limit=1)
-        holder = Lease(journal, f"{pool.env}/{pool.role}", heartbeat=False).current()
-        rows.append({
-            "env": pool.env, "role": pool.role,
-            "unfinished": _summary(unfinished) if unfinished else None,
-            "last": _summary(last[0].state) if last else None,
-            "lock": None if holder is None else {
-                "host": holder.host, "pid": holder.pid, "expires_at": holder.expires_at},
-        })
+    rows = pool_status(opts.workspace(), role)
     out = opts.out()
     if out.json:
         out.document({"pools": rows})
@@ -213,19 +192,14 @@ def status(opts: Options, role: str | None) -> None:
 @pass_options
 def history(opts: Options, role: str | None, limit: int) -> None:
     """Past rollouts, newest first."""
-    ws = opts.workspace()
-    if role:
-        ws.pool(role)
-    journal = operations.open_journal(ws)
-    records = journal.history(ws.env.name, role, limit=limit)
+    records = rollout_history(opts.workspace(), role, limit=limit)
     out = opts.out()
     if out.json:
-        out.document([_summary(r.state) | {"pid": r.pid, "host": r.host} for r in records])
+        out.document(records)
         return
     out.table("rollouts", ["id", "pool", "status", "target", "started", "finished"],
-              [[r.state.id, f"{r.state.env}/{r.state.role}", str(r.state.status),
-                r.state.target.version, _when(r.state.started_at), _when(r.state.finished_at)]
-               for r in records])
+              [[r["id"], f"{r['env']}/{r['role']}", r["status"], r["target_version"],
+                _when(r["started_at"]), _when(r["finished_at"])] for r in records])
 
 
 @cli.command()
@@ -235,36 +209,22 @@ def history(opts: Options, role: str | None, limit: int) -> None:
 def show(opts: Options, rollout_id: str) -> None:
     """One rollout: its replacements, every recorded step and its timings."""
     names.rollout_id(rollout_id, "ROLLOUT_ID")
-    ws = opts.workspace()
-    journal = operations.open_journal(ws)
-    state = journal.get(rollout_id)
-    steps = journal.steps(rollout_id)
-    waits = journal.wait_totals(rollout_id)
-    overhead = journal.overhead(rollout_id)
-    data = _summary(state) | {
-        "replacements": [{
-            "index": r.index, "batch": r.batch, "old": r.old_name, "new": r.new_name,
-            "phase": str(r.phase), "error": r.error, "relaunches": r.relaunches,
-            "restore_reason": str(r.restore_reason) if r.restore_reason else None,
-            "drain_timed_out": r.drain_timed_out} for r in state.replacements],
-        "steps": [{"kind": s.kind, "node": s.node, "started_at": s.started_at,
-                   "ok": s.ok, "duration": s.duration, "error": s.error} for s in steps],
-        "waits": waits, "overhead": overhead,
-    }
+    data = rollout_detail(opts.workspace(), rollout_id)
     out = opts.out()
     if out.json:
         out.document(data)
         return
-    out.line(f"rollout {state.id}: {state.env}/{state.role} -> {state.target.version} "
-             f"({state.target.id}), {state.status}"
-             + (f": {state.message}" if state.message else ""))
+    waits, overhead = data["waits"], data["overhead"]
+    out.line(f"rollout {data['id']}: {data['env']}/{data['role']} -> {data['target_version']} "
+             f"({data['target_image']}), {data['status']}"
+             + (f": {data['message']}" if data["message"] else ""))
     out.table("replacements", ["#", "batch", "old", "new", "phase", "error"],
-              [[str(r.index), str(r.batch), r.old_name, r.new_name, str(r.phase),
-                r.error or ""] for r in state.replacements])
+              [[str(r["index"]), str(r["batch"]), r["old"], r["new"], r["phase"],
+                r["error"] or ""] for r in data["replacements"]])
     out.table("steps", ["step", "node", "ok", "seconds", "error"],
-              [[s.kind, s.node, "-" if s.ok is None else str(s.ok),
-                f"{s.duration:.2f}" if s.duration is not None else "-", s.error or ""]
-               for s in steps])
+              [[s["kind"], s["node"], "-" if s["ok"] is None else str(s["ok"]),
+                f"{s['duration']:.2f}" if s["duration"] is not None else "-", s["error"] or ""]
+               for s in data["steps"]])
     if waits:
         out.line("waits: " + ", ".join(f"{k} {v:.1f}s" for k, v in sorted(waits.items()))
                  + (f"; overhead ratio {overhead:.3f}" if overhead else ""))

@@ -8,9 +8,18 @@ from typing import Any
 import click
 
 from rollout import names
+from rollout.app.phoenix import (
+    PhoenixBudget,
+    PhoenixStatus,
+    parse_max_age,
+    parse_window,
+    phoenix_run,
+)
+from rollout.app.plan import plan_rollout, render_text
+from rollout.app.promote import promote_image
+from rollout.app.replace import replace_node
 from rollout.cli.base import STOP, Options, cli, common, pass_options
 from rollout.cli.rollouts import pacing_options, target_options
-from rollout.core.phoenix import PhoenixBudget, parse_max_age, parse_window
 
 
 @cli.command()
@@ -29,8 +38,6 @@ def plan(opts: Options, role: str, version: str | None, image_id: str | None,
     Warns when the plan breaches the floor: `rollout run` refuses such a plan
     without --allow-below-floor. Exit 0 (also with warnings), 2 bad input.
     """
-    from rollout.app.plan import plan_rollout, render_text
-
     names.name(role, "role", "--role")
     report = plan_rollout(opts.workspace(), role, version=version, image_id=image_id,
                           overrides=overrides)
@@ -69,8 +76,6 @@ def phoenix(opts: Options, role: str, max_age: str, window: str | None,
       2  bad option (window, age, budget)
       4  halted: resume or abort; 130 interrupted
     """
-    from rollout.app.phoenix import phoenix_run
-
     names.name(role, "role", "--role")
     age = parse_max_age(max_age)
     parsed = parse_window(window) if window else None
@@ -81,9 +86,9 @@ def phoenix(opts: Options, role: str, max_age: str, window: str | None,
                          on_event=out.event, stop_requested=STOP.requested)
     if out.json:
         out.record(report.to_json())
-    elif report.status == "skipped":
+    elif report.status is PhoenixStatus.SKIPPED:
         out.line(f"skipped: {report.reason}", style="yellow")
-    elif report.status == "nothing_due":
+    elif report.status is PhoenixStatus.NOTHING_DUE:
         out.line(f"nothing to do: {report.reason}")
     else:
         replaced = ", ".join(report.result.replaced) if report.result else ""
@@ -108,8 +113,6 @@ def replace(opts: Options, node: str, role: str | None, force: bool, wait_lock: 
     failed and NODE was restored (if the new node failed its smoke tests too,
     the message says the image is the likely cause); 2 unknown node; 3 locked.
     """
-    from rollout.app.replace import replace_node
-
     out = opts.out()
     STOP.install()
     report = replace_node(opts.workspace(), node, role=role, force=force, wait_lock=wait_lock,
@@ -132,8 +135,6 @@ def replace(opts: Options, node: str, role: str | None, force: bool, wait_lock: 
 @pass_options
 def promote(opts: Options, image_id: str, env_to: str, by: str | None) -> None:
     """Record that IMAGE is promoted to an environment (see `rollout images`)."""
-    from rollout.app.promote import promote_image
-
     image = promote_image(opts.workspace(), image_id, env_to, by=by)
     out = opts.out()
     promoted = sorted(image.manifest.get("promoted_to", []))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from rollout.config import PoolSettings
+from rollout.config import PoolSettings, Strategy
 from rollout.model import Admin, Image, Member, Node, NodeState
 
 
@@ -35,6 +35,15 @@ class CapacityStep:
     in_service: int  # members taking traffic
     nodes: int  # machines that exist (the cost of a surge)
     unavailable: int  # pool_size - in_service, never below 0
+
+
+def floor(settings: PoolSettings) -> int:
+    """The fewest nodes in service the core keeps while it replaces nodes:
+    ``min_healthy`` as a count, or ``pool_size - max_unavailable`` if higher.
+
+    The one definition of the floor: the core's capacity check, ``rollout
+    plan``'s breach check and phoenix's health check all use it."""
+    return max(settings.min_healthy_nodes, settings.pool_size - settings.max_unavailable)
 
 
 def pool_nodes(nodes: Sequence[Node], members: Mapping[str, Member]) -> list[Node]:
@@ -98,7 +107,7 @@ def capacity_steps(plan: Plan, settings: PoolSettings, pool_size: int | None = N
 
     for number, batch in enumerate(plan.batches):
         n = len(batch)
-        if settings.strategy == "surge":
+        if settings.strategy is Strategy.SURGE:
             add(number, "launch", size, size + n)
             add(number, "add to LB", size + n, size + n)
             add(number, "drain old", size, size + n)

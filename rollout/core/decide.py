@@ -31,11 +31,12 @@ from rollout.core.state import (
     RolloutStatus,
     RunSmoke,
     Soak,
+    Strategy,
     Wait,
     World,
 )
 from rollout.events import BatchDone, RetryScheduled, RolloutFinished, SoakVerdict
-from rollout.model import Admin, Image, NodeState
+from rollout.model import Admin, FailureKind, Image, NodeState
 
 __all__ = [
     "Decision",
@@ -150,7 +151,8 @@ def _apply(run: Pass, action: Action, outcome: Outcome) -> bool:
         else:
             _retry(run, i, action, outcome.error)
     elif not outcome.ok:
-        run.fail(i, f"{action.kind} of {action.node.name} failed: {outcome.error}")
+        run.fail(i, FailureKind.DRIVER,
+                 f"{action.kind} of {action.node.name} failed: {outcome.error}")
     elif isinstance(action, Launch) and outcome.node is not None:
         run.set(i, new_target=outcome.node.lb_target)
         run.move(i, Phase.BOOTING)
@@ -159,10 +161,11 @@ def _apply(run: Pass, action: Action, outcome: Outcome) -> bool:
         limit = state.settings.timeouts.smoke
         if result is None or not result.passed:
             summary = result.summary if result is not None else "no result"
-            run.fail(i, f"smoke test of {action.node.name} failed: {summary}")
+            run.fail(i, FailureKind.SMOKE, f"smoke test of {action.node.name} failed: {summary}")
         elif outcome.duration > limit:
-            run.fail(i, f"smoke test of {action.node.name} took {outcome.duration:.1f}s, "
-                        f"more than timeouts.smoke {limit:g}s")
+            run.fail(i, FailureKind.SMOKE,
+                     f"smoke test of {action.node.name} took {outcome.duration:.1f}s, "
+                     f"more than timeouts.smoke {limit:g}s")
         else:
             run.waits.append(_wait(i, "smoke", outcome.duration, now))
             run.move(i, Phase.ADDING)
@@ -327,7 +330,7 @@ def _start_pending(run: Pass) -> None:
     for rep in pending:
         if rep.batch != batch:
             continue
-        if state.strategy.value == "surge":
+        if state.strategy is Strategy.SURGE:
             run.move(rep.index, Phase.LAUNCHING)
         elif run.capacity_for(rep.index):
             run.move(rep.index, Phase.DRAINING)

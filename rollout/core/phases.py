@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from rollout.core.batches import floor
 from rollout.core.state import (
     Action,
     AddMember,
@@ -40,7 +41,7 @@ from rollout.events import (
     ReplacementRestored,
     Waiting,
 )
-from rollout.model import Admin, Health, LaunchSpec, Member, Node, NodeState
+from rollout.model import Admin, FailureKind, Health, LaunchSpec, Member, Node, NodeState
 
 # Phases in which the old node is (being) taken out of service.
 _OLD_OUT = {
@@ -96,8 +97,7 @@ class Pass:
         self.in_service = sum(
             1 for t, m in world.members.items() if m.in_service and t not in out
         )
-        floor = state.settings.floor
-        self.need = max(floor, state.settings.pool_size - state.settings.max_unavailable)
+        self.need = floor(state.settings)
 
     # --- helpers ---------------------------------------------------------------
 
@@ -148,13 +148,14 @@ class Pass:
     def since(self, rep: Replacement, phase: Phase) -> float:
         return rep.entered.get(phase.value, rep.phase_started)
 
-    def fail(self, i: int, error: str) -> bool:
+    def fail(self, i: int, kind: FailureKind, error: str) -> bool:
         rep = self.reps[i]
         self.events.append(ReplacementFailed(
             self.state.id, self.now, index=i, old_node=rep.old_name, new_node=rep.new_name,
-            phase=rep.phase.value, error=error,
+            phase=rep.phase.value, error=error, failure_kind=kind,
         ))
         self.restore(i, RestoreReason.FAILED, error)
+        self.set(i, failure=kind)
         return True
 
     def restore(self, i: int, reason: RestoreReason, error: str | None = None) -> None:
@@ -212,7 +213,8 @@ class Pass:
 
     def booting(self, i: int, rep: Replacement) -> bool:
         if self.node(rep.new_name) is None:
-            return self.fail(i, f"new node {rep.new_name} disappeared while booting")
+            return self.fail(i, FailureKind.GONE,
+                             f"new node {rep.new_name} disappeared while booting")
         probe = self.world.readiness.get(rep.new_name)
         if probe is not None and probe.ready:
             self.record(i, "boot", self.since(rep, Phase.LAUNCHING))
@@ -237,7 +239,7 @@ class Pass:
             self.move(i, Phase.RELAUNCHING)
             self.set(i, error=error)
             return True
-        return self.fail(i, error)
+        return self.fail(i, FailureKind.BOOT, error)
 
     def relaunching(self, i: int, rep: Replacement) -> bool:
         """Destroy the new node that failed to boot, then launch another under a
@@ -254,13 +256,15 @@ class Pass:
     def smoking(self, i: int, rep: Replacement) -> bool:
         new = self.node(rep.new_name)
         if new is None:
-            return self.fail(i, f"new node {rep.new_name} disappeared before its smoke test")
+            return self.fail(i, FailureKind.GONE,
+                             f"new node {rep.new_name} disappeared before its smoke test")
         return self.act(i, RunSmoke, new, image=self.state.target)
 
     def adding(self, i: int, rep: Replacement) -> bool:
         new = self.node(rep.new_name)
         if new is None:
-            return self.fail(i, f"new node {rep.new_name} disappeared before joining the LB")
+            return self.fail(i, FailureKind.GONE,
+                             f"new node {rep.new_name} disappeared before joining the LB")
         member = self.member(new.lb_target)
         if member is not None and member.admin is Admin.READY:
             self.move(i, Phase.RISING)
@@ -272,7 +276,8 @@ class Pass:
     def rising(self, i: int, rep: Replacement) -> bool:
         new = self.node(rep.new_name)
         if new is None:
-            return self.fail(i, f"new node {rep.new_name} disappeared while joining the LB")
+            return self.fail(i, FailureKind.GONE,
+                             f"new node {rep.new_name} disappeared while joining the LB")
         member = self.member(new.lb_target)
         if member is None:
             return self.act(i, AddMember, new)
@@ -291,7 +296,8 @@ class Pass:
             return True
         deadline = rep.phase_started + self.timeouts.lb_up
         if self.now > deadline:
-            return self.fail(i, f"new node {rep.new_name} was not UP in the LB within "
+            return self.fail(i, FailureKind.LB,
+                             f"new node {rep.new_name} was not UP in the LB within "
                                 f"timeouts.lb_up {self.timeouts.lb_up:g}s "
                                 f"(health {member.health})")
         return self.wait_for(i, f"{rep.new_name} rising in the LB", deadline)
@@ -409,7 +415,8 @@ class Pass:
             # A signal is no failure: start again from scratch on resume.
             self.move(i, Phase.PENDING)
             attempt = rep.attempt + 1
-            self.set(i, attempt=attempt, restore_reason=None, error=None, new_target="",
+            self.set(i, attempt=attempt, restore_reason=None, error=None, failure=None,
+                     new_target="",
                      entered={}, retries=0, retry_at=0.0, drain_timed_out=False,
                      new_name=node_name(self.state.role, self.state.id, i, attempt))
         else:

@@ -44,13 +44,17 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from rollout.core.state import Phase, RolloutState
 from rollout.durations import format_duration, parse_duration
 from rollout.errors import ConfigError
 from rollout.model import Member, Node, NodeState
 
 DAY_SECONDS = 86400.0
+#: ``RolloutState.kind`` of the rollouts a phoenix run starts (its budget counts them).
+KIND = "phoenix"
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SPAN = re.compile(
     r"^(?P<days>\S+)\s+(?P<start>\d{1,2}:\d{2})\s*-\s*(?P<end>\d{1,2}:\d{2})(?:\s+(?P<tz>\S+))?$"
@@ -208,6 +212,14 @@ def parse_max_age(value: str, option: str = "--max-age") -> float:
     return seconds
 
 
+class PhoenixStatus(StrEnum):
+    """How a phoenix run ended (``rollout phoenix`` exits 0 for all three)."""
+
+    SKIPPED = "skipped"  # try again later: locked, unfinished, unhealthy, window, budget
+    NOTHING_DUE = "nothing_due"
+    REPLACED = "replaced"
+
+
 @dataclass(frozen=True)
 class Skipped:
     node: str
@@ -352,3 +364,18 @@ def pool_health_problem(nodes: Sequence[Node], members: Sequence[Member], floor:
         return (f"nodes not in service: {', '.join(out)}; phoenix skips an unhealthy pool: "
                 f"fix them or use `rollout replace NODE`")
     return None
+
+
+def phoenix_history(rollouts: Sequence[RolloutState], now: float) -> list[float]:
+    """When earlier phoenix runs finished replacing nodes, within the last day
+    (the ``history`` of :func:`select_for_phoenix`)."""
+    times = []
+    for state in rollouts:
+        if state.kind != KIND:
+            continue
+        for rep in state.replacements:
+            if rep.phase is Phase.DONE:
+                at = rep.entered.get(Phase.DONE.value, state.finished_at or state.started_at)
+                if now - DAY_SECONDS < at <= now:
+                    times.append(at)
+    return sorted(times)

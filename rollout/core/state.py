@@ -66,7 +66,18 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from rollout.config import PoolSettings
-from rollout.model import Admin, Image, LaunchSpec, Member, Node, Readiness, SmokeResult
+from rollout.config import Strategy as Strategy
+from rollout.model import (
+    Admin,
+    FailureKind,
+    Image,
+    LaunchSpec,
+    Member,
+    Node,
+    NodeState,
+    Readiness,
+    SmokeResult,
+)
 
 #: Attempts of a restore or retire action before the rollout halts.
 MAX_RETRIES = 5
@@ -115,11 +126,6 @@ class RolloutStatus(StrEnum):
         return self in (RolloutStatus.RUNNING, RolloutStatus.HALTED, RolloutStatus.INTERRUPTED)
 
 
-class Strategy(StrEnum):
-    SURGE = "surge"
-    IN_PLACE = "in_place"
-
-
 @dataclass(frozen=True)
 class Replacement:
     """The replacement of one old node by one new node."""
@@ -136,6 +142,7 @@ class Replacement:
     relaunches: int = 0  # new nodes given up on because they failed to boot
     new_target: str = ""
     error: str | None = None
+    failure: FailureKind | None = None  # what it failed at, with ``error``
     restore_reason: RestoreReason | None = None
     retries: int = 0
     retry_at: float = 0.0
@@ -199,7 +206,7 @@ class RolloutState:
 
     @property
     def strategy(self) -> Strategy:
-        return Strategy(self.settings.strategy)
+        return self.settings.strategy
 
     @property
     def failures(self) -> int:
@@ -321,8 +328,6 @@ class Wait:
 def placeholder(name: str, target: str, state: RolloutState) -> Node:
     """A stand-in for a node the provider no longer lists, so that the LB can
     still be told to drop its member (drivers use ``lb_target`` only)."""
-    from rollout.model import NodeState
-
     return Node(
         name=name,
         address="",

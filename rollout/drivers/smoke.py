@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rollout import names
-from rollout.config import HttpCheck, PoolSettings
+from rollout.config import HttpCheck, Pool, PoolSettings
 from rollout.errors import ConfigError
 from rollout.model import Image, Node, SmokeResult, SshTarget
 
@@ -142,6 +142,13 @@ class TestinfraSmokeRunner:
                     hint="point it at the role's testinfra suite, e.g. smoke/web",
                 )
             self.suite = suite
+
+    @classmethod
+    def for_pool(cls, project: Path, pool: Pool, ssh_for: Callable[[Node], SshTarget],
+                 evidence_dir: Path) -> TestinfraSmokeRunner:
+        """The smoke gate of ``pool``, bounded by its ``timeouts.smoke``."""
+        return cls(project=project, pool_settings=pool.settings, ssh_for=ssh_for,
+                   evidence_dir=evidence_dir, timeout=pool.settings.timeouts.smoke)
 
     def run(self, node: Node, image: Image) -> SmokeResult:
         """Run the checks (with ``smoke.retries`` extra attempts on failure)."""

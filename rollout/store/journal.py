@@ -37,9 +37,9 @@ from rollout.core.state import (
 )
 from rollout.errors import JournalError, JournalUnusable, NotFoundError
 from rollout.events import Event, from_dict
-from rollout.model import Image
+from rollout.model import FailureKind, Image
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA_1 = """
 CREATE TABLE rollouts (
@@ -97,15 +97,22 @@ _SCHEMA_2 = """
 ALTER TABLE replacements ADD COLUMN relaunches INTEGER NOT NULL DEFAULT 0
 """
 
+# Version 3: what a failed replacement failed at (rollout.model.FailureKind);
+# NULL in rows written before, read back as None.
+_SCHEMA_3 = """
+ALTER TABLE replacements ADD COLUMN failure_kind TEXT
+"""
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     0: _statements(_SCHEMA_1),
     1: _statements(_SCHEMA_2),
+    2: _statements(_SCHEMA_3),
 }
 
 _REPLACEMENT_COLUMNS = (
     "rollout_id", "idx", "batch", "old_name", "old_target", "old_image_id", "new_name",
     "new_target", "phase", "phase_started", "attempt", "error", "restore_reason", "retries",
-    "retry_at", "drain_timed_out", "waiting", "entered_json", "relaunches",
+    "retry_at", "drain_timed_out", "waiting", "entered_json", "relaunches", "failure_kind",
 )
 _PUT_REPLACEMENT = (
     f"INSERT OR REPLACE INTO replacements ({', '.join(_REPLACEMENT_COLUMNS)}) "
@@ -474,12 +481,12 @@ def _put_replacement(conn: sqlite3.Connection, rollout_id: str, r: Replacement) 
          r.new_target, r.phase.value, r.phase_started, r.attempt, r.error,
          r.restore_reason.value if r.restore_reason else None, r.retries, r.retry_at,
          int(r.drain_timed_out), r.waiting, json.dumps(dict(r.entered), sort_keys=True),
-         r.relaunches),
+         r.relaunches, r.failure.value if r.failure else None),
     )
 
 
 def _replacement(row: sqlite3.Row) -> Replacement:
-    reason = row["restore_reason"]
+    reason, failure = row["restore_reason"], row["failure_kind"]
     return Replacement(
         index=row["idx"], batch=row["batch"], old_name=row["old_name"],
         old_target=row["old_target"], old_image_id=row["old_image_id"],
@@ -488,5 +495,5 @@ def _replacement(row: sqlite3.Row) -> Replacement:
         restore_reason=RestoreReason(reason) if reason else None, retries=row["retries"],
         retry_at=row["retry_at"], drain_timed_out=bool(row["drain_timed_out"]),
         waiting=row["waiting"], entered=json.loads(row["entered_json"]),
-        relaunches=row["relaunches"],
+        relaunches=row["relaunches"], failure=FailureKind(failure) if failure else None,
     )

@@ -19,8 +19,10 @@ its node is ready and ``rise`` checks of ``interval`` seconds have passed.
 from __future__ import annotations
 
 import builtins
+import copy
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -38,6 +40,7 @@ from rollout.model import (
     SmokeResult,
     SshTarget,
 )
+from rollout.protocols import ImageStore, Provider
 
 
 class FakeClock:
@@ -93,9 +96,11 @@ class _Machine:
     never_ready: bool = False
 
 
-class FakeProvider:
+class FakeProvider(Provider):
     """Nodes that boot in ``boot_time`` virtual seconds; launch is idempotent by
-    name; failures are injected with :meth:`fail` and :meth:`never_ready`."""
+    name; failures are injected with :meth:`fail` and :meth:`never_ready`.
+    ``launches_from`` is what :meth:`on_rollout_succeeded` last pointed new
+    nodes at (as an ASG's launch template would be), None until then."""
 
     def __init__(
         self, clock: FakeClock, *, role: str = "web", env: str = "lab", boot_time: float = 1.0
@@ -110,6 +115,7 @@ class FakeProvider:
         self._never: list[tuple[str | None, str | None]] = []
         self._count = 0
         self._lock = threading.RLock()
+        self.launches_from: Image | None = None
 
     # --- setting up -------------------------------------------------------------
 
@@ -212,6 +218,9 @@ class FakeProvider:
 
     def ssh(self, node: Node) -> SshTarget:
         return SshTarget(host=node.address, host_key_policy="ignore")
+
+    def on_rollout_succeeded(self, image: Image) -> None:
+        self.launches_from = image
 
     # --- for the fake LB and for assertions -----------------------------------------
 
@@ -466,7 +475,9 @@ class FakeSmokeRunner:
         return SmokeResult(True, self.duration, "5 passed")
 
 
-class FakeImageStore:
+class FakeImageStore(ImageStore):
+    """Images in memory; :meth:`update_manifest` replaces the stored image."""
+
     def __init__(self, images: list[Image] | None = None) -> None:
         self.images: list[Image] = list(images or [])
 
@@ -494,6 +505,17 @@ class FakeImageStore:
             if image.version == version:
                 return image
         raise NotFoundError(f"no image of role {role!r} with version {version!r}")
+
+    def update_manifest(
+        self, image_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> Image:
+        old = self.get(image_id)
+        manifest = change(copy.deepcopy({"id": old.id, **old.manifest}))
+        if manifest.get("id") != old.id:
+            raise DriverError(f"fake image store: an update may not change the id of {old.id}")
+        new = replace(old, manifest=manifest)
+        self.images = [new if i.id == old.id else i for i in self.images]
+        return new
 
 
 def image(role: str = "web", version: str = "1.0.0", created_at: float = 0.0) -> Image:

@@ -162,14 +162,14 @@ def test_asg_swap_keeps_desired_capacity_and_updates_the_template(asg_world: Aws
     assert {i["InstanceId"] for i in group["Instances"]} == {old_nodes[1].target, new.target}
     assert world.state(old_nodes[0].target) in ("shutting-down", "terminated")
 
-    version = provider.on_rollout_succeeded(world.new)
+    version = provider.point_launches_at(world.new)
     assert version is not None
     default = world.clients.ec2.describe_launch_template_versions(
         LaunchTemplateName=world.launch_template, Versions=["$Default"]
     )["LaunchTemplateVersions"][0]
     assert default["LaunchTemplateData"]["ImageId"] == world.new.location
     assert not any(i["ProtectedFromScaleIn"] for i in world.group()["Instances"])
-    assert provider.on_rollout_succeeded(world.new) is None  # idempotent
+    assert provider.point_launches_at(world.new) is None  # idempotent
 
 
 def test_asg_protected_member_is_not_retired_when_told_not_to(asg_world: AwsWorld) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rollout.app.operations import run_rollout
 from rollout.app.phoenix import phoenix_history, phoenix_run
 from rollout.app.replace import replace_node
+from rollout.app.rollouts import run_rollout
 from rollout.app.workspace import PoolDrivers, Workspace
 from rollout.core.phoenix import DAY_SECONDS, PhoenixBudget, parse_window
 from rollout.errors import ConfigError, RolloutFailed

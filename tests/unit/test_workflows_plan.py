@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rollout.app.plan import DEFAULT_WAITS, build_plan, core_floor
 from rollout.config import PoolSettings
-from rollout.core.batches import capacity_steps, plan_batches
+from rollout.core.batches import capacity_steps, floor, plan_batches
+from rollout.core.plan import DEFAULT_WAITS, build_plan
 from rollout.model import Admin, Health, Image, Member, Node, NodeState
 from rollout.testing import image, pool_settings
 
@@ -70,7 +70,7 @@ def test_the_override_lowers_the_core_floor_to_the_lowest_step() -> None:
     settings = pool_settings(strategy="in_place", max_unavailable=1, min_healthy=3)
     report = plan(settings, nodes, members)
     lowered = settings.with_overrides(**report.below_floor_overrides())
-    assert core_floor(lowered) == report.lowest == 2
+    assert floor(lowered) == report.lowest == 2
     again = plan(lowered, nodes, members)
     assert not again.breaches_floor
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rollout.app.replace import decide_replace, image_is_suspect, pool_image_id
-from rollout.model import Node, NodeState, SmokeResult
+from rollout.core.replace import decide_replace, image_is_suspect, pool_image_id
+from rollout.core.state import Phase, Replacement, RestoreReason
+from rollout.model import FailureKind, Node, NodeState, SmokeResult
 
 PASS = SmokeResult(True, 1.0, "5 passed")
 FAIL = SmokeResult(False, 1.0, "1 failed, 4 passed")
@@ -26,19 +27,27 @@ def test_decide_replace(smoke: SmokeResult, force: bool, replace: bool, fragment
     assert fragment in verdict.reason
 
 
+def failed(kind: FailureKind | None) -> Replacement:
+    return Replacement(index=0, batch=0, old_name="web-1", old_target="10.0.0.1",
+                       old_image_id="web-1.0", new_name="web-r1234567-0", phase=Phase.RESTORED,
+                       error="whatever the message says", failure=kind,
+                       restore_reason=RestoreReason.FAILED if kind else None)
+
+
 @pytest.mark.parametrize(
-    ("error", "suspect"),
+    ("kind", "suspect"),
     [
-        ("smoke test of web-r1234567-0 failed: 1 failed", True),
-        ("smoke test of web-r1234567-0 took 99.0s, more than timeouts.smoke 90s", True),
-        ("smoke test of web-1 failed: x", False),  # the old node itself, not the new one
-        ("new node web-r1234567-0 was not ready within timeouts.ready 60s", False),
-        ("", False),
+        (FailureKind.SMOKE, True),  # failed, or ran past timeouts.smoke
+        (FailureKind.BOOT, False),
+        (FailureKind.LB, False),
+        (FailureKind.GONE, False),
+        (FailureKind.DRIVER, False),
+        (None, False),  # restored for another reason (abort, canary), or never failed
     ],
 )
 def test_the_image_is_suspected_only_when_the_new_node_failed_its_smoke(
-        error: str, suspect: bool) -> None:
-    assert image_is_suspect("web-1", error) is suspect
+        kind: FailureKind | None, suspect: bool) -> None:
+    assert image_is_suspect([failed(None), failed(kind)]) is suspect
 
 
 def node(name: str, image_id: str, state: NodeState = NodeState.RUNNING) -> Node:

@@ -41,12 +41,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rollout.backends.aws.session import AwsClients, aws_errors
-from rollout.config import AwsSettings, Pool
+from rollout.config import AwsSettings
 from rollout.errors import ConfigError, DriverError
 from rollout.model import Admin, Health, Member, Node
 
 if TYPE_CHECKING:
-    from rollout.app.workspace import Workspace
     from rollout.protocols import Clock
 
 HealthSource = Callable[[str], list[dict[str, Any]]]
@@ -101,12 +100,6 @@ class Elbv2LoadBalancer:
             raise ConfigError("load_balancer elbv2 needs aws.target_group_arn")
         clients = kwargs.pop("clients", None) or AwsClients.from_settings(settings)
         return cls(settings.target_group_arn, clients=clients, **kwargs)
-
-    @classmethod
-    def from_workspace(cls, ws: Workspace, pool: Pool) -> Elbv2LoadBalancer:
-        if pool.settings.aws is None:
-            raise ConfigError(f"{pool.source}: load_balancer elbv2 needs the key 'aws'")
-        return cls.from_settings(pool.settings.aws)
 
     def _target(self, node: Node) -> str:
         target = node.lb_target

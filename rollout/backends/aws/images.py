@@ -11,6 +11,17 @@ An AMI is a rollout image iff it carries ``rollout:image-id``. Its other tags:
 | rollout:verified    | ``true``, or ``false`` when baked without smoke   |
 | rollout:created-at  | epoch seconds of the bake                         |
 | rollout:m:KEY       | other manifest fields (role checksum, commit ...) |
+| rollout:promoted:ENV| ``<epoch> <who>``: the last promotion to ENV      |
+| rollout:passed:ENV  | ``<epoch> <rollout id> <summary>``: the last      |
+|                     | rollout that passed its smoke gate in ENV         |
+
+The last two are the promotion record (:mod:`rollout.core.promotion`) kept on
+the AMI itself, so every controller that can see the AMI sees it, and no
+other store has to be kept in step. A tag value holds 256 characters, so each
+keeps only the latest entry per environment, and the JUnit files of the
+evidence stay in the controller's data directory (the manifest read back
+lists none). :meth:`AwsImageStore.update_manifest` maps manifest changes onto
+these tags (and scalar fields onto ``rollout:m:KEY``).
 
 The manifest is the one schema of :mod:`rollout.bake.manifest`. Its
 structured fields (``ansible``, ``smoke``, ``extra_vars``) are stored as
@@ -27,8 +38,9 @@ any account images are promoted from) and tag filters, paginated.
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -46,8 +58,10 @@ from rollout.backends.aws import (
 from rollout.backends.aws.session import AwsClients, aws_errors, tags_of
 from rollout.bake.manifest import STRUCTURED
 from rollout.config import AwsSettings
-from rollout.errors import NotFoundError
+from rollout.core.promotion import EVIDENCE_KIND
+from rollout.errors import ConfigError, NotFoundError
 from rollout.model import Image
+from rollout.protocols import ImageStore
 
 MAX_TAG_VALUE = 256
 # Manifest keys that have tags of their own above.
@@ -105,6 +119,13 @@ def structured_tag(key: str, value: dict[str, Any]) -> str:
             return _json({"truncated": True})
     return text
 
+TAG_PROMOTED_PREFIX = "rollout:promoted:"  # + env: "<epoch> <who>"
+TAG_PASSED_PREFIX = "rollout:passed:"  # + env: "<epoch> <rollout id> <summary>"
+#: Manifest keys that come from the AMI description, not from tags.
+_DESCRIBED = ("ami_id", "ami_state", "owner")
+#: Manifest keys kept in the promotion tags rather than in rollout:m:KEY.
+_RECORDS = ("id", "passed_envs", "promoted_to", "promotions", "evidence")
+
 
 def image_tags(image: Image) -> dict[str, str]:
     """The AMI tags that describe ``image`` (AWS allows 50 tags, 256 chars each)."""
@@ -142,6 +163,60 @@ def _field(key: str, text: str) -> Any:
     return value if isinstance(value, dict) else text
 
 
+def _stamp(value: str) -> tuple[float, str]:
+    """``"<epoch> rest"`` -> (epoch, rest); an unreadable epoch counts as 0."""
+    at, _, rest = value.partition(" ")
+    try:
+        return float(at), rest
+    except ValueError:
+        return 0.0, value
+
+
+def record_fields(tags: Mapping[str, str]) -> dict[str, Any]:
+    """The manifest's promotion record (``passed_envs``, ``promoted_to``,
+    ``promotions``, ``evidence``) read back from the promotion tags, oldest first."""
+    promotions, evidence = [], []
+    for key, value in tags.items():
+        if key.startswith(TAG_PROMOTED_PREFIX):
+            at, by = _stamp(value)
+            promotions.append({"env": key[len(TAG_PROMOTED_PREFIX):], "by": by, "at": at})
+        elif key.startswith(TAG_PASSED_PREFIX):
+            at, rest = _stamp(value)
+            rollout_id, _, summary = rest.partition(" ")
+            evidence.append({"kind": EVIDENCE_KIND, "env": key[len(TAG_PASSED_PREFIX):],
+                             "rollout_id": rollout_id, "junit": [], "smoke": summary, "at": at})
+    promotions.sort(key=lambda p: (p["at"], p["env"]))
+    evidence.sort(key=lambda e: (e["at"], e["env"]))
+    return {
+        "passed_envs": [e["env"] for e in evidence],
+        "promoted_to": [p["env"] for p in promotions],
+        "promotions": promotions,
+        "evidence": evidence,
+    }
+
+
+def record_tags(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """The promotion tags that hold ``manifest``'s promotion record: the last
+    promotion and the last passing rollout of each environment."""
+    tags: dict[str, str] = {}
+    promotions = [p for p in manifest.get("promotions", []) if isinstance(p, dict)]
+    for env in manifest.get("promoted_to", []):
+        last = max((p for p in promotions if p.get("env") == env),
+                   key=lambda p: float(p.get("at") or 0.0), default={})
+        tags[f"{TAG_PROMOTED_PREFIX}{env}"] = (
+            f"{float(last.get('at') or 0.0):.3f} {last.get('by', '')}")
+    evidence = [e for e in manifest.get("evidence", [])
+                if isinstance(e, dict) and e.get("kind") == EVIDENCE_KIND]
+    for env in manifest.get("passed_envs", []):
+        last = max((e for e in evidence if e.get("env") == env),
+                   key=lambda e: float(e.get("at") or 0.0), default={})
+        smoke = last.get("smoke", "")
+        tags[f"{TAG_PASSED_PREFIX}{env}"] = (
+            f"{float(last.get('at') or 0.0):.3f} {last.get('rollout_id', '-')} "
+            f"{smoke if isinstance(smoke, str) else ''}")
+    return {k: v.strip()[:MAX_TAG_VALUE] for k, v in tags.items()}
+
+
 def image_from_ami(ami: dict[str, Any]) -> Image | None:
     """The rollout image an AMI description holds, or None for a foreign AMI."""
     tags = tags_of(ami)
@@ -171,6 +246,7 @@ def image_from_ami(ami: dict[str, Any]) -> Image | None:
         verified=image.verified, created_at_epoch=image.created_at,
         ami_id=ami["ImageId"], ami_state=ami.get("State", ""), owner=ami.get("OwnerId", ""),
     )
+    manifest.update(record_fields(tags))
     return replace(image, manifest=manifest)
 
 
@@ -182,7 +258,7 @@ def _creation_date(ami: dict[str, Any]) -> float:
         return 0.0
 
 
-class AwsImageStore:
+class AwsImageStore(ImageStore):
     """``rollout.protocols.ImageStore`` over AMI tags, so ``rollout images``
     works against AWS too. Only ``available`` AMIs count as registered."""
 
@@ -282,39 +358,32 @@ class AwsImageStore:
                 found[str(ami["ImageId"])] = image
         return found
 
-    def copy_to_region(self, image: Image, region: str, *, wait: bool = True) -> Image:
-        """Copy the AMI to ``region`` with its tags (promotion across regions)."""
-        target = AwsClients(
-            region=region,
-            retry_mode=self.clients.retry_mode,
-            max_attempts=self.clients.max_attempts,
-        )
-        source_region = self.clients.ec2.meta.region_name
-        with aws_errors("copy image", f"{image.location} ({image.id}) to {region}"):
-            new_ami = target.ec2.copy_image(
-                SourceImageId=image.location,
-                SourceRegion=source_region,
-                Name=image.id,
-                Description=f"rollout image {image.id}",
-            )["ImageId"]
-            target.ec2.create_tags(
-                Resources=[new_ami],
-                Tags=[{"Key": k, "Value": v} for k, v in image_tags(image).items()],
-            )
-            if wait:
-                target.ec2.get_waiter("image_available").wait(
-                    ImageIds=[new_ami], WaiterConfig={"Delay": 15, "MaxAttempts": 120}
+    def update_manifest(
+        self, image_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> Image:
+        """Apply ``change`` to the image's manifest and write what changed onto
+        the AMI: the promotion tags, and ``rollout:m:KEY`` for scalar fields
+        (see the module doc). One ``create_tags`` call, so a change lands whole."""
+        image = self.get(image_id)
+        before = copy.deepcopy(dict(image.manifest))
+        after = change(copy.deepcopy(before))
+        if after.get("id", image.id) != image.id:
+            raise ConfigError(f"AMI {image.location}: an update may not change the image id "
+                              f"(got {after.get('id')!r})")
+        kept = record_tags(before)
+        tags = {k: v for k, v in record_tags(after).items() if kept.get(k) != v}
+        for key, value in sorted(after.items()):
+            if key in _DESCRIBED or key in _RECORDS or value == before.get(key):
+                continue
+            if value is None or isinstance(value, dict | list):
+                raise ConfigError(
+                    f"AMI {image.location}: manifest field {key!r} cannot be kept in a tag "
+                    "(only text, numbers and the promotion record can)")
+            tags[f"{TAG_MANIFEST_PREFIX}{key}"] = str(value)[:MAX_TAG_VALUE]
+        if tags:
+            with aws_errors("tag image", f"{image.location} ({image.id})"):
+                self.clients.ec2.create_tags(
+                    Resources=[image.location],
+                    Tags=[{"Key": k, "Value": v} for k, v in sorted(tags.items())],
                 )
-        return AwsImageStore(target, owners=self.owners).get(new_ami)
-
-    def share_with_account(self, image: Image, account_id: str) -> None:
-        """Let ``account_id`` launch the AMI (promotion across accounts). AMI tags
-        are not shared across accounts, so the other account copies the AMI into
-        its own (and tags the copy) before its image store sees it."""
-        if not (account_id.isdigit() and len(account_id) == 12):
-            raise NotFoundError(f"{account_id!r} is not a 12-digit AWS account id")
-        with aws_errors("share image", f"{image.location} ({image.id}) with {account_id}"):
-            self.clients.ec2.modify_image_attribute(
-                ImageId=image.location,
-                LaunchPermission={"Add": [{"UserId": account_id}]},
-            )
+        return self.get(image.location)

@@ -24,8 +24,9 @@ ASG pools (``aws.auto_scaling_group``): see :mod:`rollout.backends.aws.asg` for 
 desired-capacity choreography. A new node is attached once it is ready (the
 ``AttachInstances`` API wants a running instance); a retired one is detached
 with decrement before it is terminated, so the group never launches a
-replacement of its own. Call :meth:`AwsProvider.on_rollout_succeeded` when a
-rollout completes, to leave the launch template pointing at the new AMI.
+replacement of its own. The application layer calls
+:meth:`AwsProvider.on_rollout_succeeded` (the Provider hook) when a rollout
+succeeds, to leave the launch template pointing at the new AMI.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rollout import names
 from rollout.backends.aws import (
@@ -66,15 +67,12 @@ from rollout.clock import SystemClock
 from rollout.config import AwsSettings, Pool, PoolSettings
 from rollout.errors import ConfigError, DriverError, NotFoundError
 from rollout.model import Image, LaunchSpec, Node, Readiness, SshTarget
-from rollout.protocols import Clock
-
-if TYPE_CHECKING:
-    from rollout.app.workspace import Workspace
+from rollout.protocols import Clock, Provider
 
 log = logging.getLogger("rollout.backends.aws")
 
 
-class AwsProvider:
+class AwsProvider(Provider):
     """``rollout.protocols.Provider`` over EC2 (and an ASG when configured)."""
 
     def __init__(
@@ -125,11 +123,6 @@ class AwsProvider:
     @classmethod
     def from_pool(cls, pool: Pool, **kwargs: Any) -> AwsProvider:
         return cls(pool.env, pool.role, pool.settings, where=str(pool.source), **kwargs)
-
-    @classmethod
-    def from_workspace(cls, ws: Workspace, pool: Pool, images: object = None) -> AwsProvider:
-        store = images if isinstance(images, AwsImageStore) else None
-        return cls.from_pool(pool, images=store)
 
     # -- observing -------------------------------------------------------
 
@@ -468,7 +461,11 @@ class AwsProvider:
 
     # -- hooks -----------------------------------------------------------
 
-    def on_rollout_succeeded(self, image: Image) -> int | None:
+    def on_rollout_succeeded(self, image: Image) -> None:
+        """After a successful rollout: :meth:`point_launches_at` the new image."""
+        self.point_launches_at(image)
+
+    def point_launches_at(self, image: Image) -> int | None:
         """Leave the pool launching ``image``: a new launch template version with
         its AMI, made the default (and the ASG moved to it if it pins a version);
         the ASG's members get the group's own scale-in protection back.

@@ -28,6 +28,7 @@ from rollout.errors import ConfigError, NotFoundError
 from rollout.fsio import write_json_atomic
 from rollout.model import Image
 from rollout.paths import DataDir
+from rollout.protocols import ImageStore
 
 MANIFEST = "manifest.json"
 ROOTFS = "rootfs"
@@ -38,7 +39,7 @@ _Images = list[Image]
 _Paths = list[Path]
 
 
-class LabImageStore:
+class LabImageStore(ImageStore):
     """:class:`rollout.protocols.ImageStore` over ``DataDir.images``.
 
     ``Image.location`` is the image's rootfs directory (what systemd-nspawn

@@ -21,7 +21,6 @@ import urllib.error
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rollout import names
 from rollout.backends.lab import nodes
@@ -29,26 +28,19 @@ from rollout.backends.lab.records import LabContext, NodeRecord, read_record, wr
 from rollout.config import Pool
 from rollout.errors import DriverError, NotFoundError
 from rollout.model import LaunchSpec, Node, NodeState, Readiness, SshTarget
-from rollout.protocols import ImageStore
-
-if TYPE_CHECKING:
-    from rollout.app.workspace import Workspace
+from rollout.protocols import ImageStore, Provider
 
 # Serialises cleanups in this process: a destroy's thread and a list() may race.
 _cleanup_lock = threading.Lock()
 
 
-class LabProvider:
+class LabProvider(Provider):
     """Starts and stops the nspawn nodes of one pool (role in an environment)."""
 
     def __init__(self, lab: LabContext, pool: Pool, images: ImageStore) -> None:
         self.lab = lab
         self.pool = pool
         self.images = images
-
-    @classmethod
-    def from_workspace(cls, ws: Workspace, pool: Pool, images: ImageStore) -> LabProvider:
-        return cls(LabContext(ws.data, ws.env.settings.lab), pool, images)
 
     # -- helpers ---------------------------------------------------------------
 

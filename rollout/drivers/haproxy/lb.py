@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from rollout import names
 from rollout.config import Pool
@@ -50,8 +49,6 @@ def free_slot(members: Sequence[Member]) -> Member | None:
     return next((m for m in members if not m.target and m.admin is Admin.MAINT), None)
 
 
-if TYPE_CHECKING:
-    from rollout.app.workspace import Workspace
 
 
 class HAProxyLoadBalancer:
@@ -84,14 +81,6 @@ class HAProxyLoadBalancer:
             slot_prefix=spec.slot_prefix,
             slots=spec.slots,
         )
-
-    @classmethod
-    def from_workspace(cls, ws: Workspace, pool: Pool) -> HAProxyLoadBalancer:
-        """The pool's backend through its configured runtime API, or the lab's own
-        socket under the data directory when ``haproxy.runtime`` is empty."""
-        assert pool.settings.haproxy is not None  # guaranteed by PoolSettings
-        url = pool.settings.haproxy.runtime or f"unix://{ws.data.lab / 'haproxy.sock'}"
-        return cls.for_pool(pool, HAProxyRuntime.from_url(url))
 
     def _where(self) -> str:
         return f"HAProxy backend {self.backend!r} ({self.runtime.url})"

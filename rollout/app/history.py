@@ -1,0 +1,79 @@
+"""``rollout status``, ``history`` and ``show``: what the journal says, as JSON-ready
+dicts (the CLI prints them as a document or as text). Read-only: the journal is
+opened for the query and closed again."""
+
+from __future__ import annotations
+
+from contextlib import closing
+from typing import Any
+
+from rollout import names
+from rollout.app.session import open_journal
+from rollout.app.workspace import Workspace
+from rollout.core.state import RolloutState
+from rollout.store.lease import Lease
+
+
+def rollout_summary(state: RolloutState) -> dict[str, Any]:
+    """One rollout in a line: its pool, status, target and phase counts."""
+    phases: dict[str, int] = {}
+    for rep in state.replacements:
+        phases[rep.phase.value] = phases.get(rep.phase.value, 0) + 1
+    return {
+        "id": state.id, "env": state.env, "role": state.role, "status": state.status.value,
+        "target_image": state.target.id, "target_version": state.target.version,
+        "started_at": state.started_at, "finished_at": state.finished_at,
+        "replacements": len(state.replacements), "phases": phases, "message": state.message,
+    }
+
+
+def pool_status(ws: Workspace, role: str | None = None) -> list[dict[str, Any]]:
+    """Each pool's unfinished rollout (if any), lock holder and last rollout."""
+    pools = [ws.pool(role)] if role else list(ws.env.pools.values())
+    rows: list[dict[str, Any]] = []
+    with closing(open_journal(ws)) as journal:
+        for pool in pools:
+            unfinished = journal.unfinished(pool.env, pool.role)
+            last = journal.history(pool.env, pool.role, limit=1)
+            holder = Lease(journal, f"{pool.env}/{pool.role}", heartbeat=False).current()
+            rows.append({
+                "env": pool.env, "role": pool.role,
+                "unfinished": rollout_summary(unfinished) if unfinished else None,
+                "last": rollout_summary(last[0].state) if last else None,
+                "lock": None if holder is None else {
+                    "host": holder.host, "pid": holder.pid, "expires_at": holder.expires_at},
+            })
+    return rows
+
+
+def rollout_history(ws: Workspace, role: str | None = None,
+                    limit: int = 20) -> list[dict[str, Any]]:
+    """Past rollouts of the environment (of ``role``), newest first."""
+    if role:
+        ws.pool(role)
+    with closing(open_journal(ws)) as journal:
+        records = journal.history(ws.env.name, role, limit=limit)
+    return [rollout_summary(r.state) | {"pid": r.pid, "host": r.host} for r in records]
+
+
+def rollout_detail(ws: Workspace, rollout_id: str) -> dict[str, Any]:
+    """One rollout: its replacements, every recorded step, its waits and overhead."""
+    names.rollout_id(rollout_id, "ROLLOUT_ID")
+    with closing(open_journal(ws)) as journal:
+        state = journal.get(rollout_id)
+        steps = journal.steps(rollout_id)
+        waits = journal.wait_totals(rollout_id)
+        overhead = journal.overhead(rollout_id)
+    return rollout_summary(state) | {
+        "replacements": [{
+            "index": r.index, "batch": r.batch, "old": r.old_name, "new": r.new_name,
+            "phase": r.phase.value, "error": r.error, "relaunches": r.relaunches,
+            "restore_reason": r.restore_reason.value if r.restore_reason else None,
+            "drain_timed_out": r.drain_timed_out} for r in state.replacements],
+        "steps": [{"kind": s.kind, "node": s.node, "started_at": s.started_at,
+                   "ok": s.ok, "duration": s.duration, "error": s.error} for s in steps],
+        "waits": waits, "overhead": overhead,
+    }
+
+
+__all__ = ["pool_status", "rollout_detail", "rollout_history", "rollout_summary"]

@@ -1,0 +1,105 @@
+"""``rollout run``, ``resume``, ``abort`` and ``reap``, as plain functions over a
+:class:`~rollout.app.workspace.Workspace`.
+
+The CLI packs options and calls these; a Jenkins step or a test can call them
+directly. Everything is validated before the first side effect: the pool's
+settings and overrides, the target image, the promotion rule, the plan against
+the floor. Then the pool's lease is taken and the controller runs under it,
+through a :class:`~rollout.app.session.Session`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from rollout import names
+from rollout.app.plan import plan_for_session
+from rollout.app.session import EventSink, Reports, Session, open_journal, resolve_target
+from rollout.app.workspace import Workspace
+from rollout.engine.controller import RolloutResult
+from rollout.engine.reap import ReapReport
+from rollout.errors import ConfigError
+from rollout.protocols import Clock
+
+
+def run_rollout(ws: Workspace, role: str, *, version: str | None = None,
+                image_id: str | None = None, overrides: Mapping[str, Any] | None = None,
+                wait_lock: bool = False, junit: Path | None = None,
+                metrics_file: Path | None = None, on_event: EventSink = lambda e: None,
+                stop_requested: Callable[[], bool] = lambda: False,
+                clock: Clock | None = None, allow_below_floor: bool = False) -> RolloutResult:
+    """Roll the pool of ``role`` onto the target image.
+
+    A plan that would leave fewer nodes in service than the pool's floor is
+    refused (ConfigError, exit 2) unless ``allow_below_floor``, which lowers
+    the floor to the plan's lowest step for this rollout only."""
+    with Session(ws, role, overrides=overrides, clock=clock, on_event=on_event,
+                 stop_requested=stop_requested,
+                 reports=Reports(junit=junit, metrics_file=metrics_file)) as session:
+        target = resolve_target(session.drivers.images, role, version=version,
+                                image_id=image_id)
+        session.check_promotion(target)
+        plan = plan_for_session(session, target)
+        if plan.breaches_floor:
+            if not allow_below_floor:
+                raise ConfigError(
+                    f"refusing to run: {plan.floor_message()}",
+                    hint=f"see `rollout plan --role {role}`; bring the pool back to full "
+                    "strength first, or pass --allow-below-floor to accept the lower "
+                    "capacity",
+                )
+            session.override(plan.below_floor_overrides())
+        with session.lease(wait=wait_lock):
+            return session.run(target)
+
+
+def resume_rollout(ws: Workspace, *, role: str | None = None, rollout_id: str | None = None,
+                   wait_lock: bool = False, on_event: EventSink = lambda e: None,
+                   stop_requested: Callable[[], bool] = lambda: False) -> RolloutResult:
+    """Reconcile an unfinished rollout with the world, then finish it."""
+    role = rollout_role(ws, role, rollout_id)
+    with Session(ws, role, on_event=on_event, stop_requested=stop_requested) as session, \
+            session.lease(wait=wait_lock):
+        return session.resume(rollout_id)
+
+
+def abort_rollout(ws: Workspace, *, role: str | None = None, rollout_id: str | None = None,
+                  wait_lock: bool = False, on_event: EventSink = lambda e: None,
+                  stop_requested: Callable[[], bool] = lambda: False) -> RolloutResult:
+    """Stop an unfinished rollout and put its old nodes back in service."""
+    role = rollout_role(ws, role, rollout_id)
+    with Session(ws, role, on_event=on_event, stop_requested=stop_requested) as session, \
+            session.lease(wait=wait_lock):
+        return session.abort(rollout_id)
+
+
+def reap_pool(ws: Workspace, role: str, *, dry_run: bool = False, wait_lock: bool = False,
+              on_event: EventSink = lambda e: None) -> ReapReport:
+    """Remove nodes and LB members that rollouts created but no journal owns."""
+    with Session(ws, role, on_event=on_event) as session, session.lease(wait=wait_lock):
+        return session.reap(dry_run=dry_run)
+
+
+def rollout_role(ws: Workspace, role: str | None, rollout_id: str | None) -> str:
+    """The pool role of a resume or abort: ``--role``, or the rollout's own."""
+    if rollout_id is not None:
+        names.rollout_id(rollout_id, "ROLLOUT_ID")
+        with closing(open_journal(ws)) as journal:
+            state = journal.get(rollout_id)
+        if state.env != ws.env.name:
+            raise ConfigError(
+                f"rollout {rollout_id} belongs to environment {state.env!r}, not "
+                f"{ws.env.name!r}", hint=f"pass --env {state.env}")
+        if role is not None and role != state.role:
+            raise ConfigError(f"rollout {rollout_id} is of role {state.role!r}, not {role!r}")
+        role = state.role
+    if role is None:
+        raise ConfigError("name the pool with --role ROLE, or give a rollout ID")
+    return role
+
+
+__all__ = ["RolloutResult", "abort_rollout", "reap_pool", "resume_rollout", "rollout_role",
+           "run_rollout"]

@@ -1,0 +1,89 @@
+"""The AWS backend: EC2 (and Auto Scaling) nodes (:class:`AwsProvider`) in an
+ELBv2 target group (:class:`Elbv2LoadBalancer`), AMIs found by their tags
+(:class:`AwsImageStore`, which also keeps promotions and rollout evidence in
+AMI tags: see docs/AWS.md), the testinfra smoke gate over the instances' SSH.
+
+It serves ``load_balancer: elbv2`` only: an HAProxy backend knows its servers
+by address, while an AWS node is known to the load balancer by its instance id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rollout.backends import Site
+from rollout.backends.aws.builder import AwsBuilder
+from rollout.backends.aws.elbv2 import Elbv2LoadBalancer
+from rollout.backends.aws.images import AwsImageStore
+from rollout.backends.aws.provider import AwsProvider
+from rollout.config import AwsSettings, Pool
+from rollout.drivers.smoke import TestinfraSmokeRunner
+from rollout.errors import ConfigError
+from rollout.protocols import (
+    Backend,
+    Builder,
+    Clock,
+    ImageStore,
+    LoadBalancer,
+    Provider,
+    SmokeRunner,
+)
+
+#: The load balancers this backend has a driver for.
+LOAD_BALANCERS = ("elbv2",)
+
+
+class AwsBackend(Backend):
+    """``provider: aws``."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+
+    def validate(self, pool: Pool) -> None:
+        self._aws(pool)
+        settings = pool.settings
+        if settings.load_balancer not in LOAD_BALANCERS:
+            raise ConfigError(
+                f"{pool.source}: rollout.load_balancer: provider aws cannot serve "
+                f"{settings.load_balancer!r} (it serves: {', '.join(LOAD_BALANCERS)})",
+                hint="use load_balancer: elbv2 with rollout.aws.target_group_arn",
+            )
+        if not self._aws(pool).target_group_arn:
+            raise ConfigError(
+                f"{pool.source}: rollout.aws.target_group_arn: load_balancer is elbv2, so "
+                "aws.target_group_arn is required",
+                hint="copy the target group's ARN from the console or CLI")
+
+    def _aws(self, pool: Pool) -> AwsSettings:
+        if pool.settings.aws is None:
+            raise ConfigError(f"{pool.source}: rollout: provider is aws, so the key 'aws' is "
+                              "required", hint="add rollout.aws with region and "
+                              "launch_template (see docs/AWS.md)")
+        return pool.settings.aws
+
+    def image_store(self, pool: Pool | None) -> ImageStore:
+        if pool is None:
+            raise ConfigError("the AWS image store needs a pool's aws settings (region, "
+                              "image owners)", hint="name the role with --role")
+        return AwsImageStore.from_settings(self._aws(pool))
+
+    def provider(self, pool: Pool, images: ImageStore) -> Provider:
+        store = images if isinstance(images, AwsImageStore) else None
+        return AwsProvider.from_pool(pool, images=store)
+
+    def load_balancer(self, pool: Pool) -> LoadBalancer:
+        self.validate(pool)
+        return Elbv2LoadBalancer.from_settings(self._aws(pool))
+
+    def smoke_runner(self, pool: Pool, provider: Provider) -> SmokeRunner:
+        return TestinfraSmokeRunner.for_pool(
+            self.site.project, pool, provider.ssh,
+            self.site.data.pool_evidence(pool.env, pool.role))
+
+    def builder(self, pool: Pool | None, *, clock: Clock,
+                on_event: Callable[[str], None]) -> Builder:
+        """An EC2 instance from ``aws.base_ami`` (or the parent image's AMI)."""
+        if pool is None:
+            raise ConfigError("an AMI bake needs a pool's aws settings (region, base_ami, "
+                              "subnet)", hint="add the role's pool to the inventory first")
+        return AwsBuilder(self._aws(pool), clock=clock)

@@ -1,0 +1,79 @@
+"""The lab backend: nspawn nodes (:class:`LabProvider`) behind the lab's HAProxy
+(:class:`HAProxyLoadBalancer`), images in the data directory
+(:class:`LabImageStore`), the testinfra smoke gate over the nodes' SSH.
+
+It serves ``load_balancer: haproxy`` only: an ELBv2 target group cannot reach
+a node on the lab's host bridge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rollout.backends import Site
+from rollout.backends.lab.builder import LabBuilder
+from rollout.backends.lab.images import LabImageStore
+from rollout.backends.lab.provider import LabProvider
+from rollout.backends.lab.records import LabContext
+from rollout.config import Pool
+from rollout.drivers.haproxy.lb import HAProxyLoadBalancer
+from rollout.drivers.haproxy.runtime import HAProxyRuntime
+from rollout.drivers.smoke import TestinfraSmokeRunner
+from rollout.errors import ConfigError
+from rollout.protocols import (
+    Backend,
+    Builder,
+    Clock,
+    ImageStore,
+    LoadBalancer,
+    Provider,
+    SmokeRunner,
+)
+
+#: The load balancers this backend has a driver for.
+LOAD_BALANCERS = ("haproxy",)
+
+
+class LabBackend(Backend):
+    """``provider: lab``."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+
+    def validate(self, pool: Pool) -> None:
+        settings = pool.settings
+        if settings.load_balancer not in LOAD_BALANCERS:
+            raise ConfigError(
+                f"{pool.source}: rollout.load_balancer: provider lab cannot serve "
+                f"{settings.load_balancer!r} (it serves: {', '.join(LOAD_BALANCERS)})",
+                hint="use load_balancer: haproxy with a rollout.haproxy key",
+            )
+        if settings.haproxy is None:
+            raise ConfigError(
+                f"{pool.source}: rollout: load_balancer is haproxy, so the key 'haproxy' "
+                "is required", hint="add rollout.haproxy.backend and frontend_port")
+
+    def image_store(self, pool: Pool | None) -> ImageStore:
+        return LabImageStore(self.site.data)
+
+    def provider(self, pool: Pool, images: ImageStore) -> Provider:
+        return LabProvider(LabContext(self.site.data, self.site.env.settings.lab), pool, images)
+
+    def load_balancer(self, pool: Pool) -> LoadBalancer:
+        """The pool's HAProxy backend through its ``haproxy.runtime`` API, or the
+        lab's own socket under the data directory when that is empty."""
+        self.validate(pool)
+        hap = pool.settings.haproxy
+        assert hap is not None  # validate() refuses a pool without it
+        url = hap.runtime or f"unix://{self.site.data.lab / 'haproxy.sock'}"
+        return HAProxyLoadBalancer.for_pool(pool, HAProxyRuntime.from_url(url))
+
+    def smoke_runner(self, pool: Pool, provider: Provider) -> SmokeRunner:
+        return TestinfraSmokeRunner.for_pool(
+            self.site.project, pool, provider.ssh,
+            self.site.data.pool_evidence(pool.env, pool.role))
+
+    def builder(self, pool: Pool | None, *, clock: Clock,
+                on_event: Callable[[str], None]) -> Builder:
+        """A writable lab node booted from the base (or the parent image)."""
+        return LabBuilder(self.site.env, self.site.data, clock=clock, on_event=on_event)
