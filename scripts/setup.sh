@@ -12,7 +12,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 packages=(python3 python3-venv python3-dev openssh-client openssh-server haproxy
-          systemd-container debootstrap iproute2 iptables wrk socat sqlite3 git
+          systemd-container debootstrap iproute2 iptables wrk socat sqlite3 postgresql git
           ca-certificates curl)
 missing=()
 for p in "${packages[@]}"; do
