@@ -209,13 +209,13 @@ class Journal:
         if holding is None:
             return None
         fence = holding.fence
+        check_fence(conn, fence)  # first: if someone took over, name them
         if intent and holding.lost:
             raise FencedOut(
                 f"pool {fence.key}: the lease (epoch {fence.epoch}) was not renewed in time, "
                 "so it counts as lost; this controller stopped before acting",
                 hint="check `rollout status`, then `rollout resume` once the pool is free",
             )
-        check_fence(conn, fence)
         return fence.epoch
 
     # --- writing ----------------------------------------------------------------------
