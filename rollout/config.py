@@ -28,6 +28,7 @@ from pydantic import (
 from rollout import names
 from rollout.durations import parse_duration, resolve_floor
 from rollout.errors import ConfigError, NotFoundError
+from rollout.store.url import parse_state_url
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 _M = TypeVar("_M", bound=BaseModel)
@@ -195,6 +196,9 @@ class PoolSettings(_Strict):
     # Promotion rule: the image must have been promoted to, or passed, this env.
     require_promotion_from: Name | None = None
     volume: str | None = None  # a path inside the node handed to its replacement
+    # The pool lease's time to live: renewed every TTL/4, and a controller that
+    # could not renew it for TTL minus a third of it stops before acting.
+    lease_ttl: Duration = Field(30.0, ge=1.0, le=3600.0)
 
     @model_validator(mode="after")
     def _coherent(self) -> PoolSettings:
@@ -287,6 +291,21 @@ class LabSettings(_Strict):
 class EnvSettings(_Strict):
     lab: LabSettings = LabSettings()
     promotion_order: tuple[Name, ...] = ()
+    # Where the journal and the leases live: sqlite:///path (default: the data
+    # directory's journal.sqlite) or postgresql://... shared by all controllers.
+    # Keep passwords out of it: PGPASSFILE or the libpq environment supply them.
+    state: str | None = Field(None, repr=False)
+
+    @model_validator(mode="after")
+    def _state_url(self) -> EnvSettings:
+        # Checked here rather than on the field, so the error never echoes the
+        # raw value (it may hold a password); parse_state_url masks it.
+        if self.state is not None:
+            try:
+                parse_state_url(self.state)
+            except ValueError as exc:
+                raise ValueError(f"state: {exc}") from None
+        return self
 
 
 @dataclass(frozen=True)

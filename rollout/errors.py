@@ -64,6 +64,12 @@ class LockHeldError(RolloutError):
     exit_code = ExitCode.LOCKED
 
 
+class FencedOut(LockHeldError):
+    """A journal write was refused: this controller no longer holds the epoch
+    of the pool's lease it writes under (another controller took it over, or
+    the lease was not renewed in time). The controller stops before acting."""
+
+
 class UnfinishedRolloutError(RolloutError):
     """The pool has a rollout that must be resumed or aborted first."""
 
@@ -92,6 +98,12 @@ class JournalError(RolloutError):
     """A journal write failed. The rollout stops rather than act unrecorded."""
 
     exit_code = ExitCode.HALTED
+
+
+class JournalUnavailable(JournalError):
+    """The state store could not be reached within the retry budget (a
+    PostgreSQL server restarting, a network cut). Transient: nothing was
+    written by the failed call; ``rollout resume`` reconciles once it is back."""
 
 
 class JournalUnusable(JournalError):

@@ -257,6 +257,20 @@ class NodeReaped(Event):
         return f"{verb} {self.what} {self.node}: {self.reason}"
 
 
+@dataclass(frozen=True)
+class LeaseForceReleased(Event):
+    """An operator released a pool's lease whose holder they know is dead.
+    ``epoch`` is the new one: the old holder's writes are refused from now on."""
+
+    key: str = ""
+    by: str = ""
+    holder: str = ""
+    host: str = ""
+    pid: int = 0
+    epoch: int = 0
+    kind: ClassVar[str] = "lease_force_released"
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -274,6 +288,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SoakVerdict,
         RolloutFinished,
         NodeReaped,
+        LeaseForceReleased,
     )
 }
 

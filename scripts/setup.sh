@@ -13,7 +13,7 @@ fi
 step() { echo "setup: [$1/4] $2"; }
 
 packages=(python3 python3-venv python3-dev openssh-client openssh-server haproxy
-          systemd-container debootstrap iproute2 iptables wrk socat sqlite3 git
+          systemd-container debootstrap iproute2 iptables wrk socat sqlite3 postgresql git
           ca-certificates curl)
 missing=()
 for p in "${packages[@]}"; do

@@ -15,6 +15,11 @@ Knobs (environment variables), so parallel runs and CI don't collide:
 | ROLLOUT_TEST_DATA_DIR  | a pytest temp dir  | the data directory (images are cached there) |
 | ROLLOUT_BASE_CACHE     | unset              | a directory holding a prebuilt base (shared) |
 
+``postgres`` (session scope) is a throwaway PostgreSQL cluster on a unix socket
+(:mod:`rollout.testing.postgres`), skipped with the reason when the server
+binaries are absent; ``store_url`` gives each test a fresh store on SQLite and,
+as a second parameter, on a new PostgreSQL database of that cluster.
+
 Node names change when a test restarts the lab: ask ``lab.status()`` rather
 than keeping names from an earlier test.
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,8 +37,28 @@ import pytest
 from rollout.inventory import load_environment
 from rollout.paths import DataDir
 from rollout.testing.lab import LabHandle, lab_skip_reason, make_project, share_base_cache
+from rollout.testing.postgres import PostgresCluster, skip_reason
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster for the session, stopped and removed after it."""
+    reason = skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with PostgresCluster.start() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL of a fresh, empty state store, on each engine in turn."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'journal.sqlite'}"
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return cluster.create_database(f"t{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(scope="session")

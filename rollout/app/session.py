@@ -51,8 +51,6 @@ OVERRIDABLE = (
     "strategy", "batch_size", "max_unavailable", "min_healthy", "canary", "soak",
     "failure_budget", "standby", "ready", "smoke", "lb_up", "drain", "progress_deadline",
 )
-#: Seconds a pool's lease lives without a heartbeat.
-LEASE_TTL = 30.0
 
 
 @dataclass(frozen=True)
@@ -146,7 +144,7 @@ class Session:
     def lease(self, *, wait: bool = False, timeout: float | None = None) -> Iterator[Lease]:
         """Hold the pool's lease (LockHeldError, exit 3, when another holds it
         and ``wait`` is false); released on the way out."""
-        lease = Lease(self.journal, self.lease_key, ttl=LEASE_TTL)
+        lease = Lease(self.journal, self.lease_key, ttl=self.pool.settings.lease_ttl)
         with lease.acquire(wait=wait, timeout=timeout):
             self._lease = lease
             try:
@@ -234,5 +232,5 @@ class Session:
         return records[0].state.id if records else None
 
 
-__all__ = ["LEASE_TTL", "OVERRIDABLE", "EventSink", "Reports", "Session", "open_journal",
+__all__ = ["OVERRIDABLE", "EventSink", "Reports", "Session", "open_journal",
            "resolve_target", "with_overrides"]

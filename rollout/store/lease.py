@@ -1,13 +1,25 @@
-"""A lease per environment and pool, kept in the journal's SQLite file.
+"""A fenced lease per environment and pool, kept in the state store.
 
-The holder renews it every TTL/3 from a heartbeat thread. A second controller
-gets :class:`rollout.errors.LockHeldError` at once naming the holder, or waits
-with ``acquire(wait=True)``. A lease whose holder is provably dead (same host,
-its PID gone or reused by another process) is taken over at once; otherwise
-only after it expired. Takeover and renewal run in ``BEGIN IMMEDIATE``
-transactions, so two acquirers never both win.
+Each grant to a new holder carries an epoch that only ever increases (per pool
+key); while held, the journal checks that epoch in the same transaction as
+every write of the pool's rollouts (see :mod:`rollout.store.journal`), so a
+stale holder's writes are refused with :class:`rollout.errors.FencedOut`.
 
-    with Lease(journal, f"{env}/{role}", clock=clock).acquire(wait=args.wait_lock):
+The holder renews it every TTL/4 from a heartbeat thread, timed on the
+monotonic clock. It counts as :attr:`Lease.lost` locally once no renewal has
+succeeded for TTL minus the safety margin (TTL/3 by default): a renewal sent
+at time t made the lease valid until t + TTL at the latest, so stopping at
+t + TTL - margin leaves the margin for clock rates and scheduling, rather
+than noticing after another controller may already have taken over. Expiry
+itself is judged by the store: the PostgreSQL server's clock, or this host's
+clock for a SQLite file.
+
+A second controller gets :class:`rollout.errors.LockHeldError` at once naming
+the holder, or waits with ``acquire(wait=True)``. A lease whose holder is
+provably dead (same host, its PID gone or reused by another process) is taken
+over at once; otherwise only after it expired.
+
+    with Lease(journal, f"{env}/{role}", ttl=pool.settings.lease_ttl).acquire(wait=w):
         controller.run(image)
 """
 
@@ -16,9 +28,9 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -26,16 +38,9 @@ from rollout.clock import SystemClock
 from rollout.errors import JournalError, LockHeldError
 from rollout.protocols import Clock
 from rollout.store.journal import Journal
+from rollout.store.lease_table import Fence, Holder, when
 
-
-@dataclass(frozen=True)
-class Holder:
-    holder: str
-    host: str
-    pid: int
-    pid_start: str
-    acquired_at: float
-    expires_at: float
+__all__ = ["Fence", "Holder", "Lease", "alive", "process_start"]
 
 
 def process_start(pid: int) -> str:
@@ -59,12 +64,10 @@ def alive(pid: int, pid_start: str = "") -> bool:
     return not pid_start or process_start(pid) in ("", pid_start)
 
 
-def _when(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
 class Lease:
-    """The lock of one pool. ``key`` is ``ENV/ROLE``."""
+    """The lock of one pool. ``key`` is ``ENV/ROLE``; ``ttl`` is the pool's
+    ``lease_ttl``; ``margin`` (default TTL/3) is how long before the TTL the
+    lease counts as lost without a renewal; ``monotonic`` times the renewals."""
 
     def __init__(
         self,
@@ -76,48 +79,55 @@ class Lease:
         heartbeat: bool = True,
         pid: int | None = None,
         host: str | None = None,
+        margin: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.journal = journal if isinstance(journal, Journal) else Journal(journal)
         self.key = key
         self.ttl = ttl
+        self.margin = ttl / 3 if margin is None else margin
         self.clock: Clock = clock or SystemClock()
         self.heartbeat = heartbeat
         self.pid = pid if pid is not None else os.getpid()
         self.host = host or socket.gethostname()
         self.holder = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
-        self.lost = False
         self.held = False
+        self.epoch = 0
+        self._lost = False
+        self._monotonic = monotonic
+        self._valid_until = 0.0  # monotonic: the last renewal's send time + TTL - margin
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def fence(self) -> Fence:
+        """The epoch this holder writes under."""
+        return Fence(self.key, self.holder, self.epoch)
+
+    @property
+    def lost(self) -> bool:
+        """True once the store refused a renewal, or when no renewal has
+        succeeded for TTL minus the margin (a frozen process thaws lost)."""
+        return self._lost or (self.held and self._monotonic() >= self._valid_until)
+
     def current(self) -> Holder | None:
         """Who holds the lease now, if anyone (expired or not)."""
-        with self.journal.write("read lease") as conn:
-            row = conn.execute(
-                "SELECT holder, host, pid, pid_start, acquired_at, expires_at FROM leases "
-                "WHERE key=?", (self.key,),
-            ).fetchone()
-        return Holder(*row) if row else None
+        return self.journal.leases.current(self.key)
 
     def _try(self) -> Holder | None:
         """Take the lease if free, expired, ours or held by a dead process;
         otherwise return the live holder."""
-        now = self.clock.now()
-        with self.journal.write("acquire lease") as conn:
-            row = conn.execute(
-                "SELECT holder, host, pid, pid_start, acquired_at, expires_at FROM leases "
-                "WHERE key=?", (self.key,),
-            ).fetchone()
-            if row is not None:
-                other = Holder(*row)
-                dead = other.host == self.host and not alive(other.pid, other.pid_start)
-                if other.holder != self.holder and other.expires_at > now and not dead:
-                    return other
-            conn.execute(
-                "INSERT OR REPLACE INTO leases VALUES (?,?,?,?,?,?,?)",
-                (self.key, self.holder, self.host, self.pid, process_start(self.pid), now,
-                 now + self.ttl),
-            )
+        sent = self._monotonic()
+        granted, holder = self.journal.leases.try_acquire(
+            self.key, holder=self.holder, host=self.host, pid=self.pid,
+            pid_start=process_start(self.pid), ttl=self.ttl, host_now=self.clock.now(),
+            dead=lambda other: other.host == self.host and not alive(other.pid,
+                                                                      other.pid_start),
+        )
+        if not granted:
+            return holder
+        self.epoch = holder.epoch
+        self._valid_until = sent + self.ttl - self.margin
         return None
 
     def acquire(self, wait: bool = False, timeout: float | None = None,
@@ -133,13 +143,14 @@ class Lease:
             if not wait or timed_out:
                 raise LockHeldError(
                     f"pool {self.key} is locked by {other.holder} (host {other.host}, "
-                    f"pid {other.pid}) since {_when(other.acquired_at)}; the lease expires "
-                    f"at {_when(other.expires_at)} unless renewed",
+                    f"pid {other.pid}) since {when(other.acquired_at)} (lease epoch "
+                    f"{other.epoch}); it expires at {when(other.expires_at)} unless renewed",
                     hint="wait for that controller (--wait-lock); a dead holder's lease is "
                     f"taken over at once on its host, elsewhere after the TTL ({self.ttl:g}s)",
                 )
             self.clock.sleep(poll)
-        self.held, self.lost = True, False
+        self.held, self._lost = True, False
+        self.journal.hold(self)
         if self.heartbeat:
             self._stop.clear()
             self._thread = threading.Thread(target=self._beat, name=f"lease {self.key}",
@@ -149,29 +160,23 @@ class Lease:
 
     def renew(self) -> bool:
         """Extend the lease by one TTL; False (and ``lost``) if it is not ours."""
-        now = self.clock.now()
-        with self.journal.write("renew lease") as conn:
-            cur = conn.execute(
-                "UPDATE leases SET expires_at=? WHERE key=? AND holder=?",
-                (now + self.ttl, self.key, self.holder),
-            )
-            ours = cur.rowcount == 1
-        if not ours:
-            self.lost = True
+        sent = self._monotonic()
+        ours = self.journal.leases.renew(self.fence, self.ttl, self.clock.now())
+        if ours:
+            self._valid_until = sent + self.ttl - self.margin
+        else:
+            self._lost = True
         return ours
 
     def _beat(self) -> None:
-        last_ok = self.clock.now()
-        while not self._stop.wait(self.ttl / 3):
+        while not self._stop.wait(self.ttl / 4):
             try:
                 if not self.renew():
                     return
-                last_ok = self.clock.now()
             except JournalError:
-                # A transient write failure is retried; past the TTL the lease may
-                # be someone else's, so the controller must stop.
-                if self.clock.now() - last_ok > self.ttl:
-                    self.lost = True
+                # Retried at the next beat; ``lost`` turns true by itself once
+                # the renewals have failed for TTL minus the margin.
+                if self.lost:
                     return
 
     def release(self) -> None:
@@ -180,10 +185,9 @@ class Lease:
             self._thread.join(timeout=5.0)
             self._thread = None
         if self.held:
-            with self.journal.write("release lease") as conn:
-                conn.execute("DELETE FROM leases WHERE key=? AND holder=?",
-                             (self.key, self.holder))
+            self.journal.drop(self)
             self.held = False
+            self.journal.leases.release(self.fence)
 
     def __enter__(self) -> Lease:
         if not self.held:

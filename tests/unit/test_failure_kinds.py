@@ -14,7 +14,7 @@ from rollout.core.decide import apply_outcome, decide, new_state
 from rollout.core.state import Launch, Outcome, Phase, RolloutState, RunSmoke, World
 from rollout.events import ReplacementFailed, from_dict
 from rollout.model import Admin, FailureKind, Health, Member, Node, NodeState, SmokeResult
-from rollout.store.journal import MIGRATIONS, Journal
+from rollout.store.journal import SCHEMA_VERSION, Journal
 from rollout.testing import image, pool_settings
 
 OLD, NEW = image(version="1"), image(version="2")
@@ -115,22 +115,23 @@ def test_a_journal_from_before_the_kind_reads_back_without_one(tmp_path: Path) -
     current = tmp_path / "now.sqlite"
     Journal(current, durable=False).create(state)
     # The same rollout in a version-2 journal: the tables as version 2 made
-    # them, the rows without the new column.
+    # them (the recorded schema of that release), the rows without the new column.
     old = tmp_path / "v2.sqlite"
     conn = sqlite3.connect(old, isolation_level=None)
-    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    MIGRATIONS[0](conn)
-    MIGRATIONS[1](conn)
-    conn.execute("INSERT INTO schema_version VALUES (2)")
+    conn.executescript((Path(__file__).parent / "fixtures" / "journal-schema-2.sql").read_text())
+    conn.execute("DELETE FROM rollouts")
+    conn.execute("DELETE FROM replacements")
     conn.execute("ATTACH DATABASE ? AS now", (str(current),))
-    conn.execute("INSERT INTO rollouts SELECT * FROM now.rollouts")
-    columns = [r[1] for r in conn.execute("PRAGMA main.table_info(replacements)")]
-    assert "failure_kind" not in columns
-    conn.execute(f"INSERT INTO replacements SELECT {', '.join(columns)} FROM now.replacements")
+    for table in ("rollouts", "replacements"):
+        columns = [r[1] for r in conn.execute(f"PRAGMA main.table_info({table})")]
+        assert "failure_kind" not in columns
+        conn.execute(f"INSERT INTO main.{table} SELECT {', '.join(columns)} FROM now.{table}")
     conn.execute("DETACH DATABASE now")
     conn.close()
 
-    journal = Journal(old)  # migrates to version 3
+    journal = Journal(old)  # migrates to the current schema
     again = journal.get(state.id)
+    journal.close()
     assert again == state and again.replacements[0].failure is None
-    assert journal._conn.execute("SELECT version FROM schema_version").fetchone()[0] == 3
+    with sqlite3.connect(old) as check:
+        assert check.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION

@@ -26,9 +26,10 @@ def _state(rollout_id: str = "r00000001", started: float = 100.0) -> RolloutStat
 
 def test_wal_and_full_sync(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite")
-    assert journal._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert journal._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    version = journal._conn.execute("SELECT version FROM schema_version").fetchone()[0]
+    assert journal.pragma("journal_mode") == "wal"
+    assert journal.pragma("synchronous") == 2  # FULL
+    with sqlite3.connect(tmp_path / "j.sqlite") as conn:
+        version = conn.execute("SELECT version FROM schema_version").fetchone()[0]
     assert version == SCHEMA_VERSION
 
 

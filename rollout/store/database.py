@@ -1,0 +1,260 @@
+"""One connection to the state store, its transactions, and what differs
+between SQLite and PostgreSQL (everything else is shared SQLAlchemy Core).
+
+- **Transactions.** :meth:`Database.transact` runs a function in one short
+  transaction on the store's single connection (guarded by a lock: the lease
+  heartbeat and the controller's workers share it). On SQLite a write
+  transaction starts with ``BEGIN IMMEDIATE``, so writers queue on the file
+  lock instead of failing half-way; WAL mode and ``synchronous=FULL`` make each
+  commit durable. On PostgreSQL a commit is durable by the server's settings.
+- **Retries.** On PostgreSQL a lost connection (a server restart, a network
+  cut) is retried with a fresh connection for up to ``retry_budget`` seconds,
+  but only while nothing can have been committed: a failure at COMMIT itself
+  leaves the outcome unknown and raises :class:`JournalUnavailable` at once,
+  like an exhausted budget. The controller then stops; ``resume`` reconciles.
+- **Time.** Lease expiry on PostgreSQL is decided by the server's clock
+  (``clock_timestamp()``), never the controllers'; a SQLite store lives on
+  one host, whose clock (the lease's injected clock) is used throughout.
+- **Migration lock.** First opens and upgrades are serialised: a
+  ``pg_advisory_lock`` on PostgreSQL, an ``flock`` on ``JOURNAL.lock`` next to
+  the SQLite file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Double, Table, cast, create_engine, event, extract, func
+from sqlalchemy import literal as sql_literal
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
+
+from rollout.errors import JournalError, JournalUnavailable, JournalUnusable
+from rollout.store.url import Engine, StateUrl
+
+T = TypeVar("T")
+
+#: The advisory lock key that serialises migrations on one PostgreSQL database.
+_MIGRATION_LOCK = 0x726F6C6C6F7574  # "rollout"
+
+
+class Database:
+    """The store's connection. ``where`` names it in messages (a file, or the
+    URL with its password masked)."""
+
+    def __init__(self, url: StateUrl, *, durable: bool = True,
+                 fault: Callable[[str], None] | None = None, retry_budget: float = 10.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.url = url
+        self.fault = fault
+        self.retry_budget = retry_budget
+        self._sleep = sleep
+        self.where = str(url.path) if url.path is not None else url.display
+        self._lock = threading.RLock()
+        self._immediate = False
+        self._conn: Connection | None = None
+        if url.engine is Engine.SQLITE:
+            self.engine = create_engine(url.url, connect_args={
+                "timeout": 10.0, "isolation_level": None, "check_same_thread": False,
+            })
+            self._sqlite_events(durable)
+        else:
+            args: dict[str, Any] = {"application_name": "rollout"}
+            if "connect_timeout" not in url.url.query:
+                args["connect_timeout"] = 5
+            self.engine = create_engine(url.url, connect_args=args, pool_size=2)
+            if not durable:
+                event.listen(self.engine, "connect", _pg_not_durable)
+
+    @property
+    def postgres(self) -> bool:
+        return self.url.engine is Engine.POSTGRESQL
+
+    def _sqlite_events(self, durable: bool) -> None:
+        def on_connect(dbapi_conn: Any, record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        def on_begin(conn: Connection) -> None:
+            # pysqlite's own transaction handling is off (isolation_level=None):
+            # we say when a transaction starts, and whether it writes.
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if self._immediate else "BEGIN")
+
+        event.listen(self.engine, "connect", on_connect)
+        event.listen(self.engine, "begin", on_begin)
+
+    # --- transactions -------------------------------------------------------------------
+
+    def transact(self, op: str, fn: Callable[[Connection], T], *, write: bool = True) -> T:
+        """``fn(connection)`` in one transaction, committed on return. Errors
+        raised by ``fn`` itself (a RolloutError such as FencedOut) pass through
+        after the rollback; database errors become JournalError (a write),
+        JournalUnusable (a read) or JournalUnavailable (unreachable)."""
+        deadline = time.monotonic() + self.retry_budget
+        delay = 0.05
+        with self._lock:
+            while True:
+                try:
+                    return self._attempt(op, fn, write)
+                except _Retry as retry:
+                    if time.monotonic() + delay > deadline:
+                        raise JournalUnavailable(
+                            f"{self.where}: the state store is unreachable ({op}): "
+                            f"{reason(retry.error)} (retried for {self.retry_budget:g}s)",
+                            hint="check the server and the network; once it answers, "
+                            "`rollout resume` reconciles the pool",
+                        ) from None
+                    self._sleep(delay)
+                    delay = min(delay * 2, 1.0)
+
+    def _attempt(self, op: str, fn: Callable[[Connection], T], write: bool) -> T:
+        try:
+            if write and self.fault is not None:
+                self.fault(op)
+            conn = self._connection()
+            self._immediate = write
+            trans = conn.begin()
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._failure(op, exc, write) from None
+        try:
+            result = fn(conn)
+        except BaseException as exc:
+            self._rollback(trans)
+            if isinstance(exc, SQLAlchemyError | OSError):
+                raise self._failure(op, exc, write) from None
+            raise
+        try:
+            trans.commit()
+        except SQLAlchemyError as exc:
+            self._rollback(trans)
+            if self._transient(exc):
+                self._drop()
+                raise JournalUnavailable(
+                    f"{self.where}: the connection to the state store broke while "
+                    f"committing ({op}): {reason(exc)}; the write may or may not have landed",
+                    hint="once the store answers, `rollout resume` reconciles the pool "
+                    "against what it holds",
+                ) from None
+            raise self._failure(op, exc, write) from None
+        return result
+
+    def _failure(self, op: str, exc: BaseException, write: bool) -> Exception:
+        if isinstance(exc, SQLAlchemyError) and self._transient(exc):
+            self._drop()
+            return _Retry(exc)
+        if write:
+            return JournalError(
+                f"{self.where}: cannot write the journal ({op}): {reason(exc)}",
+                hint="free disk space or fix the file's permissions, then "
+                "`rollout resume` to reconcile",
+            )
+        return JournalUnusable(f"{self.where}: cannot read the journal: {reason(exc)}",
+                               hint="check the file; if it is damaged, move it aside")
+
+    def _transient(self, exc: SQLAlchemyError) -> bool:
+        """Whether a fresh connection may succeed: on PostgreSQL a dropped
+        connection, a refused one, a serialisation failure or a deadlock."""
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        return self.postgres and isinstance(exc, OperationalError | InterfaceError)
+
+    def _rollback(self, trans: Any) -> None:
+        try:
+            if trans.is_active:
+                trans.rollback()
+        except SQLAlchemyError:
+            self._drop()
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        return self._conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with suppress(SQLAlchemyError):
+                conn.invalidate()
+                conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                with suppress(SQLAlchemyError):
+                    self._conn.close()
+                self._conn = None
+            self.engine.dispose()
+
+    # --- what differs between the engines -------------------------------------------------
+
+    def insert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
+        """The dialect's INSERT, which has ``on_conflict_do_update/nothing``."""
+        if self.postgres:
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def now_sql(self, host_now: float) -> ColumnElement[float]:
+        """The time lease expiry is judged by, as SQL: the PostgreSQL server's
+        clock, or on SQLite the host clock's ``host_now``."""
+        if self.postgres:
+            return cast(extract("epoch", func.clock_timestamp()), Double)
+        return sql_literal(host_now, Double)
+
+    @contextmanager
+    def migration_lock(self) -> Iterator[Connection]:
+        """A connection of its own, holding the lock that serialises schema
+        upgrades between processes (and hosts, on PostgreSQL)."""
+        with self._lock:
+            if self.postgres:
+                with self.engine.connect() as conn:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_lock({_MIGRATION_LOCK})")
+                    conn.commit()
+                    try:
+                        yield conn
+                    finally:
+                        if conn.in_transaction():
+                            conn.rollback()
+                        conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_MIGRATION_LOCK})")
+                        conn.commit()
+                return
+            path = self.url.path
+            assert path is not None
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._immediate = True
+                with self.engine.connect() as conn:
+                    yield conn
+            finally:
+                os.close(fd)  # closing it drops the flock
+
+
+class _Retry(Exception):
+    def __init__(self, error: SQLAlchemyError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def reason(exc: BaseException) -> str:
+    """The driver's message without SQLAlchemy's statement dump and links."""
+    source: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+    text = str(source).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _pg_not_durable(dbapi_conn: Any, record: Any) -> None:
+    # Tests and benches only: commits return before the WAL reaches the disk.
+    with dbapi_conn.cursor() as cur:
+        cur.execute("SET synchronous_commit TO off")
+    dbapi_conn.commit()
