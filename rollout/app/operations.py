@@ -68,7 +68,7 @@ class Session:
 
 
 def open_journal(ws: Workspace) -> Journal:
-    ws.data.root.mkdir(parents=True, exist_ok=True)
+    ws.data.ensure_root()
     return Journal(ws.data.journal)
 
 
@@ -249,7 +249,8 @@ def write_junit(session: Session, rollout_id: str, path: Path) -> Path:
         for suite in suites:
             suite.set("name", f"smoke {session.pool.role} on {node}")
             root.append(suite)
-    write_atomic(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
+    # Published by CI (another user, often): not private like the data directory.
+    write_atomic(path, ET.tostring(root, encoding="utf-8", xml_declaration=True), mode=0o644)
     return path
 
 

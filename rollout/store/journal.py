@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -38,6 +39,7 @@ from rollout.core.state import (
 from rollout.errors import JournalError, JournalUnusable, NotFoundError
 from rollout.events import Event, from_dict
 from rollout.model import Image
+from rollout.paths import PRIVATE_DIR, PRIVATE_FILE
 
 SCHEMA_VERSION = 2
 
@@ -148,7 +150,17 @@ class Journal:
         self._lock = threading.RLock()
         self._saved: dict[str, tuple[str, dict[int, Replacement]]] = {}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+            # Created private before SQLite opens it: SQLite gives the -wal and
+            # -shm files the database file's mode, and the journal holds the
+            # pools' settings (aws.user_data included). One made by an older
+            # version (0644) is tightened.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
+            try:
+                if os.fstat(fd).st_mode & 0o077:
+                    os.fchmod(fd, PRIVATE_FILE)
+            finally:
+                os.close(fd)
             self._conn = sqlite3.connect(
                 str(self.path), timeout=10.0, isolation_level=None, check_same_thread=False
             )

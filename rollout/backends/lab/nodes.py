@@ -89,7 +89,12 @@ def _allocate_volume(lab: LabContext, env: str, role: str) -> Path:
     for slot in itertools.count(1):
         path = volume_slot_dir(lab, env, role, slot)
         if str(path) not in held:
-            path.mkdir(parents=True, exist_ok=True)
+            if not path.is_dir():
+                path.mkdir(parents=True)
+                # The volume is a directory of the node (mounted at volume_path),
+                # where services that are not root may need to look: 0755, as a
+                # directory made inside the node would be. Its parent stays 0700.
+                os.chmod(path, 0o755)
             return path
     raise AssertionError("unreachable")
 
@@ -184,12 +189,16 @@ def _spawn(lab: LabContext, rec: NodeRecord) -> int:
     """Start nspawn detached (its own session, reparented away from us); its pid."""
     log = Path(rec.console_log)
     log.parent.mkdir(parents=True, exist_ok=True)
+    # The console log is ours (private); the node is started with the usual
+    # umask 022, not the CLI's 077, so that what nspawn makes for the node
+    # (its overlay's directories) is readable by the node's own services.
+    os.close(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     # The shell backgrounds nspawn and exits, so nspawn outlives this process
     # and never becomes our zombie; `echo $!` hands back its pid.
     script = 'log="$1"; shift; "$@" </dev/null >>"$log" 2>&1 & echo $!'
     cmd = ["sh", "-c", script, "sh", str(log), *nspawn_command(lab, rec)]
     proc = subprocess.run(cmd, capture_output=True, text=True, start_new_session=True,
-                          check=False, timeout=30)
+                          check=False, timeout=30, umask=0o022)
     if proc.returncode != 0 or not proc.stdout.strip().isdigit():
         raise DriverError(f"node {rec.name}: could not start systemd-nspawn: {proc.stderr}")
     return int(proc.stdout.strip())
