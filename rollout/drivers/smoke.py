@@ -13,7 +13,6 @@ with a ControlMaster, which makes the suite's commands cheap.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import shutil
 import signal
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from rollout import names
 from rollout.config import HttpCheck, PoolSettings
+from rollout.drivers.probe import ProbeError, http_get
 from rollout.errors import ConfigError
 from rollout.model import Image, Node, SmokeResult, SshTarget
 
@@ -35,20 +35,16 @@ _OUTPUT_TAIL = 2000
 
 
 def http_check(address: str, port: int, check: HttpCheck, timeout: float) -> str | None:
-    """Run one HTTP check; None when it passes, else what went wrong."""
+    """Run one HTTP check within ``timeout`` seconds in all; None when it
+    passes, else what went wrong."""
     where = f"GET {check.path}"
-    conn = http.client.HTTPConnection(address, port, timeout=timeout)
     try:
-        conn.request("GET", check.path, headers={"User-Agent": "rollout-smoke"})
-        response = conn.getresponse()
-        body = response.read(65536).decode("utf-8", "replace")
-    except (OSError, http.client.HTTPException) as exc:
+        answer = http_get(address, port, check.path, timeout, user_agent="rollout-smoke")
+    except ProbeError as exc:
         return f"{where}: no answer from {address}:{port}: {exc}"
-    finally:
-        conn.close()
-    if response.status != check.status:
-        return f"{where}: expected status {check.status}, got {response.status}"
-    if check.contains is not None and check.contains not in body:
+    if answer.status != check.status:
+        return f"{where}: expected status {check.status}, got {answer.status}"
+    if check.contains is not None and check.contains not in answer.body:
         return f"{where}: the body does not contain {check.contains!r}"
     return None
 
@@ -154,12 +150,6 @@ class TestinfraSmokeRunner:
                 break
             result = self._attempt(node, image, deadline, started)
         return result
-
-    def smoke_http_only(self, node: Node) -> SmokeResult:
-        """Only the HTTP checks: for pools without a suite, or a quick re-check."""
-        started = time.monotonic()
-        failures = self._http(node, started + self.timeout)
-        return self._result(started, failures, [], None, "")
 
     def _attempt(self, node: Node, image: Image, deadline: float, started: float) -> SmokeResult:
         http_failures = self._http(node, deadline)

@@ -3,9 +3,8 @@ readiness probes, and how an instance description becomes a :class:`Node`."""
 
 from __future__ import annotations
 
-import http.client
 import os
-import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ from rollout.backends.aws import (
 )
 from rollout.backends.aws.session import tag_list, tags_of
 from rollout.config import AwsSettings
+from rollout.drivers.probe import ProbeError, http_get, tcp_open
 from rollout.errors import ConfigError, DriverError
 from rollout.model import Image, Node, NodeState, Readiness, SshTarget
 
@@ -44,38 +44,37 @@ def tcp_http_probe(
     http_port: int = 80,
     path: str = "/healthz",
     ssh_port: int = 22,
-    timeout: float = 2.0,
+    timeout: float = 4.0,
 ) -> Readiness:
-    """One real probe: SSH's port accepts a connection and HTTP answers 2xx/3xx.
-    (``systemd`` stays empty: it would need a command over SSH.)"""
+    """One real probe: SSH's port accepts a connection and HTTP answers at all,
+    both within ``timeout`` seconds in total (a peer that answers byte by byte
+    cannot hold the observe loop). (``systemd`` stays empty: it would need a
+    command over SSH.)"""
     host = node.address
     if not host:
         return Readiness(False, "the instance has no IP address yet")
+    deadline = time.monotonic() + timeout
     try:
-        with socket.create_connection((host, ssh_port), timeout=timeout):
-            pass
-    except OSError as exc:
-        return Readiness(False, f"ssh {host}:{ssh_port}: {exc}")
-    conn = http.client.HTTPConnection(host, http_port, timeout=timeout)
+        tcp_open(host, ssh_port, timeout)
+    except ProbeError as exc:
+        return Readiness(False, f"ssh: {exc}")
     try:
-        conn.request("GET", path)
-        status = conn.getresponse().status
-    except (OSError, http.client.HTTPException) as exc:
-        return Readiness(False, f"http://{host}:{http_port}{path}: {exc}", ssh=True)
-    finally:
-        conn.close()
+        status = http_get(host, http_port, path, max(deadline - time.monotonic(), 0.001),
+                          read_body=False).status
+    except ProbeError as exc:
+        return Readiness(False, str(exc), ssh=True)
     # Any answer means the service is up; whether it is *right* is the smoke gate's call.
     return Readiness(True, f"ssh and http answer (HTTP {status})", ssh=True, http=True)
 
 
 def ssh_port_probe(node: Node) -> Readiness:
-    """A builder's readiness: its SSH port accepts a connection (the service
-    is not configured yet, so there is no HTTP to ask)."""
+    """A builder's readiness: its SSH port accepts a connection within 3 s (the
+    service is not configured yet, so there is no HTTP to ask)."""
     try:
-        with socket.create_connection((node.address, 22), timeout=3.0):
-            return Readiness(True, "ssh answers", ssh=True)
-    except OSError as exc:
-        return Readiness(False, f"ssh {node.address}:22: {exc}")
+        tcp_open(node.address, 22, timeout=3.0)
+    except ProbeError as exc:
+        return Readiness(False, f"ssh: {exc}")
+    return Readiness(True, "ssh answers", ssh=True)
 
 
 def template_ref(ref: str, version: str) -> dict[str, str]:

@@ -189,9 +189,9 @@ def _spawn(lab: LabContext, rec: NodeRecord) -> int:
     """Start nspawn detached (its own session, reparented away from us); its pid."""
     log = Path(rec.console_log)
     log.parent.mkdir(parents=True, exist_ok=True)
-    # The console log is ours (private); the node is started with the usual
-    # umask 022, not the CLI's 077, so that what nspawn makes for the node
-    # (its overlay's directories) is readable by the node's own services.
+    # The console log is ours (private). nspawn gets the usual umask 022, not
+    # the CLI's 077: a node must not depend on our umask (nspawn 252 resets it
+    # for the container anyway, measured; this keeps it so on other versions).
     os.close(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     # The shell backgrounds nspawn and exits, so nspawn outlives this process
     # and never becomes our zombie; `echo $!` hands back its pid.
