@@ -66,8 +66,24 @@ def _backend(value: object) -> str:
     return value
 
 
+def _ssh_user(value: object) -> str:
+    if not isinstance(value, str) or not names._SSH_USER.fullmatch(value):
+        raise ValueError(names.SSH_USER_RULE)
+    return value
+
+
+def _ssh_path(value: object) -> str:
+    # These go into a generated ssh_config and ssh's command line: a newline
+    # would add a directive (ProxyCommand runs a program on the controller).
+    if not isinstance(value, str) or not value or names._SSH_PATH_BAD.search(value):
+        raise ValueError(names.SSH_PATH_RULE)
+    return value
+
+
 Name = Annotated[str, BeforeValidator(_name)]
 BackendName = Annotated[str, BeforeValidator(_backend)]
+SshUser = Annotated[str, BeforeValidator(_ssh_user)]
+SshPath = Annotated[str, BeforeValidator(_ssh_path)]
 
 
 class _Strict(BaseModel):
@@ -135,14 +151,17 @@ class AwsSettings(_Strict):
     auto_scaling_group: str | None = None
     target_group_arn: str | None = None
     base_ami: str | None = None
-    ssh_user: str = "admin"
-    ssh_key: str | None = None
+    ssh_user: SshUser = "admin"
+    ssh_key: SshPath | None = None
     host_key_policy: Literal["verify", "accept-new", "ignore"] = "verify"
     retry_mode: Literal["standard", "adaptive"] = "standard"
     max_attempts: int = Field(5, ge=1, le=20)
     # Added for the AWS drivers (rollout.backends.aws, rollout.backends.aws.provider):
     ssh_address: Literal["private", "public"] = "private"  # which IP SSH and probes use
-    known_hosts: str | None = None  # a known_hosts file (e.g. an @cert-authority line)
+    # A known_hosts file (e.g. an @cert-authority line). Host keys are kept
+    # under the instance id (HostKeyAlias), not the IP address: AWS reuses
+    # private addresses, so a key pinned by IP would refuse the next instance.
+    known_hosts: SshPath | None = None
     image_owners: tuple[str, ...] = ()  # other accounts whose AMIs the image store lists
     replace_protected: bool = True  # False: refuse to retire scale-in-protected instances
     builder_instance_type: str | None = None  # the bake's builder; default instance_type

@@ -52,12 +52,18 @@ def http_check(address: str, port: int, check: HttpCheck, timeout: float) -> str
 def ssh_config_text(alias: str, target: SshTarget, control_dir: Path) -> str:
     """An ssh_config block for ``alias`` carrying the target's options, with a
     ControlMaster so every command of the suite reuses one connection. The
-    ControlPath avoids ``%C``, which testinfra cannot handle."""
+    ControlPath avoids ``%C``, which testinfra cannot handle.
+
+    ssh_config is line-based, so no value may hold a newline (it would add a
+    directive such as ProxyCommand): :class:`SshTarget` checks its fields, the
+    alias and control directory are checked here, and paths are quoted."""
+    names.address(alias, "ssh_config: Host")
+    control = names.ssh_path(str(control_dir), "control directory", "ssh_config")
     lines = [
         f"Host {alias}",
         f"  HostName {target.host}",
-        f"  User {target.user}",
-        f"  Port {target.port}",
+        f"  User {names.ssh_user(target.user, 'ssh_config')}",
+        f"  Port {int(target.port)}",
     ]
     options = target.ssh_options()
     i = 0
@@ -68,12 +74,15 @@ def ssh_config_text(alias: str, target: SshTarget, control_dir: Path) -> str:
             key, _, val = value.partition("=")
             lines.append(f"  {key} {val}")
         elif flag == "-i":
-            lines.append(f"  IdentityFile {value}")
+            lines.append(f"  IdentityFile {names.ssh_quote(value)}")
         i += 2
+    control_path = f"{control}/cm-%r@%h:%p"
+    if any(c.isspace() for c in control_path):
+        control_path = f'"{control_path}"'
     lines += [
         "  ControlMaster auto",
         "  ControlPersist 30s",
-        f"  ControlPath {control_dir}/cm-%r@%h:%p",
+        f"  ControlPath {control_path}",
     ]
     return "\n".join(lines) + "\n"
 

@@ -28,7 +28,13 @@ from typing import Any, Protocol
 
 from rollout import names
 from rollout.backends.aws import CREATED_BY, TAG_BUILDER, TAG_CREATED_BY, TAG_NAME
-from rollout.backends.aws.ec2 import Probe, expand_user, run_params, ssh_port_probe, template_ref
+from rollout.backends.aws.ec2 import (
+    Probe,
+    run_params,
+    ssh_port_probe,
+    ssh_target_for,
+    template_ref,
+)
 from rollout.backends.aws.images import AwsImageStore, image_tags
 from rollout.backends.aws.session import AwsClients, aws_errors, tag_list
 from rollout.backends.lab.images import iso_utc, new_image_id, role_checksum, roles_commit
@@ -131,13 +137,8 @@ def bake_ami(
         node = _wait_builder(
             clients, settings, builder, builder_name, image_id, role, ssh_probe, clock, timeouts
         )
-        target = SshTarget(
-            host=node.address,
-            user=settings.ssh_user,
-            key_file=expand_user(settings.ssh_key),
-            known_hosts=expand_user(settings.known_hosts),
-            host_key_policy=settings.host_key_policy,
-        )
+        # Like a pool node: its host key is looked up under its instance id.
+        target = ssh_target_for(node, settings)
         say(f"running playbooks/bake.yml on {builder} ({node.address})")
         extravars: dict[str, object] = {
             **extra,

@@ -4,6 +4,7 @@ readiness probes, and how an instance description becomes a :class:`Node`."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -167,7 +168,14 @@ def instance_node(
 
 def ssh_target_for(node: Node, aws: AwsSettings) -> SshTarget:
     """How to reach an instance over SSH, per the pool's aws settings (the same
-    for pool nodes and bake builders)."""
+    for pool nodes and bake builders).
+
+    The host key is kept under the instance id (``HostKeyAlias``), not the
+    address: AWS gives a private address to a later instance, whose new key
+    would otherwise clash with the old one's and fail verification (which
+    pushes people to turn checking off). A known_hosts file for such a pool
+    lists ``i-0abc... ssh-ed25519 AAAA...`` lines, or an ``@cert-authority *``
+    line for host certificates."""
     if not node.address:
         raise DriverError(
             f"ssh {node.name}: instance {node.target} has no {aws.ssh_address} IP address",
@@ -179,4 +187,13 @@ def ssh_target_for(node: Node, aws: AwsSettings) -> SshTarget:
         key_file=expand_user(aws.ssh_key),
         known_hosts=expand_user(aws.known_hosts),
         host_key_policy=aws.host_key_policy,
+        host_key_alias=instance_id(node),
     )
+
+
+def instance_id(node: Node) -> str:
+    """The node's instance id (``i-`` and hex), checked: it names host keys."""
+    iid = node.target
+    if not re.fullmatch(r"i-[0-9a-f]{8,32}", iid):
+        raise DriverError(f"ssh {node.name}: {iid!r} is not an EC2 instance id")
+    return iid
