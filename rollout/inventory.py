@@ -18,7 +18,6 @@ from rollout import names
 from rollout.config import Environment, EnvSettings, Pool, PoolSettings, validate_model
 from rollout.errors import ConfigError, NotFoundError
 
-
 #: The most values a file may stand for once its aliases are expanded. A real
 #: inventory is far below; "billion laughs" (an alias of a list of aliases of
 #: a list...) is far above, and walking or printing it would never end.

@@ -51,7 +51,7 @@ def test_a_recursive_alias_is_refused(tmp_path: Path) -> None:
     project = _project(tmp_path)
     hosts = project / "inventories/lab/hosts.yml"
     hosts.write_text(hosts.read_text() + "loop: &loop {children: {again: *loop}}\n")
-    with pytest.raises(ConfigError, match="hosts.yml: an alias refers to a value that contains it"):
+    with pytest.raises(ConfigError, match=r"an alias refers to a value that contains it"):
         load_environment(project, "lab")
 
 
