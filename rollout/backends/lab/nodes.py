@@ -157,8 +157,16 @@ def list_nodes(lab: LabContext) -> list[NodeRecord]:
 
 
 def _ensure_client_key(lab: LabContext) -> Path:
+    """The lab's client key pair, made once. Parallel launches (threads of one
+    run, or several runs) race to make it: under the lab lock, the first makes
+    it and the others find it; the .pub is in place before the key, so a key
+    that exists always has its own .pub."""
     key = lab.client_key
-    if not key.exists():
+    if key.exists():
+        return key
+    with lab_lock(lab):
+        if key.exists():  # made by another launch while we waited
+            return key
         key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = key.with_name(f".tmp-{os.getpid()}")
         for leftover in (tmp, tmp.with_suffix(".pub")):
