@@ -1,18 +1,22 @@
 """Hardening on the real lab (issue 14): the readiness probe's deadline against
-a node that answers one byte per second, and private data directories that
-still give the nodes a readable root file system."""
+a node that answers one byte per second, private data directories that still
+give the nodes a readable root file system, and an authenticated debootstrap."""
 
 from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import stat
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from rollout.backends.lab import nodes
+from rollout.backends.lab.base import debootstrap_command
 from rollout.backends.lab.images import LabImageStore
 from rollout.backends.lab.provider import LabProvider
 from rollout.model import Node
@@ -116,3 +120,20 @@ def test_a_node_started_under_the_clis_umask_has_a_readable_root(
                     "cat /etc/os-release").strip()
     finally:
         lab.up(nodes=len(before))
+
+
+def test_the_base_image_build_refuses_to_go_unauthenticated(tmp_path: Path) -> None:
+    """With the archive keyring hidden (a private mount namespace), the base's
+    debootstrap stops at once instead of installing unauthenticated packages."""
+    if os.geteuid() != 0 or shutil.which("debootstrap") is None or shutil.which("unshare") is None:
+        pytest.skip("needs root, debootstrap and unshare")
+    hide = 'mount -t tmpfs tmpfs /usr/share/keyrings && exec "$@"'
+    cmd = ["unshare", "-m", "sh", "-c", hide, "sh", *debootstrap_command(tmp_path / "rootfs")]
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail("debootstrap went on without a keyring (still running after 30 s)")
+    assert proc.returncode != 0
+    assert "Keyring-based check was requested" in proc.stderr + proc.stdout
+    assert time.monotonic() - started < 10
