@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -123,6 +124,12 @@ class HAProxySettings(_Strict):
     frontend_address: str = "127.0.0.1"
     slots: int = Field(16, ge=1, le=1000)
     slot_prefix: BackendName = "node"
+    # tcp:// carries the admin API (which can repoint every server) unencrypted
+    # and unauthenticated: only to this host unless this says otherwise.
+    allow_remote_tcp: bool = False
+    # The key and known_hosts file of an ssh:// runtime URL (else the user's).
+    ssh_key: SshPath | None = None
+    known_hosts: SshPath | None = None
     # unix:///path, tcp://host:port or ssh://user@host/path/to/socket.
     # Empty for the lab means the lab's own socket under the data directory.
     runtime: str = ""
@@ -132,9 +139,16 @@ class HAProxySettings(_Strict):
 
     @field_validator("runtime")
     @classmethod
-    def _runtime(cls, value: str) -> str:
+    def _runtime(cls, value: str, info: ValidationInfo) -> str:
         if value and not re.fullmatch(r"(unix://|tcp://|ssh://)[^\s;]+", value):
             raise ValueError("must be unix:///path, tcp://host:port or ssh://user@host/path")
+        host = names.remote_tcp_host(value)
+        if host is not None and not info.data.get("allow_remote_tcp", False):
+            raise ValueError(
+                f"tcp:// to {host}, which is not this host, sends HAProxy's admin API "
+                "unencrypted and unauthenticated; use ssh://user@host/path/to/socket, "
+                "or set haproxy.allow_remote_tcp: true if the network is trusted"
+            )
         return value
 
 

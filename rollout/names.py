@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from urllib.parse import urlsplit
 
 from rollout.errors import ConfigError
 
@@ -106,6 +107,24 @@ def ssh_quote(value: str) -> str:
     if _SSH_PATH_BAD.search(value):
         raise ConfigError(f"ssh_config: refusing the value {value!r}: {SSH_PATH_RULE}")
     return f'"{value}"' if any(c.isspace() for c in value) or not value else value
+
+
+def remote_tcp_host(url: str) -> str | None:
+    """The host of a ``tcp://`` URL when it is not this machine (not a loopback
+    address or ``localhost``); None for anything else. A name other than
+    localhost counts as remote: it is not resolved here."""
+    if not url.startswith("tcp://"):
+        return None
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    if not host or host == "localhost":
+        return None
+    try:
+        return None if ipaddress.ip_address(host).is_loopback else host
+    except ValueError:
+        return host
 
 
 def address(value: object, where: str = "argument") -> str:

@@ -20,6 +20,7 @@ checks. Changing DRAIN to READY does not reset the health.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -89,9 +90,16 @@ class HAProxyLoadBalancer:
     def from_workspace(cls, ws: Workspace, pool: Pool) -> HAProxyLoadBalancer:
         """The pool's backend through its configured runtime API, or the lab's own
         socket under the data directory when ``haproxy.runtime`` is empty."""
-        assert pool.settings.haproxy is not None  # guaranteed by PoolSettings
-        url = pool.settings.haproxy.runtime or f"unix://{ws.data.lab / 'haproxy.sock'}"
-        return cls.for_pool(pool, HAProxyRuntime.from_url(url))
+        hap = pool.settings.haproxy
+        assert hap is not None  # guaranteed by PoolSettings
+        url = hap.runtime or f"unix://{ws.data.lab / 'haproxy.sock'}"
+        runtime = HAProxyRuntime.from_url(
+            url,
+            ssh_key=os.path.expanduser(hap.ssh_key) if hap.ssh_key else None,
+            known_hosts=os.path.expanduser(hap.known_hosts) if hap.known_hosts else None,
+            allow_remote_tcp=hap.allow_remote_tcp,
+        )
+        return cls.for_pool(pool, runtime)
 
     def _where(self) -> str:
         return f"HAProxy backend {self.backend!r} ({self.runtime.url})"
