@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -28,7 +29,7 @@ from pydantic import (
 from rollout import names
 from rollout.durations import parse_duration, resolve_floor
 from rollout.errors import ConfigError, NotFoundError
-from rollout.store.url import parse_state_url
+from rollout.state_url import parse_state_url
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 _M = TypeVar("_M", bound=BaseModel)
@@ -68,8 +69,24 @@ def _backend(value: object) -> str:
     return value
 
 
+def _ssh_user(value: object) -> str:
+    if not isinstance(value, str) or not names._SSH_USER.fullmatch(value):
+        raise ValueError(names.SSH_USER_RULE)
+    return value
+
+
+def _ssh_path(value: object) -> str:
+    # These go into a generated ssh_config and ssh's command line: a newline
+    # would add a directive (ProxyCommand runs a program on the controller).
+    if not isinstance(value, str) or not value or names._SSH_PATH_BAD.search(value):
+        raise ValueError(names.SSH_PATH_RULE)
+    return value
+
+
 Name = Annotated[str, BeforeValidator(_name)]
 BackendName = Annotated[str, BeforeValidator(_backend)]
+SshUser = Annotated[str, BeforeValidator(_ssh_user)]
+SshPath = Annotated[str, BeforeValidator(_ssh_path)]
 
 
 class Strategy(StrEnum):
@@ -117,6 +134,12 @@ class HAProxySettings(_Strict):
     frontend_address: str = "127.0.0.1"
     slots: int = Field(16, ge=1, le=1000)
     slot_prefix: BackendName = "node"
+    # tcp:// carries the admin API (which can repoint every server) unencrypted
+    # and unauthenticated: only to this host unless this says otherwise.
+    allow_remote_tcp: bool = False
+    # The key and known_hosts file of an ssh:// runtime URL (else the user's).
+    ssh_key: SshPath | None = None
+    known_hosts: SshPath | None = None
     # unix:///path, tcp://host:port or ssh://user@host/path/to/socket.
     # Empty for the lab means the lab's own socket under the data directory.
     runtime: str = ""
@@ -126,9 +149,16 @@ class HAProxySettings(_Strict):
 
     @field_validator("runtime")
     @classmethod
-    def _runtime(cls, value: str) -> str:
+    def _runtime(cls, value: str, info: ValidationInfo) -> str:
         if value and not re.fullmatch(r"(unix://|tcp://|ssh://)[^\s;]+", value):
             raise ValueError("must be unix:///path, tcp://host:port or ssh://user@host/path")
+        host = names.remote_tcp_host(value)
+        if host is not None and not info.data.get("allow_remote_tcp", False):
+            raise ValueError(
+                f"tcp:// to {host}, which is not this host, sends HAProxy's admin API "
+                "unencrypted and unauthenticated; use ssh://user@host/path/to/socket, "
+                "or set haproxy.allow_remote_tcp: true if the network is trusted"
+            )
         return value
 
 
@@ -145,14 +175,17 @@ class AwsSettings(_Strict):
     auto_scaling_group: str | None = None
     target_group_arn: str | None = None
     base_ami: str | None = None
-    ssh_user: str = "admin"
-    ssh_key: str | None = None
+    ssh_user: SshUser = "admin"
+    ssh_key: SshPath | None = None
     host_key_policy: Literal["verify", "accept-new", "ignore"] = "verify"
     retry_mode: Literal["standard", "adaptive"] = "standard"
     max_attempts: int = Field(5, ge=1, le=20)
     # Added for the AWS drivers (rollout.backends.aws, rollout.backends.aws.provider):
     ssh_address: Literal["private", "public"] = "private"  # which IP SSH and probes use
-    known_hosts: str | None = None  # a known_hosts file (e.g. an @cert-authority line)
+    # A known_hosts file (e.g. an @cert-authority line). Host keys are kept
+    # under the instance id (HostKeyAlias), not the IP address: AWS reuses
+    # private addresses, so a key pinned by IP would refuse the next instance.
+    known_hosts: SshPath | None = None
     image_owners: tuple[str, ...] = ()  # other accounts whose AMIs the image store lists
     replace_protected: bool = True  # False: refuse to retire scale-in-protected instances
     builder_instance_type: str | None = None  # the bake's builder; default instance_type

@@ -3,7 +3,8 @@
 A temporary file in the same directory is written, fsynced and renamed over the
 target, then the directory is fsynced so the rename itself survives a crash.
 Records, manifests, HAProxy's server state, metrics and reports all go through
-:func:`write_atomic`.
+:func:`write_atomic`. Files are private (0600) unless the caller says otherwise:
+most of them live in the data directory (see :mod:`rollout.paths`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from rollout.paths import PRIVATE_FILE
 
-def write_atomic(path: Path, data: str | bytes, *, mode: int = 0o644,
+
+def write_atomic(path: Path, data: str | bytes, *, mode: int = PRIVATE_FILE,
                  create_parent: bool = True) -> None:
     """Replace ``path`` with ``data`` atomically and durably. The parent directory
     is created unless ``create_parent`` is False (then a missing one is an error)."""
@@ -39,5 +42,5 @@ def write_atomic(path: Path, data: str | bytes, *, mode: int = 0o644,
         os.close(dir_fd)
 
 
-def write_json_atomic(path: Path, data: object, *, mode: int = 0o644) -> None:
+def write_json_atomic(path: Path, data: object, *, mode: int = PRIVATE_FILE) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode=mode)

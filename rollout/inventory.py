@@ -18,6 +18,56 @@ from rollout import names
 from rollout.config import Environment, EnvSettings, Pool, PoolSettings, validate_model
 from rollout.errors import ConfigError, NotFoundError
 
+#: The most values a file may stand for once its aliases are expanded. A real
+#: inventory is far below; "billion laughs" (an alias of a list of aliases of
+#: a list...) is far above, and walking or printing it would never end.
+MAX_EXPANDED_VALUES = 100_000
+
+
+def _expanded_size(root: yaml.Node, path: Path) -> int:
+    """How many values the node graph stands for with every alias expanded,
+    counted once per distinct node (so the count itself stays cheap)."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ConfigError(f"{path}: an alias refers to a value that contains it",
+                              hint="remove the recursive alias (&name ... *name)")
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
+def _load_yaml(text: str, path: Path) -> Any:
+    """``yaml.safe_load``, refusing a file whose aliases expand too far."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        count = _expanded_size(root, path)
+        if count > MAX_EXPANDED_VALUES:
+            raise ConfigError(
+                f"{path}: its aliases expand to {count:,} values (at most "
+                f"{MAX_EXPANDED_VALUES:,}): refusing a YAML alias bomb",
+                hint="write the values out, or use fewer nested aliases (*name)",
+            )
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
+
 
 def _read_yaml(path: Path) -> Any:
     try:
@@ -27,7 +77,9 @@ def _read_yaml(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     try:
-        return yaml.safe_load(text)
+        return _load_yaml(text, path)
+    except ConfigError:
+        raise
     except yaml.YAMLError as exc:
         mark = exc.problem_mark if isinstance(exc, yaml.MarkedYAMLError) else None
         at = f" at line {mark.line + 1}" if mark is not None else ""
@@ -49,12 +101,14 @@ def _groups(inventory: Any, path: Path) -> set[str]:
     if not isinstance(inventory, dict):
         raise ConfigError(f"{path}: expected a mapping of groups at the top level")
     found: set[str] = set()
+    walked: set[int] = set()  # aliases share groups: walk each mapping once
 
     def walk(node: Any, where: str) -> None:
-        if node is None:
+        if node is None or id(node) in walked:
             return
         if not isinstance(node, dict):
             raise ConfigError(f"{path}: {where} must be a mapping")
+        walked.add(id(node))
         children = node.get("children") or {}
         if not isinstance(children, dict):
             raise ConfigError(f"{path}: {where}.children must be a mapping of groups")
@@ -130,7 +184,8 @@ def load_environment(project: Path, env: str) -> Environment:
         settings = validate_model(PoolSettings, data["rollout"], str(path), "rollout")
         if settings.smoke.suite is not None:
             suite = (project / settings.smoke.suite).resolve()
-            if not suite.is_dir() or not str(suite).startswith(str(project.resolve())):
+            # is_relative_to, not a string prefix: ../proj-evil starts with .../proj.
+            if not suite.is_dir() or not suite.is_relative_to(project.resolve()):
                 raise ConfigError(
                     f"{path}: rollout.smoke.suite: {settings.smoke.suite!r} is not a directory "
                     f"inside {project}",

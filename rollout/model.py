@@ -6,10 +6,18 @@ of the world as a value: compare it, store it in the journal, replay it in tests
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from rollout import names
+from rollout.errors import ConfigError
+
+# ssh_config's StrictHostKeyChecking value for each host_key_policy.
+_POLICIES = {"verify": "yes", "accept-new": "accept-new", "ignore": "no"}
+_SSH_HOST = re.compile(r"^[A-Za-z0-9:._-]{1,253}$")
 
 
 class NodeState(StrEnum):
@@ -156,7 +164,12 @@ class SshTarget:
     """How to reach a node over SSH, with host-key verification on by default.
 
     The lab knows every node's host key (it generates them), so it passes a
-    ``known_hosts`` file and strict checking; AWS nodes use the configured policy.
+    ``known_hosts`` file and strict checking; AWS nodes use the configured policy
+    and keep each host key under the instance id (``host_key_alias``), since
+    AWS hands a private address to a later instance.
+
+    Every field ends up in an ssh_config or on ssh's command line, so each is
+    checked here (a newline in ``user`` would add an ssh_config directive).
     """
 
     host: str
@@ -165,15 +178,33 @@ class SshTarget:
     key_file: str | None = None
     known_hosts: str | None = None
     host_key_policy: str = "verify"  # verify | accept-new | ignore
+    host_key_alias: str | None = None  # the name the host key is kept under
+
+    def __post_init__(self) -> None:
+        where = f"ssh target {self.host!r}"
+        if not isinstance(self.host, str) or not _SSH_HOST.fullmatch(self.host):
+            raise ConfigError(f"{where}: not an IP address or host name")
+        names.ssh_user(self.user, where)
+        names.port(self.port, where)
+        if self.key_file is not None:
+            names.ssh_path(self.key_file, "key file", where)
+        if self.known_hosts is not None:
+            names.ssh_path(self.known_hosts, "known_hosts file", where)
+        if self.host_key_alias is not None:
+            names.host_key_alias(self.host_key_alias, where)
+        if self.host_key_policy not in _POLICIES:
+            raise ConfigError(f"{where}: host_key_policy {self.host_key_policy!r} is not one "
+                              f"of {', '.join(_POLICIES)}")
 
     def ssh_options(self) -> list[str]:
-        """``-o`` options for ssh(1), ansible_ssh_common_args and testinfra."""
+        """``-o`` options for ssh(1), ansible_ssh_common_args and testinfra.
+        Values holding a space are quoted the way ssh's ``-o`` parser reads."""
         opts = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"]
         if self.known_hosts:
-            opts += ["-o", f"UserKnownHostsFile={self.known_hosts}"]
-        policy = {"verify": "yes", "accept-new": "accept-new", "ignore": "no"}[
-            self.host_key_policy
-        ]
+            opts += ["-o", f"UserKnownHostsFile={names.ssh_quote(self.known_hosts)}"]
+        if self.host_key_alias:
+            opts += ["-o", f"HostKeyAlias={self.host_key_alias}"]
+        policy = _POLICIES[self.host_key_policy]
         opts += ["-o", f"StrictHostKeyChecking={policy}"]
         if self.host_key_policy == "ignore":
             opts += ["-o", "UserKnownHostsFile=/dev/null"]

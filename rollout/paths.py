@@ -2,6 +2,13 @@
 
 Chosen by ``--data-dir``, else ``$ROLLOUT_DATA_DIR``, else ``/var/lib/rollout``
 for root and ``~/.local/share/rollout`` for anyone else.
+
+The directory is private to its owner: the journal holds every pool's settings
+(``aws.user_data`` included), and the logs, crash reports and forensics quote
+nodes' output. So the root is mode 0700 (tightened when found looser), the
+directories made here 0700 and the files 0600 (:data:`PRIVATE_FILE`); the CLI
+also runs with umask 077 so that files made by the programs it starts (Ansible's
+artifacts, pytest's JUnit files...) are private too.
 """
 
 from __future__ import annotations
@@ -9,6 +16,22 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+#: The umask the CLI runs with (files 0600, directories 0700).
+PRIVATE_UMASK = 0o077
+
+
+def private_dir(path: Path) -> Path:
+    """Make ``path`` (and missing parents) and leave ``path`` itself at 0700,
+    whatever the umask; an existing directory is tightened. Missing parents get
+    the umask's usual modes: they are not ours to hide."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    if path.stat().st_mode & 0o7777 != PRIVATE_DIR:
+        os.chmod(path, PRIVATE_DIR)
+    return path
 
 
 def default_data_dir() -> Path:
@@ -59,7 +82,13 @@ class DataDir:
     def volumes(self) -> Path:
         return self.root / "volumes"
 
+    def ensure_root(self) -> Path:
+        """The root directory, made (or tightened to) 0700."""
+        return private_dir(self.root)
+
     def ensure(self) -> DataDir:
-        for path in (self.root, self.images, self.logs, self.lab, self.evidence):
-            path.mkdir(parents=True, exist_ok=True)
+        """The root and its usual subdirectories, each 0700."""
+        self.ensure_root()
+        for path in (self.images, self.logs, self.lab, self.evidence):
+            private_dir(path)
         return self

@@ -214,7 +214,9 @@ def _update(path: Path, change: Mapping[tuple[str, tuple[tuple[str, str], ...]],
             for name, (kind, help_text) in FAMILIES.items():
                 families[name] = _Family(kind, help_text)
             merged = [Sample(name, labels, value) for (name, labels), value in current.items()]
-            write_atomic(path, render(families, merged))
+            # Read by a metrics exporter running as another user, like the
+            # textfile collector: not private, unlike the data directory.
+            write_atomic(path, render(families, merged), mode=0o644)
     except OSError as exc:
         raise EnvironmentProblem(
             f"{path}: cannot write the metrics file: {exc}",

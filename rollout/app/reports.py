@@ -50,7 +50,8 @@ def write_junit(data: DataDir, state: RolloutState, path: Path) -> Path:
         for suite in suites:
             suite.set("name", f"smoke {state.role} on {node}")
             root.append(suite)
-    write_atomic(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
+    # Published by CI (another user, often): not private like the data directory.
+    write_atomic(path, ET.tostring(root, encoding="utf-8", xml_declaration=True), mode=0o644)
     return path
 
 

@@ -64,7 +64,7 @@ class Reports:
 
 def open_journal(ws: Workspace) -> Journal:
     """The journal of the workspace's data directory (created if missing)."""
-    ws.data.root.mkdir(parents=True, exist_ok=True)
+    ws.data.ensure_root()
     return Journal(ws.data.journal)
 
 

@@ -10,23 +10,37 @@ from pathlib import Path
 
 import click
 
-from rollout.app.workspace import default_data_dir
 from rollout.cli.base import DATA_DIR, cli
 from rollout.errors import ExitCode, RolloutError
+from rollout.fsio import write_atomic
+from rollout.paths import PRIVATE_UMASK, DataDir, default_data_dir, private_dir
 
 
 def _crash_report(exc: BaseException) -> Path | None:
-    base = (DATA_DIR.get() or default_data_dir()) / "logs"
+    data = DataDir(DATA_DIR.get() or default_data_dir())
     try:
-        base.mkdir(parents=True, exist_ok=True)
+        data.ensure_root()
+        base = private_dir(data.logs)
         path = base / f"crash-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.txt"
-        path.write_text("".join(traceback.format_exception(exc)))
+        # A traceback quotes settings and node output: private, like the journal.
+        write_atomic(path, "".join(traceback.format_exception(exc)))
         return path
     except OSError:
         return None
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run ``rollout ARGV`` and exit with its code. Everything it creates is
+    private to the user (umask 077, see :mod:`rollout.paths`); the caller's
+    umask is back in place when it returns (tests call this in-process)."""
+    saved_umask = os.umask(PRIVATE_UMASK)
+    try:
+        _main(argv)
+    finally:
+        os.umask(saved_umask)
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         cli.main(args=argv, prog_name="rollout", standalone_mode=False)
     except click.exceptions.Abort:

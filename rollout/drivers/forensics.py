@@ -15,6 +15,10 @@ verify      load ``known_hosts`` (else the user's) and reject unknown keys
 accept-new  add unknown keys to ``known_hosts``; reject changed keys
 ignore      accept any key (for throwaway test machines only)
 ==========  ===========================================================
+
+A target with a ``host_key_alias`` (an AWS instance id) is checked against the
+known_hosts entries of that name only, as ssh's ``HostKeyAlias`` does: an entry
+for its address, left by an earlier instance, is not consulted.
 """
 
 from __future__ import annotations
@@ -118,6 +122,14 @@ def _connection(target: SshTarget, connect_timeout: float) -> Any:
     if target.host_key_policy == "ignore":
         client.set_missing_host_key_policy(AutoAddPolicy())
         return conn
+    if target.host_key_alias:
+        # No keys loaded into the client: every key reaches the policy, which
+        # looks it up under the alias alone.
+        client.set_missing_host_key_policy(aliased_host_keys(
+            target.known_hosts, target.host_key_alias,
+            accept_new=target.host_key_policy == "accept-new",
+        ))
+        return conn
     if target.known_hosts:
         # load_host_keys also makes AutoAddPolicy save new keys to this file,
         # which is exactly accept-new.
@@ -127,6 +139,32 @@ def _connection(target: SshTarget, connect_timeout: float) -> Any:
     policy = RejectPolicy() if target.host_key_policy == "verify" else AutoAddPolicy()
     client.set_missing_host_key_policy(policy)
     return conn
+
+
+def aliased_host_keys(known_hosts: str | None, alias: str, *, accept_new: bool) -> Any:
+    """A paramiko host-key policy that checks the server's key against the
+    ``alias`` entries of ``known_hosts`` (else ``~/.ssh/known_hosts``): a match
+    connects, a different key of that type is refused as changed, and an
+    unknown one is refused, or with ``accept_new`` added under the alias."""
+    from paramiko import BadHostKeyException, HostKeys, MissingHostKeyPolicy, SSHException
+
+    path = Path(known_hosts or Path.home() / ".ssh" / "known_hosts")
+
+    class AliasedHostKeys(MissingHostKeyPolicy):  # type: ignore[misc]
+        def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+            keys = HostKeys(str(path)) if path.is_file() else HostKeys()
+            known = keys.lookup(alias) or {}
+            expected = known.get(key.get_name())
+            if expected is not None:
+                if expected == key:
+                    return
+                raise BadHostKeyException(hostname, key, expected)
+            if not accept_new:
+                raise SSHException(f"Server {alias!r} ({hostname}) not found in known_hosts")
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(f"{alias} {key.get_name()} {key.get_base64()}\n")
+
+    return AliasedHostKeys()
 
 
 def _describe_connect_error(exc: BaseException, target: SshTarget) -> str:

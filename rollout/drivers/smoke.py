@@ -13,7 +13,6 @@ with a ControlMaster, which makes the suite's commands cheap.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import shutil
 import signal
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from rollout import names
 from rollout.config import HttpCheck, Pool, PoolSettings
+from rollout.drivers.probe import ProbeError, http_get
 from rollout.errors import ConfigError
 from rollout.model import Image, Node, SmokeResult, SshTarget
 
@@ -35,20 +35,16 @@ _OUTPUT_TAIL = 2000
 
 
 def http_check(address: str, port: int, check: HttpCheck, timeout: float) -> str | None:
-    """Run one HTTP check; None when it passes, else what went wrong."""
+    """Run one HTTP check within ``timeout`` seconds in all; None when it
+    passes, else what went wrong."""
     where = f"GET {check.path}"
-    conn = http.client.HTTPConnection(address, port, timeout=timeout)
     try:
-        conn.request("GET", check.path, headers={"User-Agent": "rollout-smoke"})
-        response = conn.getresponse()
-        body = response.read(65536).decode("utf-8", "replace")
-    except (OSError, http.client.HTTPException) as exc:
+        answer = http_get(address, port, check.path, timeout, user_agent="rollout-smoke")
+    except ProbeError as exc:
         return f"{where}: no answer from {address}:{port}: {exc}"
-    finally:
-        conn.close()
-    if response.status != check.status:
-        return f"{where}: expected status {check.status}, got {response.status}"
-    if check.contains is not None and check.contains not in body:
+    if answer.status != check.status:
+        return f"{where}: expected status {check.status}, got {answer.status}"
+    if check.contains is not None and check.contains not in answer.body:
         return f"{where}: the body does not contain {check.contains!r}"
     return None
 
@@ -56,12 +52,18 @@ def http_check(address: str, port: int, check: HttpCheck, timeout: float) -> str
 def ssh_config_text(alias: str, target: SshTarget, control_dir: Path) -> str:
     """An ssh_config block for ``alias`` carrying the target's options, with a
     ControlMaster so every command of the suite reuses one connection. The
-    ControlPath avoids ``%C``, which testinfra cannot handle."""
+    ControlPath avoids ``%C``, which testinfra cannot handle.
+
+    ssh_config is line-based, so no value may hold a newline (it would add a
+    directive such as ProxyCommand): :class:`SshTarget` checks its fields, the
+    alias and control directory are checked here, and paths are quoted."""
+    names.address(alias, "ssh_config: Host")
+    control = names.ssh_path(str(control_dir), "control directory", "ssh_config")
     lines = [
         f"Host {alias}",
         f"  HostName {target.host}",
-        f"  User {target.user}",
-        f"  Port {target.port}",
+        f"  User {names.ssh_user(target.user, 'ssh_config')}",
+        f"  Port {int(target.port)}",
     ]
     options = target.ssh_options()
     i = 0
@@ -72,12 +74,15 @@ def ssh_config_text(alias: str, target: SshTarget, control_dir: Path) -> str:
             key, _, val = value.partition("=")
             lines.append(f"  {key} {val}")
         elif flag == "-i":
-            lines.append(f"  IdentityFile {value}")
+            lines.append(f"  IdentityFile {names.ssh_quote(value)}")
         i += 2
+    control_path = f"{control}/cm-%r@%h:%p"
+    if any(c.isspace() for c in control_path):
+        control_path = f'"{control_path}"'
     lines += [
         "  ControlMaster auto",
         "  ControlPersist 30s",
-        f"  ControlPath {control_dir}/cm-%r@%h:%p",
+        f"  ControlPath {control_path}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -161,12 +166,6 @@ class TestinfraSmokeRunner:
                 break
             result = self._attempt(node, image, deadline, started)
         return result
-
-    def smoke_http_only(self, node: Node) -> SmokeResult:
-        """Only the HTTP checks: for pools without a suite, or a quick re-check."""
-        started = time.monotonic()
-        failures = self._http(node, started + self.timeout)
-        return self._result(started, failures, [], None, "")
 
     def _attempt(self, node: Node, image: Image, deadline: float, started: float) -> SmokeResult:
         http_failures = self._http(node, deadline)

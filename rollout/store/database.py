@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Double, Table, cast, create_engine, event, extract, func
@@ -37,7 +38,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from sqlalchemy.sql.elements import ColumnElement
 
 from rollout.errors import JournalError, JournalUnavailable, JournalUnusable
-from rollout.store.url import Engine, StateUrl
+from rollout.paths import PRIVATE_DIR, PRIVATE_FILE
+from rollout.state_url import Engine, StateUrl
 
 T = TypeVar("T")
 
@@ -61,6 +63,8 @@ class Database:
         self._immediate = False
         self._conn: Connection | None = None
         if url.engine is Engine.SQLITE:
+            assert url.path is not None
+            _private_file(url.path)
             self.engine = create_engine(url.url, connect_args={
                 "timeout": 10.0, "isolation_level": None, "check_same_thread": False,
             })
@@ -229,8 +233,8 @@ class Database:
                 return
             path = self.url.path
             assert path is not None
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+            fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 self._immediate = True
@@ -244,6 +248,20 @@ class _Retry(Exception):
     def __init__(self, error: SQLAlchemyError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _private_file(path: Path) -> None:
+    """Create the SQLite file private (0600, in a 0700 directory) before SQLite
+    opens it: SQLite gives the -wal and -shm files the database file's mode, and
+    the journal holds the pools' settings (aws.user_data included). A file made
+    by an older version (0644) is tightened."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, PRIVATE_FILE)
+    finally:
+        os.close(fd)
 
 
 def reason(exc: BaseException) -> str:

@@ -42,11 +42,11 @@ from rollout.errors import (
 )
 from rollout.events import Event, from_dict
 from rollout.protocols import Clock
+from rollout.state_url import StateUrl, parse_state_url, sqlite_url
 from rollout.store import codec, migrate
 from rollout.store.database import Database, reason
 from rollout.store.lease_table import Fence, Holder, LeaseStatus, LeaseTable, check_fence
 from rollout.store.schema import SCHEMA_VERSION, events, replacements, rollouts, steps, waits
-from rollout.store.url import StateUrl, parse_state_url, sqlite_url
 
 __all__ = ["SCHEMA_VERSION", "Holding", "Journal", "Record", "Step"]
 
@@ -98,7 +98,7 @@ class Journal:
     """The state store: rollouts, steps, waits, events and the pools' leases.
 
     ``location`` is a SQLite file (a Path, or a str without ``://``) or a state
-    URL (a :class:`StateUrl` or its text, see :mod:`rollout.store.url`);
+    URL (a :class:`StateUrl` or its text, see :mod:`rollout.state_url`);
     :func:`rollout.store.stores.open_store` is the usual way in."""
 
     def __init__(self, location: Path | str | StateUrl, *,

@@ -21,9 +21,9 @@ from typing import Protocol
 from rollout.core.state import RolloutState, Wait
 from rollout.errors import ConfigError
 from rollout.events import Event
+from rollout.state_url import StateUrl, parse_state_url, sqlite_url
 from rollout.store.journal import Finished, Holding, Journal, Record, Step
 from rollout.store.lease_table import Holder, LeaseStatus, LeaseTable
-from rollout.store.url import StateUrl, parse_state_url, sqlite_url
 
 ENV_VAR = "ROLLOUT_STATE_URL"
 

@@ -25,6 +25,8 @@ from typing import TypeVar
 
 import pytest
 
+from rollout.app.workspace import Workspace
+from rollout.config import Pool, PoolSettings
 from rollout.drivers.haproxy.config import (
     EMPTY_PORT,
     BackendSpec,
@@ -42,6 +44,7 @@ pytestmark = pytest.mark.functional
 FRONTEND_PORT = 18110
 TCP_ADMIN = "127.0.0.1:18101"
 SSH_PORT = 2299
+REPO = Path(__file__).resolve().parents[2]
 SERVICE_PORT = 18180
 
 T = TypeVar("T")
@@ -565,3 +568,26 @@ def test_missing_and_refused_sockets_raise(tmp_path: Path) -> None:
         HAProxyRuntime.from_url(f"unix://{tmp_path}/nope.sock").command("show info")
     with pytest.raises(DriverError, match=r"tcp://127.0.0.1:18199: cannot talk"):
         HAProxyRuntime.from_url("tcp://127.0.0.1:18199").command("show info")
+
+
+def test_an_ssh_runtime_url_uses_the_pools_key_and_known_hosts(
+    haproxy: Callable[..., HAProxy], sshd: tuple[str, str], tmp_path: Path
+) -> None:
+    """haproxy.ssh_key and haproxy.known_hosts reach the SSH transport that
+    from_workspace builds (the lab's sshd knows only this key, and its host key
+    is only in this known_hosts)."""
+    key, known_hosts = sshd
+    hap = haproxy()
+    settings = PoolSettings.model_validate({
+        "pool_size": 3, "service_port": SERVICE_PORT,
+        "haproxy": {"backend": "web", "frontend_port": FRONTEND_PORT, "slots": 4,
+                    "runtime": f"ssh://root@127.0.0.1:{SSH_PORT}{hap.socket}",
+                    "ssh_key": key, "known_hosts": known_hosts},
+    })
+    pool = Pool(env="lab", role="web", settings=settings, source=tmp_path / "web.yml")
+    ws = Workspace.open(REPO, "lab", tmp_path / "data")
+    lb = HAProxyLoadBalancer.from_workspace(ws, pool)
+    try:
+        assert [m.slot for m in lb.members()] == ["node1", "node2", "node3", "node4"]
+    finally:
+        lb.runtime.close()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
-from rollout.backends.lab.nodes import node_running, nspawn_command
+from rollout.backends.lab.nodes import _ensure_client_key, node_running, nspawn_command
 from rollout.backends.lab.records import (
     LabContext,
     NodeRecord,
@@ -87,3 +90,33 @@ def test_a_bare_pid_is_not_trusted(tmp_path: Path) -> None:
     lab = _lab(tmp_path)
     assert not node_running(lab, _rec(pid=os.getpid()))  # alive, but not our nspawn
     assert not node_running(lab, _rec(pid=None))
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
+def test_parallel_launches_make_one_client_key_pair(tmp_path: Path) -> None:
+    """Launches in parallel threads all need the lab's client key: exactly one
+    pair is made, and the .pub every node gets authorises that private key."""
+    lab = LabContext(DataDir(tmp_path / "data"), LabSettings())
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+    pubs: list[str] = []
+
+    def launch() -> None:
+        barrier.wait()
+        try:
+            key = _ensure_client_key(lab)
+            pubs.append(key.with_suffix(".pub").read_text())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=launch) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    derived = subprocess.run(["ssh-keygen", "-y", "-f", str(lab.client_key)],
+                             capture_output=True, text=True, check=True).stdout.split()[:2]
+    assert {tuple(p.split()[:2]) for p in pubs} == {tuple(derived)}
+    assert sorted(p.name for p in lab.client_key.parent.iterdir()) == ["id_ed25519",
+                                                                       "id_ed25519.pub"]

@@ -15,12 +15,12 @@ from alembic import command
 from sqlalchemy import create_engine, inspect, text
 
 from rollout.errors import JournalUnusable
+from rollout.state_url import parse_state_url
 from rollout.store import migrate
 from rollout.store.journal import Journal
 from rollout.store.lease import Lease
 from rollout.store.schema import SCHEMA_VERSION
 from rollout.store.stores import open_store
-from rollout.store.url import parse_state_url
 from rollout.testing.postgres import PostgresCluster
 
 FIXTURES = Path(__file__).parent / "fixtures"

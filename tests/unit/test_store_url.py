@@ -8,8 +8,8 @@ import pytest
 
 from rollout.config import EnvSettings, validate_model
 from rollout.errors import ConfigError
+from rollout.state_url import Engine, parse_state_url
 from rollout.store.stores import open_store, resolve_url
-from rollout.store.url import Engine, parse_state_url
 
 
 @pytest.mark.parametrize(("text", "engine", "shown"), [

@@ -3,9 +3,9 @@ readiness probes, and how an instance description becomes a :class:`Node`."""
 
 from __future__ import annotations
 
-import http.client
 import os
-import socket
+import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +20,7 @@ from rollout.backends.aws import (
 )
 from rollout.backends.aws.session import tag_list, tags_of
 from rollout.config import AwsSettings
+from rollout.drivers.probe import ProbeError, http_get, tcp_open
 from rollout.errors import ConfigError, DriverError
 from rollout.model import Image, Node, NodeState, Readiness, SshTarget
 
@@ -44,38 +45,37 @@ def tcp_http_probe(
     http_port: int = 80,
     path: str = "/healthz",
     ssh_port: int = 22,
-    timeout: float = 2.0,
+    timeout: float = 4.0,
 ) -> Readiness:
-    """One real probe: SSH's port accepts a connection and HTTP answers 2xx/3xx.
-    (``systemd`` stays empty: it would need a command over SSH.)"""
+    """One real probe: SSH's port accepts a connection and HTTP answers at all,
+    both within ``timeout`` seconds in total (a peer that answers byte by byte
+    cannot hold the observe loop). (``systemd`` stays empty: it would need a
+    command over SSH.)"""
     host = node.address
     if not host:
         return Readiness(False, "the instance has no IP address yet")
+    deadline = time.monotonic() + timeout
     try:
-        with socket.create_connection((host, ssh_port), timeout=timeout):
-            pass
-    except OSError as exc:
-        return Readiness(False, f"ssh {host}:{ssh_port}: {exc}")
-    conn = http.client.HTTPConnection(host, http_port, timeout=timeout)
+        tcp_open(host, ssh_port, timeout)
+    except ProbeError as exc:
+        return Readiness(False, f"ssh: {exc}")
     try:
-        conn.request("GET", path)
-        status = conn.getresponse().status
-    except (OSError, http.client.HTTPException) as exc:
-        return Readiness(False, f"http://{host}:{http_port}{path}: {exc}", ssh=True)
-    finally:
-        conn.close()
+        status = http_get(host, http_port, path, max(deadline - time.monotonic(), 0.001),
+                          read_body=False).status
+    except ProbeError as exc:
+        return Readiness(False, str(exc), ssh=True)
     # Any answer means the service is up; whether it is *right* is the smoke gate's call.
     return Readiness(True, f"ssh and http answer (HTTP {status})", ssh=True, http=True)
 
 
 def ssh_port_probe(node: Node) -> Readiness:
-    """A builder's readiness: its SSH port accepts a connection (the service
-    is not configured yet, so there is no HTTP to ask)."""
+    """A builder's readiness: its SSH port accepts a connection within 3 s (the
+    service is not configured yet, so there is no HTTP to ask)."""
     try:
-        with socket.create_connection((node.address, 22), timeout=3.0):
-            return Readiness(True, "ssh answers", ssh=True)
-    except OSError as exc:
-        return Readiness(False, f"ssh {node.address}:22: {exc}")
+        tcp_open(node.address, 22, timeout=3.0)
+    except ProbeError as exc:
+        return Readiness(False, f"ssh: {exc}")
+    return Readiness(True, "ssh answers", ssh=True)
 
 
 def template_ref(ref: str, version: str) -> dict[str, str]:
@@ -168,7 +168,14 @@ def instance_node(
 
 def ssh_target_for(node: Node, aws: AwsSettings) -> SshTarget:
     """How to reach an instance over SSH, per the pool's aws settings (the same
-    for pool nodes and bake builders)."""
+    for pool nodes and bake builders).
+
+    The host key is kept under the instance id (``HostKeyAlias``), not the
+    address: AWS gives a private address to a later instance, whose new key
+    would otherwise clash with the old one's and fail verification (which
+    pushes people to turn checking off). A known_hosts file for such a pool
+    lists ``i-0abc... ssh-ed25519 AAAA...`` lines, or an ``@cert-authority *``
+    line for host certificates."""
     if not node.address:
         raise DriverError(
             f"ssh {node.name}: instance {node.target} has no {aws.ssh_address} IP address",
@@ -180,4 +187,13 @@ def ssh_target_for(node: Node, aws: AwsSettings) -> SshTarget:
         key_file=expand_user(aws.ssh_key),
         known_hosts=expand_user(aws.known_hosts),
         host_key_policy=aws.host_key_policy,
+        host_key_alias=instance_id(node),
     )
+
+
+def instance_id(node: Node) -> str:
+    """The node's instance id (``i-`` and hex), checked: it names host keys."""
+    iid = node.target
+    if not re.fullmatch(r"i-[0-9a-f]{8,32}", iid):
+        raise DriverError(f"ssh {node.name}: {iid!r} is not an EC2 instance id")
+    return iid

@@ -8,6 +8,7 @@ a node on the lab's host bridge.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from rollout.backends import Site
@@ -66,7 +67,13 @@ class LabBackend(Backend):
         hap = pool.settings.haproxy
         assert hap is not None  # validate() refuses a pool without it
         url = hap.runtime or f"unix://{self.site.data.lab / 'haproxy.sock'}"
-        return HAProxyLoadBalancer.for_pool(pool, HAProxyRuntime.from_url(url))
+        runtime = HAProxyRuntime.from_url(
+            url,
+            ssh_key=os.path.expanduser(hap.ssh_key) if hap.ssh_key else None,
+            known_hosts=os.path.expanduser(hap.known_hosts) if hap.known_hosts else None,
+            allow_remote_tcp=hap.allow_remote_tcp,
+        )
+        return HAProxyLoadBalancer.for_pool(pool, runtime)
 
     def smoke_runner(self, pool: Pool, provider: Provider) -> SmokeRunner:
         return TestinfraSmokeRunner.for_pool(

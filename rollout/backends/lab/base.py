@@ -58,8 +58,28 @@ def base_rootfs(data: DataDir) -> Path:
     return data.base_cache / base_key() / "rootfs"
 
 
+def debootstrap_command(target: Path) -> list[str]:
+    """The debootstrap command line that builds the base into ``target``.
+
+    ``--force-check-gpg``: without it, a missing archive keyring only warns, and
+    debootstrap goes on to install packages it has not authenticated (our mirror
+    is plain HTTP). With it, that is an error, before anything is downloaded.
+    """
+    return [
+        "debootstrap", "--variant=minbase", "--force-check-gpg",
+        f"--include={','.join(PACKAGES)}", SUITE, str(target), MIRROR,
+    ]
+
+
 def base_ready(data: DataDir) -> bool:
     return (data.base_cache / base_key() / "stamp").is_file()
+
+
+def _system_dir(path: Path) -> None:
+    """A directory of the image that every user may read (0755 whatever the umask)."""
+    if not path.is_dir():
+        path.mkdir(parents=True)
+        os.chmod(path, 0o755)
 
 
 def customise(rootfs: Path) -> None:
@@ -67,18 +87,21 @@ def customise(rootfs: Path) -> None:
     etc = rootfs / "etc"
     if not (etc / "os-release").exists() and not (rootfs / "usr/lib/os-release").exists():
         raise EnvironmentProblem(f"{rootfs}: not a Debian root file system")
+    # Modes are explicit below: the CLI's umask (077) must not leak into the image.
     # An empty machine-id gives each boot its own id without a first-boot preset.
     (etc / "machine-id").write_text("")
+    os.chmod(etc / "machine-id", 0o644)
     (rootfs / "var/lib/dbus/machine-id").unlink(missing_ok=True)
     (etc / "hostname").unlink(missing_ok=True)
     for key in (etc / "ssh").glob("ssh_host_*"):
         key.unlink()
     (etc / "ssh/node").mkdir(mode=0o700, exist_ok=True)
     dropin = etc / "ssh/sshd_config.d/rollout-lab.conf"
-    dropin.parent.mkdir(parents=True, exist_ok=True)
+    _system_dir(dropin.parent)
     dropin.write_text(SSHD_DROPIN)
+    os.chmod(dropin, 0o644)
     wants = etc / "systemd/system/multi-user.target.wants"
-    wants.mkdir(parents=True, exist_ok=True)
+    _system_dir(wants)
     ssh_link = wants / "ssh.service"
     if not ssh_link.is_symlink():
         ssh_link.symlink_to("/lib/systemd/system/ssh.service")
@@ -100,7 +123,7 @@ def ensure_base(data: DataDir, *, on_event: Callable[[str], None] = lambda _m: N
         return rootfs
     require_programs(["debootstrap"])
     data.base_cache.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data.base_cache / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(data.base_cache / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         if base_ready(data):  # built by someone else while we waited
@@ -119,11 +142,10 @@ def _build(data: DataDir, on_event: Callable[[str], None]) -> None:
     on_event(f"building the base image {base_key()} with debootstrap (about a minute)")
     started = time.monotonic()
     try:
-        run(
-            ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-             SUITE, str(tmp / "rootfs"), MIRROR],
-            timeout=1200, what=f"debootstrap of the base image into {tmp}",
-        )
+        # umask 022: the tree is every node's root file system, which the
+        # nodes' unprivileged services must read (the CLI itself runs at 077).
+        run(debootstrap_command(tmp / "rootfs"), timeout=1200, umask=0o022,
+            what=f"debootstrap of the base image into {tmp}")
         customise(tmp / "rootfs")
         (tmp / "stamp").write_text(json.dumps({
             "suite": SUITE, "packages": list(PACKAGES), "customisation": CUSTOMISATION,

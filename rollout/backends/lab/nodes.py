@@ -90,7 +90,12 @@ def _allocate_volume(lab: LabContext, env: str, role: str) -> Path:
     for slot in itertools.count(1):
         path = volume_slot_dir(lab, env, role, slot)
         if str(path) not in held:
-            path.mkdir(parents=True, exist_ok=True)
+            if not path.is_dir():
+                path.mkdir(parents=True)
+                # The volume is a directory of the node (mounted at volume_path),
+                # where services that are not root may need to look: 0755, as a
+                # directory made inside the node would be. Its parent stays 0700.
+                os.chmod(path, 0o755)
             return path
     raise AssertionError("unreachable")
 
@@ -153,8 +158,16 @@ def list_nodes(lab: LabContext) -> list[NodeRecord]:
 
 
 def _ensure_client_key(lab: LabContext) -> Path:
+    """The lab's client key pair, made once. Parallel launches (threads of one
+    run, or several runs) race to make it: under the lab lock, the first makes
+    it and the others find it; the .pub is in place before the key, so a key
+    that exists always has its own .pub."""
     key = lab.client_key
-    if not key.exists():
+    if key.exists():
+        return key
+    with lab_lock(lab):
+        if key.exists():  # made by another launch while we waited
+            return key
         key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = key.with_name(f".tmp-{os.getpid()}")
         for leftover in (tmp, tmp.with_suffix(".pub")):
@@ -185,12 +198,16 @@ def _spawn(lab: LabContext, rec: NodeRecord) -> int:
     """Start nspawn detached (its own session, reparented away from us); its pid."""
     log = Path(rec.console_log)
     log.parent.mkdir(parents=True, exist_ok=True)
+    # The console log is ours (private). nspawn gets the usual umask 022, not
+    # the CLI's 077: a node must not depend on our umask (nspawn 252 resets it
+    # for the container anyway, measured; this keeps it so on other versions).
+    os.close(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     # The shell backgrounds nspawn and exits, so nspawn outlives this process
     # and never becomes our zombie; `echo $!` hands back its pid.
     script = 'log="$1"; shift; "$@" </dev/null >>"$log" 2>&1 & echo $!'
     cmd = ["sh", "-c", script, "sh", str(log), *nspawn_command(lab, rec)]
     proc = subprocess.run(cmd, capture_output=True, text=True, start_new_session=True,
-                          check=False, timeout=30)
+                          check=False, timeout=30, umask=0o022)
     if proc.returncode != 0 or not proc.stdout.strip().isdigit():
         raise DriverError(f"node {rec.name}: could not start systemd-nspawn: {proc.stderr}")
     return int(proc.stdout.strip())

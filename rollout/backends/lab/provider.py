@@ -15,10 +15,7 @@ really that node's systemd-nspawn:
 
 from __future__ import annotations
 
-import socket
 import threading
-import urllib.error
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,6 +23,7 @@ from rollout import names
 from rollout.backends.lab import nodes
 from rollout.backends.lab.records import LabContext, NodeRecord, read_record, write_record
 from rollout.config import Pool
+from rollout.drivers.probe import ProbeError, http_get, tcp_open
 from rollout.errors import DriverError, NotFoundError
 from rollout.model import LaunchSpec, Node, NodeState, Readiness, SshTarget
 from rollout.protocols import ImageStore, Provider
@@ -147,14 +145,15 @@ class LabProvider(Provider):
         return Path(old.volume_dir)
 
     def readiness(self, node: Node) -> Readiness:
-        """One cheap probe: TCP 22, then one ssh call, then one HTTP GET."""
+        """One cheap probe: TCP 22, then one ssh call, then one HTTP GET; each
+        step has a total deadline (0.5 s, 10 s, 2 s), so a node that answers
+        byte by byte cannot hold the observe loop."""
         rec = read_record(self.lab, node.name)
         if rec is None or rec.removing or not nodes.node_running(self.lab, rec):
             return Readiness(False, "the node's systemd-nspawn is not running")
         try:
-            with socket.create_connection((rec.address, 22), timeout=0.5):
-                pass
-        except OSError as exc:
+            tcp_open(rec.address, 22, timeout=0.5)
+        except ProbeError as exc:
             return Readiness(False, f"ssh port not open yet: {exc}")
         target = nodes.ssh_target(self.lab, rec.name)
         proc = nodes.ssh_run(
@@ -173,14 +172,11 @@ class LabProvider(Provider):
             return Readiness(False, detail, ssh=True, systemd=state,
                              failed=state in ("degraded", "maintenance", "stopping"))
         settings = self.pool.settings
-        url = f"http://{rec.address}:{settings.service_port}{settings.health_path}"
         try:
-            with urllib.request.urlopen(url, timeout=2.0) as resp:
-                status = int(resp.status)
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-        except (OSError, ValueError) as exc:
-            return Readiness(False, f"GET {url}: {exc}", ssh=True, systemd=state)
+            status = http_get(rec.address, settings.service_port, settings.health_path, 2.0,
+                              read_body=False).status
+        except ProbeError as exc:
+            return Readiness(False, str(exc), ssh=True, systemd=state)
         # Ready means HTTP answers at all; whether it answers *correctly* is the
         # smoke gate's verdict, which names the failing check.
         return Readiness(True, f"ready (GET {settings.health_path}: HTTP {status})", ssh=True,

@@ -20,7 +20,7 @@ from rollout import names
 from rollout.config import LabSettings
 from rollout.errors import DriverError
 from rollout.fsio import write_atomic
-from rollout.paths import DataDir
+from rollout.paths import PRIVATE_FILE, DataDir, private_dir
 
 
 @dataclass(frozen=True)
@@ -132,8 +132,8 @@ def read_records(lab: LabContext) -> list[NodeRecord]:
 @contextmanager
 def lab_lock(lab: LabContext) -> Iterator[None]:
     """An exclusive lock on the lab's records (address allocation, network setup)."""
-    lab.data.lab.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lab.data.lab / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    private_dir(lab.data.lab)
+    fd = os.open(lab.data.lab / "lock", os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

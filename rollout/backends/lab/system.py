@@ -86,8 +86,12 @@ def run(
     input: str | None = None,
     timeout: float = 120.0,
     what: str | None = None,
+    umask: int = -1,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` and capture its output as text.
+
+    ``umask`` (when given) is the program's: the CLI runs with 077, but a
+    program that builds a root file system for the nodes needs the usual 022.
 
     A missing program raises EnvironmentProblem; a non-zero exit (with
     ``check``) or a timeout raises DriverError quoting stderr, prefixed by
@@ -104,6 +108,7 @@ def run(
             timeout=timeout,
             check=False,
             stdin=None if input is not None else subprocess.DEVNULL,
+            umask=umask,
         )
     except FileNotFoundError:
         package = PACKAGES.get(args[0], args[0])

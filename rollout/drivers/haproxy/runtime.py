@@ -78,9 +78,12 @@ class HAProxyRuntime:
         ssh_key: str | None = None,
         known_hosts: str | None = None,
         timeout: float = 5.0,
+        allow_remote_tcp: bool = False,
     ) -> HAProxyRuntime:
         """Build a runtime from ``unix://``, ``tcp://`` or ``ssh://`` (see module doc).
-        Nothing is connected until the first command."""
+        Nothing is connected until the first command. ``tcp://`` to another
+        host is refused unless ``allow_remote_tcp``: the admin API would cross
+        the network unencrypted and unauthenticated (use ``ssh://``)."""
         if not timeout > 0:
             raise ConfigError(f"HAProxy runtime {url}: timeout must be > 0 (got {timeout!r})")
         if not isinstance(url, str) or _WORD_BAD.search(url):
@@ -103,6 +106,14 @@ class HAProxyRuntime:
                 raise ConfigError(
                     f"HAProxy runtime URL {url!r}: expected tcp://HOST:PORT",
                     hint="e.g. tcp://127.0.0.1:9999 for 'stats socket ipv4@127.0.0.1:9999'",
+                )
+            remote = names.remote_tcp_host(url)
+            if remote is not None and not allow_remote_tcp:
+                raise ConfigError(
+                    f"HAProxy runtime URL {url!r}: {remote} is not this host, and tcp:// "
+                    "sends the admin API unencrypted and unauthenticated",
+                    hint="use ssh://user@host/path/to/socket, or set "
+                    "haproxy.allow_remote_tcp: true if the network is trusted",
                 )
             return cls(
                 SocketTransport(
