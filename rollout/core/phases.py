@@ -14,7 +14,10 @@ from dataclasses import dataclass, replace
 from rollout.core.state import (
     Action,
     AddMember,
+    AttachVolume,
     DestroyNode,
+    FinishRemoval,
+    JoinGroup,
     Launch,
     Phase,
     RemoveMember,
@@ -39,7 +42,7 @@ from rollout.events import (
     ReplacementRestored,
     Waiting,
 )
-from rollout.model import Admin, Health, LaunchSpec, Member, Node, NodeState
+from rollout.model import Admin, Health, LaunchSpec, Member, Node, NodeState, Readiness, Setup
 
 # Phases in which the old node is (being) taken out of service.
 _OLD_OUT = {
@@ -101,8 +104,27 @@ class Pass:
     # --- helpers ---------------------------------------------------------------
 
     def node(self, name: str) -> Node | None:
+        """The node, unless it is gone or going (destroyed, its removal unfinished)."""
         node = self.world.nodes.get(name)
-        return node if node is not None and node.state is not NodeState.GONE else None
+        if node is None or node.state in (NodeState.GONE, NodeState.REMOVING):
+            return None
+        return node
+
+    def gone(self, i: int, name: str) -> bool:
+        """True once node ``name`` is fully gone; otherwise emit the next step
+        of its removal: destroy it, or finish a removal destroy began."""
+        node = self.world.nodes.get(name)
+        if node is None or node.state is NodeState.GONE:
+            return True
+        if node.state is NodeState.REMOVING:
+            return self.act(i, FinishRemoval, node)
+        return self.act(i, DestroyNode, node)
+
+    def setup(self, i: int, node: Node, probe: Readiness | None) -> bool:
+        """Emit the setup step the probe names (False); True when it names none."""
+        if probe is None or probe.ready or probe.setup is None:
+            return True
+        return self.act(i, _SETUP[probe.setup], node)
 
     def member(self, target: str) -> Member | None:
         return self.world.members.get(target) if target else None
@@ -226,6 +248,9 @@ class Pass:
             error = (f"new node {rep.new_name} was not ready within "
                      f"timeouts.ready {self.timeouts.ready:g}s{detail}")
         if error is None:
+            new = self.node(rep.new_name)
+            if new is not None and not self.setup(i, new, probe):
+                return False
             return self.wait_for(i, f"{rep.new_name} booting", deadline)
         if rep.relaunches < self.settings.boot_retries:
             # A machine that fails to boot says nothing about the image yet
@@ -241,9 +266,8 @@ class Pass:
     def relaunching(self, i: int, rep: Replacement) -> bool:
         """Destroy the new node that failed to boot, then launch another under a
         new name (attempt + 1). Journaled as any phase: a crash here resumes here."""
-        new = self.node(rep.new_name)
-        if new is not None:
-            return self.act(i, DestroyNode, new)
+        if not self.gone(i, rep.new_name):
+            return False
         attempt = rep.attempt + 1
         self.set(i, attempt=attempt, relaunches=rep.relaunches + 1, new_target="", error=None,
                  new_name=node_name(self.state.role, self.state.id, i, attempt))
@@ -336,9 +360,8 @@ class Pass:
             return self.wait_for(i, f"retrying the retirement of {rep.old_name}")
         if self.member(rep.old_target) is not None:
             return self.act(i, RemoveMember, self.old_node(rep))
-        old = self.node(rep.old_name)
-        if old is not None:
-            return self.act(i, DestroyNode, old)
+        if not self.gone(i, rep.old_name):
+            return False
         self.move(i, Phase.DONE)
         self.events.append(ReplacementDone(
             self.state.id, self.now, index=i, old_node=rep.old_name, new_node=rep.new_name,
@@ -364,9 +387,7 @@ class Pass:
             if busy and self.now - since <= self.timeouts.drain:
                 return self.wait_for(i, f"draining {rep.new_name}")
             return self.act(i, RemoveMember, new_ref)
-        if new is not None:
-            return self.act(i, DestroyNode, new)
-        return True
+        return self.gone(i, rep.new_name)
 
     def restoring(self, i: int, rep: Replacement) -> bool:
         """Old node back in service first, then the new one out: capacity never dips."""
@@ -391,6 +412,8 @@ class Pass:
         member = self.member(rep.old_target)
         if member is None or member.admin is not Admin.READY:
             probe = self.world.readiness.get(rep.old_name)
+            if not self.setup(i, old, probe):
+                return False
             if probe is None or not probe.ready:
                 return self.wait_for(i, f"{rep.old_name} starting again", deadline)
             if member is None:
@@ -415,6 +438,11 @@ class Pass:
             self.move(i, Phase.RESTORED)
         return False
 
+
+_SETUP: dict[Setup, Callable[..., Action]] = {
+    Setup.ATTACH_VOLUME: AttachVolume,
+    Setup.JOIN_GROUP: JoinGroup,
+}
 
 _NEW_SIDE = {Phase.LAUNCHING, Phase.BOOTING, Phase.RELAUNCHING, Phase.SMOKING, Phase.ADDING,
              Phase.RISING}

@@ -41,7 +41,10 @@ from rollout.core.decide import (
 from rollout.core.state import (
     Action,
     AddMember,
+    AttachVolume,
     DestroyNode,
+    FinishRemoval,
+    JoinGroup,
     Launch,
     Outcome,
     Phase,
@@ -64,6 +67,7 @@ from rollout.errors import (
     RolloutError,
     RolloutFailed,
     RolloutHalted,
+    TransientError,
     UnfinishedRolloutError,
 )
 from rollout.events import Event, RolloutStarted, StepFinished, StepStarted, Waiting
@@ -224,7 +228,15 @@ class Controller:
                 running = state.status is RolloutStatus.RUNNING
                 if running and not state.stopping and self.stop_requested():
                     state = self._commit(request_stop(state, self.clock.now()))
-                world = self._observe(state, pool)
+                try:
+                    world = self._observe(state, pool)
+                except RolloutError as exc:
+                    # A declared driver error that is not transient (access
+                    # denied, a corrupt record, a misconfigured LB): waiting
+                    # would only run into the progress deadline.
+                    state = self._commit(halt(state, f"cannot observe the pool: {exc}",
+                                              self.clock.now()))
+                    world = None
                 if world is None and self._observe_error_since is not None:
                     waited = self.clock.now() - self._observe_error_since
                     if waited > state.settings.timeouts.progress_deadline:
@@ -241,6 +253,15 @@ class Controller:
                     self._settle(state, inflight)
                     return state
                 self._pause(inflight)
+        except RolloutError:
+            raise
+        except Exception:
+            # A bug, in a driver's observation or here: not a state to wait
+            # out. Journal the outcomes of running actions, then let it reach
+            # the CLI as an internal error (exit 70, traceback file); the
+            # rollout stays unfinished, as after a crash, for `resume`.
+            self._settle(state, inflight)
+            raise
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
@@ -249,7 +270,7 @@ class Controller:
                  pool: futures.ThreadPoolExecutor | None) -> World | None:
         try:
             nodes, members = self.provider.list(), self.lb.members()
-        except Exception as exc:
+        except TransientError as exc:
             message = f"cannot observe the pool: {exc}"
             if message != self._observe_error:
                 self._emit(state, Waiting(state.id, self.clock.now(), reason=message))
@@ -268,10 +289,14 @@ class Controller:
         return World(world.nodes, world.members, probes)
 
     def _probe(self, node: Node) -> Readiness:
+        """One readiness probe. A transient error is a probe to repeat; another
+        declared error says waiting will not help; anything else propagates."""
         try:
             return self.provider.readiness(node)
-        except Exception as exc:
+        except TransientError as exc:
             return Readiness(False, f"probe failed: {exc}")
+        except RolloutError as exc:
+            return Readiness(False, f"probe failed: {exc}", failed=True)
 
     def _start(self, state: RolloutState, actions: tuple[Action, ...],
                pool: futures.ThreadPoolExecutor | None,
@@ -321,6 +346,12 @@ class Controller:
                 node = self.provider.start(action.node)
             elif isinstance(action, DestroyNode):
                 self.provider.destroy(action.node)
+            elif isinstance(action, FinishRemoval):
+                self.provider.finish_removal(action.node)
+            elif isinstance(action, AttachVolume):
+                self.provider.attach_volume(action.node)
+            elif isinstance(action, JoinGroup):
+                self.provider.join_group(action.node)
             else:
                 raise TypeError(f"unknown action {action!r}")
         except Exception as exc:
