@@ -15,13 +15,19 @@ writes them. For an ASG pool the group's members count as nodes too.
 | labels       | the instance tags plus ``aws:ami``, ``aws:az``, ``aws:asg-state``   |
 
 Readiness is: the instance is ``running``, its instance and system status
-checks are ``ok``, then ``probe(node)`` answers. The default probe
-(:func:`tcp_http_probe`) connects to SSH (port 22) and GETs the pool's
-``health_path`` on ``service_port``; tests pass a scripted probe because
-moto's instances have no network.
+checks are ``ok``, its data volume (if the pool keeps one) is attached, then
+``probe(node)`` answers, then (ASG pools) it is an in-service, protected
+member of the group. The default probe (:func:`tcp_http_probe`) connects to
+SSH (port 22) and GETs the pool's ``health_path`` on ``service_port``; tests
+pass a scripted probe because moto's instances have no network.
+
+Readiness only reads. When the volume waits to be attached or the node to
+join its group, it says so (``Readiness.setup``) and the core takes the step
+as a journaled action: :meth:`AwsProvider.attach_volume`,
+:meth:`AwsProvider.join_group`.
 
 ASG pools (``aws.auto_scaling_group``): see :mod:`rollout.backends.aws.asg` for the
-desired-capacity choreography. A new node is attached once it is ready (the
+desired-capacity choreography. A new node joins once it is ready (the
 ``AttachInstances`` API wants a running instance); a retired one is detached
 with decrement before it is terminated, so the group never launches a
 replacement of its own. Call :meth:`AwsProvider.on_rollout_succeeded` when a
@@ -35,6 +41,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from rollout import names
@@ -65,8 +72,8 @@ from rollout.backends.aws.volumes import PoolVolumes
 from rollout.clock import SystemClock
 from rollout.config import AwsSettings, Pool, PoolSettings
 from rollout.errors import ConfigError, DriverError, NotFoundError
-from rollout.model import Image, LaunchSpec, Node, Readiness, SshTarget
-from rollout.protocols import Clock
+from rollout.model import Image, LaunchSpec, Node, Readiness, Setup, SshTarget
+from rollout.protocols import Clock, Provider
 
 if TYPE_CHECKING:
     from rollout.app.workspace import Workspace
@@ -74,7 +81,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("rollout.backends.aws")
 
 
-class AwsProvider:
+class AwsProvider(Provider):
     """``rollout.protocols.Provider`` over EC2 (and an ASG when configured)."""
 
     def __init__(
@@ -375,24 +382,52 @@ class AwsProvider:
                 False, f"{node.target} status checks: instance {checks[0]}, system {checks[1]}"
             )
         if self.volumes is not None:
-            attached = self.volumes.attach_held(node.name, node.target)
-            if attached in ("attaching", "elsewhere"):
-                return Readiness(False, f"{node.name}: data volume {attached}")
+            where = self.volumes.attachment(node.name, node.target)
+            if where == "free":
+                return Readiness(False, f"{node.name}: data volume not attached yet",
+                                 setup=Setup.ATTACH_VOLUME)
+            if where in ("attaching", "elsewhere"):
+                return Readiness(False, f"{node.name}: data volume {where}")
         if not node.address:
             found = self._find(node)
             if found is not None:
                 node = self._nodes([found])[0]
         result = self.probe(node)
-        if result.ready and self.group is not None:
-            self._ensure_member(node)
+        if result.ready and self._owes_membership(node):
+            assert self.group is not None
+            return replace(result, ready=False, setup=Setup.JOIN_GROUP,
+                           detail=f"{result.detail}; not yet in service in group "
+                                  f"{self.group.name!r}")
         return result
 
-    def _ensure_member(self, node: Node) -> None:
+    def _owes_membership(self, node: Node) -> bool:
+        """An instance meant for the group (tagged so) that is not yet an
+        in-service, protected member of it."""
+        group = self.group
+        if group is None:
+            return False
+        found = self._find(node)
+        if found is None or tags_of(found).get(TAG_ASG) != group.name:
+            return False
+        member = group.describe().members.get(str(found["InstanceId"]))
+        return member is None or member.lifecycle != "InService" or not member.protected
+
+    def attach_volume(self, node: Node) -> None:
+        """Attach the node's data volume once its instance runs. Idempotent."""
+        if self.volumes is None:
+            return
+        if not node.target.startswith("i-"):
+            raise DriverError(f"attach the volume of {node.name}: no instance id yet")
+        self.volumes.attach_held(node.name, node.target)
+
+    def join_group(self, node: Node) -> None:
+        """Attach the instance to the group (or take it out of Standby), protected
+        from scale-in while the rollout runs. Idempotent."""
         group = self.group
         found = self._find(node)
         if group is None or found is None or tags_of(found).get(TAG_ASG) != group.name:
             return
-        group.attach(node.target)
+        group.attach(str(found["InstanceId"]))
 
     def stop(self, node: Node) -> None:
         inst = self._find(node)
@@ -424,7 +459,8 @@ class AwsProvider:
                 self.clients.ec2.start_instances(InstanceIds=[iid])
             inst = self._find(node) or inst
         # An ASG member left in Standby by stop() is put back in service by
-        # readiness() once it runs again (exit_standby wants it running).
+        # join_group() once it runs again (exit_standby wants it running):
+        # readiness names that step when the node answers.
         return self._nodes([inst])[0]
 
     def _take_volume_back(self, node: Node, iid: str) -> None:
@@ -452,7 +488,7 @@ class AwsProvider:
                         hint="remove the protection, or set aws.replace_protected: true",
                     )
                 with aws_errors("tag instance", iid):
-                    # Say it is leaving, so readiness() never attaches it again.
+                    # Say it is leaving, so it is never owed a membership again.
                     self.clients.ec2.create_tags(
                         Resources=[iid], Tags=tag_list({TAG_ASG: "retired"})
                     )
