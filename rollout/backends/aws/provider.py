@@ -40,7 +40,6 @@ import builtins
 import hashlib
 import logging
 import time
-from collections import Counter
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -64,9 +63,9 @@ from rollout.backends.aws.ec2 import (
     run_params,
     ssh_target_for,
     tcp_http_probe,
-    template_ref,
 )
 from rollout.backends.aws.images import AwsImageStore
+from rollout.backends.aws.placement import Placement
 from rollout.backends.aws.session import AwsClients, aws_errors, tag_list, tags_of
 from rollout.backends.aws.volumes import PoolVolumes
 from rollout.clock import SystemClock
@@ -121,7 +120,8 @@ class AwsProvider(Provider):
             )
         )
         self._ami_images: dict[str, Image | None] = {}
-        self._subnet_az: dict[str, str] = {}
+        self.placement = Placement(self.clients, self.aws, self.group,
+                                   f"pool {self.env}/{self.role}")
         # One EBS volume per slot, handed from an old node to its replacement.
         self.volumes = PoolVolumes(
             self.clients, self.env, self.role, size=aws.volume_size,
@@ -221,58 +221,6 @@ class AwsProvider(Provider):
 
     # -- launching -------------------------------------------------------
 
-    def _subnets(self) -> builtins.list[str]:
-        if self.aws.subnets:
-            return list(self.aws.subnets)
-        if self.group is not None:
-            return list(self.group.describe().subnets)
-        return []
-
-    def _learn_zones(self, subnets: builtins.list[str]) -> None:
-        missing = [s for s in subnets if s not in self._subnet_az]
-        if missing:
-            with aws_errors("describe subnets", ", ".join(missing)):
-                for sub in self.clients.paginate(
-                    "ec2", "describe_subnets", "Subnets", SubnetIds=missing
-                ):
-                    self._subnet_az[str(sub["SubnetId"])] = str(sub["AvailabilityZone"])
-
-    def _subnet_in(self, zone: str) -> str | None:
-        """A pool subnet in ``zone`` (a data volume cannot leave its zone)."""
-        subnets = self._subnets()
-        if not subnets:
-            return None
-        self._learn_zones(subnets)
-        for subnet in subnets:
-            if self._subnet_az.get(subnet) == zone:
-                return subnet
-        raise DriverError(
-            f"pool {self.env}/{self.role}: no subnet in {zone}, where the data volume is",
-            hint="add a subnet of that availability zone to aws.subnets",
-        )
-
-    def _pick_subnet(self) -> str | None:
-        """The subnet of the availability zone with the fewest pool nodes."""
-        subnets = self._subnets()
-        if len(subnets) <= 1:
-            return subnets[0] if subnets else None
-        self._learn_zones(subnets)
-        per_az = Counter(n.labels.get("aws:az", "") for n in self.list())
-
-        def load(subnet: str) -> tuple[int, int]:
-            return per_az[self._subnet_az.get(subnet, subnet)], subnets.index(subnet)
-
-        return min(subnets, key=load)
-
-    def _template(self) -> dict[str, str] | None:
-        ref, version = self.aws.launch_template, self.aws.launch_template_version
-        if ref is None and self.group is not None:
-            lt = self.group.describe().launch_template
-            if lt:
-                ref = lt.get("LaunchTemplateId") or lt.get("LaunchTemplateName")
-                version = lt.get("Version") or "$Default"
-        return template_ref(ref, version) if ref else None
-
     def node_tags(self, spec: LaunchSpec) -> dict[str, str]:
         """Every tag a node of ``spec`` carries (also on its volumes)."""
         tags = {
@@ -320,8 +268,9 @@ class AwsProvider(Provider):
             self.aws,
             ami=ami,
             tags=self.node_tags(spec),
-            template=self._template(),
-            subnet=self._subnet_in(volume["AvailabilityZone"]) if volume else self._pick_subnet(),
+            template=self.placement.template(),
+            subnet=(self.placement.subnet_in(volume["AvailabilityZone"]) if volume
+                    else self.placement.pick_subnet(self.list())),
             instance_type=self.aws.instance_type,
         )
         if self.aws.user_data:
