@@ -204,6 +204,7 @@ def notice_times(lab: LabHandle, samples: int) -> dict[str, list[float]]:
                     functools.partial(os.kill, pid, signal.SIGKILL), _not_running(name)))
             finally:
                 drivers.provider.destroy(node)
+                drivers.provider.finish_removal(node)
     return results
 
 

@@ -113,6 +113,9 @@ class TimedProvider:
         self.stop: Callable[[Node], None] = cost.timed(inner.stop)
         self.start: Callable[[Node], Node] = cost.timed(inner.start)
         self.destroy: Callable[[Node], None] = cost.timed(inner.destroy)
+        self.attach_volume: Callable[[Node], None] = cost.timed(inner.attach_volume)
+        self.join_group: Callable[[Node], None] = cost.timed(inner.join_group)
+        self.finish_removal: Callable[[Node], None] = cost.timed(inner.finish_removal)
         self.ssh = inner.ssh
 
 

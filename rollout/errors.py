@@ -88,6 +88,13 @@ class DriverError(RolloutError):
     exit_code = ExitCode.HALTED
 
 
+class TransientError(DriverError):
+    """A driver call failed in a way that may pass by itself: a socket that
+    refuses or times out, a network error, throttling. Observation retries it
+    on the next pass (bounded by the rollout's deadlines); any other error of
+    an observation stops the loop at once."""
+
+
 class BakeError(RolloutError):
     """An image bake failed; no image was registered and no builder is left."""
 

@@ -26,7 +26,19 @@ class NodeState(StrEnum):
     PENDING = "pending"  # launched, not yet running (booting)
     RUNNING = "running"  # the machine runs; readiness is a separate probe
     STOPPED = "stopped"  # stopped but restorable (same name, address, image)
+    # Destroy was asked and the machine is going away, but it still holds
+    # resources (the lab: its netns, veth and record) until the core's
+    # finish_removal step releases them.
+    REMOVING = "removing"
     GONE = "gone"  # destroyed or never existed
+
+
+class Setup(StrEnum):
+    """A step the provider owes a node before it can be ready. Readiness names
+    it; the core takes it as a journaled action (observation never mutates)."""
+
+    ATTACH_VOLUME = "attach_volume"  # its data volume is free and waits to be attached
+    JOIN_GROUP = "join_group"  # it answers, but is not yet an in-service group member
 
 
 class Admin(StrEnum):
@@ -107,6 +119,9 @@ class Readiness:
     # The node will not become ready by waiting (systemd finished booting
     # "degraded": a unit failed). The controller fails the step at once.
     failed: bool = False
+    # Not ready until the provider takes this step (Provider.attach_volume or
+    # Provider.join_group); the core asks for it as an action.
+    setup: Setup | None = None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,13 @@ protocol explicitly (``class AwsProvider(Provider)``).
 Every call here is a single, bounded operation: waiting is the decision core's
 job, done by polling these methods against an injected clock, so that a crash
 at any point leaves a world that the next run can observe and reconcile.
+
+Observation never changes the world: ``Provider.list``, ``Provider.readiness``
+and ``LoadBalancer.members`` only read. Whatever a node still needs (its data
+volume attached, its group membership, the end of a removal) is reported by
+them and done by the core through an explicit, journaled method. Those methods
+have defaults that do nothing, for providers that never ask for them; a driver
+subclasses the protocol to inherit them.
 """
 
 from __future__ import annotations
@@ -42,7 +49,8 @@ class Provider(Protocol):
 
     def list(self) -> list[Node]:
         """Every node of the pool that exists, including stopped and booting
-        ones, and nodes that a rollout created but did not finish with."""
+        ones, nodes that a rollout created but did not finish with, and nodes
+        whose removal is unfinished (``NodeState.REMOVING``). Read-only."""
         ...
 
     def launch(self, spec: LaunchSpec) -> Node:
@@ -51,7 +59,8 @@ class Provider(Protocol):
         ...
 
     def readiness(self, node: Node) -> Readiness:
-        """Probe once, without waiting: is ssh up, systemd running, HTTP answering?"""
+        """Probe once, without waiting: is ssh up, systemd running, HTTP answering?
+        Read-only: a step the node still needs is named in ``Readiness.setup``."""
         ...
 
     def stop(self, node: Node) -> None:
@@ -64,13 +73,29 @@ class Provider(Protocol):
 
     def destroy(self, node: Node) -> None:
         """Remove the node for good. Idempotent: a gone node is not an error.
-        May return once the node is going away; it must no longer be listed
-        as RUNNING, and its resources must be released without further calls."""
+        May return once the node is going away: it is then listed as
+        ``REMOVING`` until :meth:`finish_removal` has released what it holds."""
         ...
 
     def ssh(self, node: Node) -> SshTarget:
         """How to reach the node over SSH (for the smoke gate, bakes, forensics)."""
         ...
+
+    def attach_volume(self, node: Node) -> None:
+        """Attach the node's data volume (readiness said ``Setup.ATTACH_VOLUME``).
+        Idempotent and bounded. The default: this provider has no volumes."""
+        return None
+
+    def join_group(self, node: Node) -> None:
+        """Make the node an in-service member of its group (readiness said
+        ``Setup.JOIN_GROUP``). Idempotent. The default: there is no group."""
+        return None
+
+    def finish_removal(self, node: Node) -> None:
+        """Finish removing a node listed as ``REMOVING``: wait, bounded, until
+        its machine is gone and release what it held. Idempotent. The default:
+        this provider's destroy finishes on its own."""
+        return None
 
     def on_rollout_succeeded(self, image: Image) -> None:
         """After a rollout (or phoenix run, or replacement) of the pool succeeded

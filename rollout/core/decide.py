@@ -14,14 +14,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from rollout.config import PoolSettings
-from rollout.core import soak as soaking
 from rollout.core.batches import Plan
-from rollout.core.phases import Decision, Pass, node_name
+from rollout.core.phases import Decision, Pass, advance, node_name
+from rollout.core.release import batch_events, fail_rollout, release_batches, start_pending, wait
 from rollout.core.state import (
     MAX_RETRIES,
     Action,
     AddMember,
-    Counters,
     Launch,
     Outcome,
     Phase,
@@ -30,12 +29,9 @@ from rollout.core.state import (
     RolloutState,
     RolloutStatus,
     RunSmoke,
-    Soak,
-    Strategy,
-    Wait,
     World,
 )
-from rollout.events import BatchDone, RetryScheduled, RolloutFinished, SoakVerdict
+from rollout.events import RetryScheduled, RolloutFinished
 from rollout.model import Admin, FailureKind, Image, NodeState
 
 __all__ = [
@@ -106,11 +102,11 @@ def decide(
     run = Pass(state, world, now, busy)
     _check_rollout(run)
     for i in range(len(run.reps)):
-        run.advance(i)
-    _release_batches(run)
+        advance(run, i)
+    release_batches(run)
     _check_rollout(run)
-    _start_pending(run)
-    _batch_events(run)
+    start_pending(run)
+    batch_events(run)
     return _finish(run)
 
 
@@ -167,7 +163,7 @@ def _apply(run: Pass, action: Action, outcome: Outcome) -> bool:
                      f"smoke test of {action.node.name} took {outcome.duration:.1f}s, "
                      f"more than timeouts.smoke {limit:g}s")
         else:
-            run.waits.append(_wait(i, "smoke", outcome.duration, now))
+            run.waits.append(wait(i, "smoke", outcome.duration, now))
             run.move(i, Phase.ADDING)
     elif isinstance(action, AddMember) and rep.phase is Phase.ADDING:
         run.move(i, Phase.RISING)
@@ -218,10 +214,6 @@ def resume_state(state: RolloutState, now: float) -> RolloutState:
 # --- the rollout as a whole ------------------------------------------------------
 
 
-def _wait(i: int | None, kind: str, seconds: float, now: float) -> Wait:
-    return Wait(i, kind, max(0.0, seconds), now)
-
-
 def _retry(run: Pass, i: int, action: Action, error: str) -> None:
     rep = run.reps[i]
     retries = rep.retries + 1
@@ -236,123 +228,18 @@ def _retry(run: Pass, i: int, action: Action, error: str) -> None:
     ))
 
 
-def _fail_rollout(run: Pass, reason: str, why: RestoreReason) -> None:
-    run.failing = run.failing or reason
-    for i in range(len(run.reps)):
-        run.restore(i, why)
-
-
 def _check_rollout(run: Pass) -> None:
     state, settings = run.state, run.settings
     if run.failing or state.aborting or state.stopping or run.halted:
         return
     failures = sum(1 for r in run.reps if r.restore_reason is RestoreReason.FAILED)
     if failures > settings.failure_budget:
-        _fail_rollout(run, f"{failures} replacement(s) failed, more than failure_budget "
+        fail_rollout(run, f"{failures} replacement(s) failed, more than failure_budget "
                            f"{settings.failure_budget}", RestoreReason.ROLLOUT_FAILED)
     elif run.now - state.last_progress > settings.timeouts.progress_deadline:
-        _fail_rollout(run, f"no progress for timeouts.progress_deadline "
+        fail_rollout(run, f"no progress for timeouts.progress_deadline "
                            f"{settings.timeouts.progress_deadline:g}s",
                       RestoreReason.ROLLOUT_FAILED)
-
-
-def _needs_soak(run: Pass, batch: int) -> bool:
-    s = run.settings
-    return batch == 0 and s.canary > 0 and s.soak > 0 and not run.state.soaked
-
-
-def _release_batches(run: Pass) -> None:
-    """Move a batch to RETIRING once all its nodes are parked in STANDBY and,
-    for the canary batch, the soak passed."""
-    soak = run.soak
-    for batch in sorted({r.batch for r in run.reps if r.phase is Phase.STANDBY}):
-        reps = [r for r in run.reps if r.batch == batch]
-        settled = (Phase.STANDBY, Phase.RETIRING, Phase.DONE, Phase.RESTORED, Phase.SKIPPED)
-        if any(r.phase not in settled for r in reps):
-            continue
-        standby = [r for r in reps if r.phase is Phase.STANDBY]
-        if any(r.index not in run.parked for r in standby):
-            continue
-        if _needs_soak(run, batch):
-            if soak is None or soak.batch != batch:
-                baseline = {t: Counters.of(m) for t, m in run.world.members.items()}
-                run.soak = Soak(batch, run.now, baseline)
-                run.progressed = True
-                for r in standby:
-                    run.wait_for(r.index, f"soaking canary for {run.settings.soak:g}s",
-                                 run.now + run.settings.soak)
-                continue
-            news = [r.new_target for r in standby]
-            ours = {r.new_target for r in run.reps if r.new_target}
-            verdict = soaking.verdict(soak, run.world.members, news, ours, run.settings)
-            elapsed = run.now - soak.started
-            if verdict.passed and elapsed < run.settings.soak:
-                continue
-            if not verdict.passed and not verdict.at_once and elapsed < run.settings.soak:
-                continue
-            run.events.append(SoakVerdict(
-                run.state.id, run.now, batch=batch, passed=verdict.passed,
-                rate_new=verdict.rate_new, rate_old=verdict.rate_old, flaps=verdict.flaps,
-                seconds=elapsed, reason=verdict.reason,
-            ))
-            run.soak = None
-            run.progressed = True
-            if not verdict.passed:
-                for r in reps:
-                    run.restore(r.index, RestoreReason.CANARY)
-                _fail_rollout(run, f"canary regression: {verdict.reason}",
-                              RestoreReason.ROLLOUT_FAILED)
-                continue
-            run.soaked = True
-            run.waits.append(_wait(None, "soak", elapsed, run.now))
-        for r in standby:
-            run.move(r.index, Phase.RETIRING)
-            run.advance(r.index)
-
-
-def _released(run: Pass, rep: Replacement) -> bool:
-    """Whether a later batch may start: this one no longer holds an LB slot."""
-    if rep.phase.terminal:
-        return True
-    return rep.phase is Phase.RETIRING and rep.old_target not in run.world.members
-
-
-def _start_pending(run: Pass) -> None:
-    state = run.state
-    if run.failing or run.halted or state.stopping or state.aborting:
-        return
-    pending = [r for r in run.reps if r.phase is Phase.PENDING]
-    if not pending:
-        return
-    batch = min(r.batch for r in pending)
-    if not all(_released(run, r) for r in run.reps if r.batch < batch):
-        return
-    for rep in pending:
-        if rep.batch != batch:
-            continue
-        if state.strategy is Strategy.SURGE:
-            run.move(rep.index, Phase.LAUNCHING)
-        elif run.capacity_for(rep.index):
-            run.move(rep.index, Phase.DRAINING)
-        else:
-            continue
-        run.advance(rep.index)
-
-
-def _batch_events(run: Pass) -> None:
-    done = set(run.state.batches_done)
-    for batch in sorted({r.batch for r in run.reps} - done):
-        reps = [r for r in run.reps if r.batch == batch]
-        if all(r.phase.terminal for r in reps) and not any(
-            r.phase is Phase.SKIPPED for r in reps
-        ):
-            done.add(batch)
-            run.events.append(BatchDone(
-                run.state.id, run.now, batch=batch,
-                replaced=sum(1 for r in reps if r.phase is Phase.DONE),
-                restored=sum(1 for r in reps if r.phase is Phase.RESTORED),
-            ))
-    run.batches_done = frozenset(done)
 
 
 def _state(run: Pass, status: RolloutStatus | None = None, message: str = "") -> RolloutState:

@@ -11,16 +11,20 @@ Surge (the default) — the new node serves before the old one stops::
     PENDING    nothing; waits for its batch's turn          earlier batches released LAUNCHING
     LAUNCHING  provider.launch(new) (idempotent by name)    new node listed          BOOTING
     BOOTING    probe readiness        (timeouts.ready)      probe says ready         SMOKING
+               (the probe names a setup step: take it,
+               provider.attach_volume / join_group)
                (never ready, or booted degraded, and       boot_retries left        RELAUNCHING)
-    RELAUNCHING provider.destroy(new); then a new name,     failed node gone         LAUNCHING
-               attempt + 1 (the old node is untouched)
+    RELAUNCHING provider.destroy(new), finish_removal;      failed node gone         LAUNCHING
+               then a new name, attempt + 1 (the old
+               node is untouched)
     SMOKING    smoke.run(new)         (timeouts.smoke)      the suite passed         ADDING
     ADDING     lb.add(new)                                  member READY             RISING
     RISING     wait for the LB's check (timeouts.lb_up)     member UP + capacity ok  DRAINING
     DRAINING   old -> DRAIN           (timeouts.drain)      old sessions 0 / timeout STANDBY
     STANDBY    old -> MAINT (+ stop if standby: stopped);   whole batch parked and   RETIRING
                the canary batch soaks, comparing counters   soak verdict passed
-    RETIRING   lb.remove(old), then provider.destroy(old)   old gone from LB + list  DONE
+    RETIRING   lb.remove(old), provider.destroy(old), then  old gone from LB + list  DONE
+               finish_removal while it is listed REMOVING   (fully: not even REMOVING)
 
 In place (pools that cannot surge) — the old node leaves first::
 
@@ -30,9 +34,10 @@ In place (pools that cannot surge) — the old node leaves first::
 
 A failure in any phase before RETIRING (a driver error, a deadline, a failed
 smoke) moves the replacement to RESTORING. RESTORING puts the OLD node back
-first (start it if stopped, wait until ready, admin READY, wait until UP) and
-only then takes the new one out (DRAIN, wait sessions 0 or timeouts.drain,
-remove, destroy), so capacity never dips::
+first (start it if stopped, wait until ready, taking any setup step its probe
+names, admin READY, wait until UP) and only then takes the new one out (DRAIN,
+wait sessions 0 or timeouts.drain, remove, destroy, finish the removal), so
+capacity never dips::
 
     any phase < RETIRING --failure/abort/stop/budget/canary--> RESTORING
     RESTORING --old in service, new removed and destroyed--> RESTORED
@@ -301,6 +306,21 @@ class StartNode(Action):
 @dataclass(frozen=True)
 class DestroyNode(Action):
     kind = "destroy"
+
+
+@dataclass(frozen=True)
+class AttachVolume(Action):
+    kind = "attach_volume"
+
+
+@dataclass(frozen=True)
+class JoinGroup(Action):
+    kind = "join_group"
+
+
+@dataclass(frozen=True)
+class FinishRemoval(Action):
+    kind = "finish_removal"
 
 
 @dataclass(frozen=True)

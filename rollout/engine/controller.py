@@ -22,7 +22,7 @@ import socket
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from rollout import names
 from rollout.config import Pool
@@ -36,60 +36,34 @@ from rollout.core.decide import (
     request_abort,
     request_stop,
     resume_state,
-    wants_probe,
 )
 from rollout.core.state import (
     Action,
-    AddMember,
-    DestroyNode,
     Launch,
     Outcome,
-    Phase,
-    RemoveMember,
-    RestoreReason,
     RolloutState,
     RolloutStatus,
-    RunSmoke,
     SetAdmin,
-    StartNode,
-    StopNode,
     World,
 )
+from rollout.engine.observe import Observer
+from rollout.engine.perform import perform
 from rollout.engine.reap import ReapReport, reap
+from rollout.engine.result import RolloutResult, conclude
 from rollout.errors import (
     ConfigError,
-    Interrupted,
     LockHeldError,
     NotFoundError,
     RolloutError,
-    RolloutFailed,
-    RolloutHalted,
     UnfinishedRolloutError,
 )
-from rollout.events import Event, RolloutStarted, StepFinished, StepStarted, Waiting
-from rollout.model import Image, Node, Readiness
+from rollout.events import Event, RolloutStarted, StepFinished, StepStarted
+from rollout.model import Image
 from rollout.protocols import Clock, LoadBalancer, Provider, SmokeRunner
 from rollout.store.journal import Journal
 from rollout.store.lease import Lease
 
-
-@dataclass(frozen=True)
-class RolloutResult:
-    id: str
-    status: RolloutStatus
-    replaced: tuple[str, ...]  # old nodes now gone, replaced by new ones
-    restored: tuple[str, ...]  # old nodes put back after a failure, abort or canary
-    not_replaced: tuple[str, ...]  # skipped or still pending
-    already_on_target: tuple[str, ...]
-    wall: float
-    waits: dict[str, float] = field(default_factory=dict)
-    message: str = ""
-
-    @property
-    def overhead(self) -> float | None:
-        """Wall time ÷ the irreducible waits (boot, smoke, lb_rise, drain, soak)."""
-        total = sum(self.waits.values())
-        return self.wall / total if total > 0 else None
+__all__ = ["Controller", "RolloutResult"]
 
 
 @dataclass
@@ -133,8 +107,7 @@ class Controller:
         self.workers = workers
         self.lease = lease
         self.new_id = new_id
-        self._observe_error_since: float | None = None
-        self._observe_error = ""
+        self.observer = Observer(provider, lb, clock, self._emit)
 
     # --- entry points ---------------------------------------------------------------
 
@@ -224,13 +197,7 @@ class Controller:
                 running = state.status is RolloutStatus.RUNNING
                 if running and not state.stopping and self.stop_requested():
                     state = self._commit(request_stop(state, self.clock.now()))
-                world = self._observe(state, pool)
-                if world is None and self._observe_error_since is not None:
-                    waited = self.clock.now() - self._observe_error_since
-                    if waited > state.settings.timeouts.progress_deadline:
-                        state = self._commit(halt(state, f"cannot observe the pool for "
-                                                  f"{waited:.0f}s: {self._observe_error}",
-                                                  self.clock.now()))
+                state, world = self._look(state, pool)
                 if world is not None:
                     busy = frozenset(f.action.index for f in inflight.values())
                     decision = decide(state, world, self.clock.now(), busy)
@@ -241,37 +208,38 @@ class Controller:
                     self._settle(state, inflight)
                     return state
                 self._pause(inflight)
+        except RolloutError:
+            raise
+        except Exception:
+            # A bug, in a driver's observation or here: not a state to wait
+            # out. Journal the outcomes of running actions, then let it reach
+            # the CLI as an internal error (exit 70, traceback file); the
+            # rollout stays unfinished, as after a crash, for `resume`.
+            self._settle(state, inflight)
+            raise
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
 
-    def _observe(self, state: RolloutState,
-                 pool: futures.ThreadPoolExecutor | None) -> World | None:
+    def _look(self, state: RolloutState, pool: futures.ThreadPoolExecutor | None,
+              ) -> tuple[RolloutState, World | None]:
+        """Observe; halt when that fails for good or for too long."""
+        observer = self.observer
         try:
-            nodes, members = self.provider.list(), self.lb.members()
-        except Exception as exc:
-            message = f"cannot observe the pool: {exc}"
-            if message != self._observe_error:
-                self._emit(state, Waiting(state.id, self.clock.now(), reason=message))
-            self._observe_error = message
-            if self._observe_error_since is None:
-                self._observe_error_since = self.clock.now()
-            return None
-        self._observe_error_since, self._observe_error = None, ""
-        world = World.of(nodes, members)
-        wanted = [world.nodes[n] for n in sorted(wants_probe(state, world)) if n in world.nodes]
-        if pool is not None and len(wanted) > 1:
-            probes = dict(zip([n.name for n in wanted], pool.map(self._probe, wanted),
-                              strict=True))
-        else:
-            probes = {n.name: self._probe(n) for n in wanted}
-        return World(world.nodes, world.members, probes)
-
-    def _probe(self, node: Node) -> Readiness:
-        try:
-            return self.provider.readiness(node)
-        except Exception as exc:
-            return Readiness(False, f"probe failed: {exc}")
+            world = observer.observe(state, pool)
+        except RolloutError as exc:
+            # A declared driver error that is not transient (access denied, a
+            # corrupt record, a misconfigured LB): waiting would only run into
+            # the progress deadline.
+            return self._commit(halt(state, f"cannot observe the pool: {exc}",
+                                     self.clock.now())), None
+        if world is None and observer.failing_since is not None:
+            waited = self.clock.now() - observer.failing_since
+            if waited > state.settings.timeouts.progress_deadline:
+                state = self._commit(halt(state, f"cannot observe the pool for "
+                                                 f"{waited:.0f}s: {observer.error}",
+                                          self.clock.now()))
+        return state, world
 
     def _start(self, state: RolloutState, actions: tuple[Action, ...],
                pool: futures.ThreadPoolExecutor | None,
@@ -301,32 +269,7 @@ class Controller:
             inflight[future] = _Flight(action, step_id)
 
     def _perform(self, action: Action) -> Outcome:
-        """One driver call. Any Exception is an outcome; BaseException is not."""
-        started = self.clock.now()
-        node = smoke = None
-        try:
-            if isinstance(action, Launch) and action.spec is not None:
-                node = self.provider.launch(action.spec)
-            elif isinstance(action, RunSmoke) and action.image is not None:
-                smoke = self.smoke.run(action.node, action.image)
-            elif isinstance(action, AddMember):
-                self.lb.add(action.node)
-            elif isinstance(action, SetAdmin):
-                self.lb.set_admin(action.node, action.admin)
-            elif isinstance(action, RemoveMember):
-                self.lb.remove(action.node)
-            elif isinstance(action, StopNode):
-                self.provider.stop(action.node)
-            elif isinstance(action, StartNode):
-                node = self.provider.start(action.node)
-            elif isinstance(action, DestroyNode):
-                self.provider.destroy(action.node)
-            else:
-                raise TypeError(f"unknown action {action!r}")
-        except Exception as exc:
-            error = str(exc) if isinstance(exc, RolloutError) else f"{type(exc).__name__}: {exc}"
-            return Outcome(False, self.clock.now() - started, error=error)
-        return Outcome(True, self.clock.now() - started, node=node, smoke=smoke)
+        return perform(action, self.provider, self.lb, self.smoke, self.clock)
 
     def _collect(self, state: RolloutState,
                  inflight: dict[futures.Future[Outcome], _Flight], apply: bool = True,
@@ -419,33 +362,4 @@ class Controller:
         return state
 
     def _conclude(self, state: RolloutState) -> RolloutResult:
-        reps = state.replacements
-        result = RolloutResult(
-            id=state.id, status=state.status,
-            replaced=tuple(r.old_name for r in reps if r.phase is Phase.DONE),
-            restored=tuple(r.old_name for r in reps if r.phase is Phase.RESTORED),
-            not_replaced=tuple(r.old_name for r in reps
-                               if r.phase in (Phase.SKIPPED, Phase.PENDING)),
-            already_on_target=state.skipped_nodes,
-            wall=(state.finished_at or self.clock.now()) - state.started_at,
-            waits=self.journal.wait_totals(state.id), message=state.message,
-        )
-        where = f"rollout {state.id} of {state.env}/{state.role}"
-        role = state.role
-        if state.status is RolloutStatus.FAILED:
-            restored = ", ".join(result.restored) or "none"
-            # Say why, not only that the budget ran out: the first failure's cause.
-            first = next((r.error for r in reps if r.restore_reason is RestoreReason.FAILED
-                          and r.error and r.error not in state.message), None)
-            cause = f"; first failure: {first}" if first else ""
-            raise RolloutFailed(f"{where} failed: {state.message}{cause} "
-                                f"(restored: {restored})", hint=f"see `rollout show {state.id}`")
-        if state.status is RolloutStatus.HALTED:
-            raise RolloutHalted(f"{where} halted: {state.message}",
-                                hint=f"fix the cause, then `rollout resume --role {role}`, "
-                                f"or `rollout abort --role {role}` to restore the old nodes")
-        if state.status is RolloutStatus.INTERRUPTED:
-            raise Interrupted(f"{where} was interrupted; in-flight nodes were restored",
-                              hint=f"`rollout resume --role {role}` continues it, "
-                              f"`rollout abort --role {role}` restores the old nodes")
-        return result
+        return conclude(state, self.journal.wait_totals(state.id), self.clock.now())

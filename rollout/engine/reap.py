@@ -8,6 +8,10 @@ a DONE replacement, or it is the old node of one. Nodes of unfinished rollouts
 are left to ``resume`` or ``abort``. A node that is in service in the LB is kept
 and reported, whatever its labels say. An LB member is reaped when no node the
 provider lists has its target and no unfinished rollout refers to it.
+
+A node whose removal was begun but never finished (listed ``REMOVING``: its
+controller died in between) is finished, whoever created it, unless an
+unfinished rollout names it (its ``resume`` finishes it).
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ def reap(pool: Pool, provider: Provider, lb: LoadBalancer, journal: Journal, clo
     rollouts = {s.id: s for s in journal.rollouts(pool.env, pool.role)}
     busy_targets = {t for s in rollouts.values() if s.status.unfinished
                     for r in s.replacements for t in (r.old_target, r.new_target) if t}
+    busy_names = {n for s in rollouts.values() if s.status.unfinished
+                  for r in s.replacements for n in (r.old_name, r.new_name)}
     destroyed: list[str] = []
     removed: list[str] = []
     kept: list[tuple[str, str]] = []
@@ -77,6 +83,7 @@ def reap(pool: Pool, provider: Provider, lb: LoadBalancer, journal: Journal, clo
                 lb.remove(node)
             if kind == "node":
                 provider.destroy(node)
+                provider.finish_removal(node)
         except Exception as exc:
             ok, error = False, str(exc)
         journal.finish_step(step, ok, error, clock.now(), clock.now() - started)
@@ -84,6 +91,13 @@ def reap(pool: Pool, provider: Provider, lb: LoadBalancer, journal: Journal, clo
             kept.append((node.name, f"reap failed: {error}"))
 
     for node in nodes:
+        if node.state is NodeState.REMOVING:
+            if node.name in busy_names:
+                kept.append((node.name, "an unfinished rollout removes it; resume or abort it"))
+            else:
+                act("node", node, members.get(node.lb_target), "its removal was never finished")
+                destroyed.append(node.name)
+            continue
         if _owner(node) is None or node.state is NodeState.GONE:
             continue
         doomed, why = _verdict(node, rollouts)

@@ -11,6 +11,13 @@ your own hooks. They run on virtual time: nothing sleeps for real.
     lb.stuck_sessions(node.lb_target, 3)             # its drain never finishes
     lb.set_error_rate(new_image.id, 0.2)             # 20% of its responses are 5xx
     smoke = FakeSmokeRunner(clock); smoke.fail(image=new_image.id, times=1)  # flake once
+    provider.fail("readiness", raises=KeyError)       # a driver bug, not a driver error
+
+Like the real drivers, the fakes never change anything when observed (``list``,
+``readiness``, ``members``). ``FakeProvider(setup=(Setup.ATTACH_VOLUME,
+Setup.JOIN_GROUP))`` makes every launched node owe those steps (an AWS pool
+with data volumes in an ASG), and ``two_step_removal=True`` lists a destroyed
+node as REMOVING until ``finish_removal`` (the lab's nspawn nodes).
 
 Health in :class:`FakeLoadBalancer` follows the provider: a member is UP once
 its node is ready and ``rise`` checks of ``interval`` seconds have passed.
@@ -23,7 +30,7 @@ import copy
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rollout.config import PoolSettings, Timeouts
@@ -37,6 +44,7 @@ from rollout.model import (
     Node,
     NodeState,
     Readiness,
+    Setup,
     SmokeResult,
     SshTarget,
 )
@@ -73,6 +81,7 @@ class _Rule:
     node: str | None
     image: str | None
     error: str
+    raises: type[Exception] = DriverError
 
 
 def _take(rules: list[_Rule], op: str, name: str, image: str) -> _Rule | None:
@@ -94,21 +103,28 @@ class _Machine:
     node: Node
     ready_at: float
     never_ready: bool = False
+    owed: list[Setup] = field(default_factory=list)  # setup steps not yet taken
 
 
 class FakeProvider(Provider):
     """Nodes that boot in ``boot_time`` virtual seconds; launch is idempotent by
     name; failures are injected with :meth:`fail` and :meth:`never_ready`.
     ``launches_from`` is what :meth:`on_rollout_succeeded` last pointed new
-    nodes at (as an ASG's launch template would be), None until then."""
+    nodes at (as an ASG's launch template would be), None until then.
+    ``setup`` lists the steps a launched (or restarted) node owes before it is
+    ready; with ``two_step_removal`` a destroyed node stays REMOVING until
+    :meth:`finish_removal`."""
 
     def __init__(
-        self, clock: FakeClock, *, role: str = "web", env: str = "lab", boot_time: float = 1.0
+        self, clock: FakeClock, *, role: str = "web", env: str = "lab", boot_time: float = 1.0,
+        setup: tuple[Setup, ...] = (), two_step_removal: bool = False,
     ) -> None:
         self.clock = clock
         self.role = role
         self.env = env
         self.boot_time = boot_time
+        self.setup = setup
+        self.two_step_removal = two_step_removal
         self.machines: dict[str, _Machine] = {}
         self.calls: list[tuple[str, str]] = []
         self._rules: list[_Rule] = []
@@ -143,11 +159,14 @@ class FakeProvider(Provider):
     def fail(
         self, op: str, *, times: int | None = 1, node: str | None = None,
         image: str | None = None, error: str = "injected failure",
+        raises: type[Exception] = DriverError,
     ) -> None:
-        """Make ``op`` (launch, readiness, stop, start, destroy, list) raise
-        DriverError ``times`` times (None: always), for one node or image."""
+        """Make ``op`` (launch, readiness, stop, start, destroy, list,
+        attach_volume, join_group, finish_removal) raise ``raises`` (DriverError;
+        TransientError; or KeyError for a bug) ``times`` times (None: always),
+        for one node or image."""
         with self._lock:
-            self._rules.append(_Rule(op, times, node, image, error))
+            self._rules.append(_Rule(op, times, node, image, error, raises))
 
     def never_ready(self, *, node: str | None = None, image: str | None = None) -> None:
         with self._lock:
@@ -178,15 +197,25 @@ class FakeProvider(Provider):
                 state=NodeState.PENDING, created_at=self.clock.now(), rollout_id=spec.rollout_id,
                 labels={"rollout_id": spec.rollout_id} if spec.rollout_id else {},
             )
-            machine = _Machine(node, self.clock.now() + self.boot_time)
+            machine = _Machine(node, self.clock.now() + self.boot_time, owed=list(self.setup))
             machine.never_ready = self._is_never(node)
             self.machines[spec.name] = machine
             return node
 
     def readiness(self, node: Node) -> Readiness:
+        """A volume is owed as soon as the machine runs, a group membership once
+        it answers (as on AWS)."""
         with self._lock:
             self._check("readiness", node.name, node.image_id)
+            machine = self.machines.get(node.name)
+            owed = machine.owed if machine is not None else []
+            running = machine is not None and self._current(machine).state is NodeState.RUNNING
+            if running and Setup.ATTACH_VOLUME in owed:
+                return Readiness(False, "data volume not attached", setup=Setup.ATTACH_VOLUME)
             if self.is_ready(node.name):
+                if Setup.JOIN_GROUP in owed:
+                    return Readiness(False, "not in service in its group", ssh=True,
+                                     systemd="running", http=True, setup=Setup.JOIN_GROUP)
                 return Readiness(True, "ready", ssh=True, systemd="running", http=True)
             return Readiness(False, "booting", ssh=False, systemd="starting", http=False)
 
@@ -206,6 +235,9 @@ class FakeProvider(Provider):
             if machine.node.state is NodeState.STOPPED:
                 machine.node = replace(machine.node, state=NodeState.PENDING)
                 machine.ready_at = self.clock.now() + self.boot_time
+                # A stopped group member left service (standby): it rejoins.
+                if Setup.JOIN_GROUP in self.setup and Setup.JOIN_GROUP not in machine.owed:
+                    machine.owed.append(Setup.JOIN_GROUP)
             return self._current(machine)
 
     def destroy(self, node: Node) -> None:
@@ -213,14 +245,38 @@ class FakeProvider(Provider):
             self.calls.append(("destroy", node.name))
             self._check("destroy", node.name, node.image_id)
             machine = self.machines.get(node.name)
-            if machine is not None:
-                machine.node = replace(machine.node, state=NodeState.GONE)
+            if machine is not None and machine.node.state is not NodeState.GONE:
+                state = NodeState.REMOVING if self.two_step_removal else NodeState.GONE
+                machine.node = replace(machine.node, state=state)
+                machine.ready_at = math.inf
 
     def ssh(self, node: Node) -> SshTarget:
         return SshTarget(host=node.address, host_key_policy="ignore")
 
     def on_rollout_succeeded(self, image: Image) -> None:
         self.launches_from = image
+
+    def attach_volume(self, node: Node) -> None:
+        self._take("attach_volume", node, Setup.ATTACH_VOLUME)
+
+    def join_group(self, node: Node) -> None:
+        self._take("join_group", node, Setup.JOIN_GROUP)
+
+    def finish_removal(self, node: Node) -> None:
+        with self._lock:
+            self.calls.append(("finish_removal", node.name))
+            self._check("finish_removal", node.name, node.image_id)
+            machine = self.machines.get(node.name)
+            if machine is not None and machine.node.state is NodeState.REMOVING:
+                machine.node = replace(machine.node, state=NodeState.GONE)
+
+    def _take(self, op: str, node: Node, step: Setup) -> None:
+        with self._lock:
+            self.calls.append((op, node.name))
+            self._check(op, node.name, node.image_id)
+            machine = self._machine(node.name)
+            if step in machine.owed:
+                machine.owed.remove(step)
 
     # --- for the fake LB and for assertions -----------------------------------------
 
@@ -267,7 +323,7 @@ class FakeProvider(Provider):
     def _check(self, op: str, name: str, image: str) -> None:
         rule = _take(self._rules, op, name, image)
         if rule is not None:
-            raise DriverError(f"fake provider: {op} {name}: {rule.error}")
+            raise rule.raises(f"fake provider: {op} {name}: {rule.error}")
 
 
 @dataclass
@@ -322,11 +378,11 @@ class FakeLoadBalancer:
 
     def fail(
         self, op: str, *, times: int | None = 1, target: str | None = None,
-        error: str = "injected socket error",
+        error: str = "injected socket error", raises: type[Exception] = DriverError,
     ) -> None:
-        """Make ``op`` (members, add, set_admin, remove) raise DriverError."""
+        """Make ``op`` (members, add, set_admin, remove) raise ``raises``."""
         with self._lock:
-            self._rules.append(_Rule(op, times, target, None, error))
+            self._rules.append(_Rule(op, times, target, None, error, raises))
 
     def stuck_sessions(self, target: str, sessions: int) -> None:
         """The member keeps ``sessions`` open forever (a drain that never ends)."""
@@ -440,7 +496,7 @@ class FakeLoadBalancer:
     def _check(self, op: str, target: str) -> None:
         rule = _take(self._rules, op, target, "")
         if rule is not None:
-            raise DriverError(f"fake LB: {op} {target}: {rule.error}")
+            raise rule.raises(f"fake LB: {op} {target}: {rule.error}")
 
 
 class FakeSmokeRunner:
@@ -551,9 +607,11 @@ class FakeWorld:
 
     @classmethod
     def create(cls, size: int = 4, *, role: str = "web", boot_time: float = 1.0,
+               setup: tuple[Setup, ...] = (), two_step_removal: bool = False,
                **lb_options: Any) -> FakeWorld:
         clock = FakeClock()
-        provider = FakeProvider(clock, role=role, boot_time=boot_time)
+        provider = FakeProvider(clock, role=role, boot_time=boot_time, setup=setup,
+                                two_step_removal=two_step_removal)
         old, new = image(role, "1.0.0", 1.0), image(role, "2.0.0", 2.0)
         lb = FakeLoadBalancer(clock, provider, **lb_options)
         lb.seed(provider.seed(size, old))

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from rollout.errors import DriverError, NotFoundError
-from rollout.model import Image, LaunchSpec, NodeState, Readiness
+from rollout.model import Image, LaunchSpec, NodeState, Readiness, Setup
 from tests.aws.moto_harness import ENV, ROLE, AwsWorld, register
 
 pytestmark = pytest.mark.aws
@@ -150,6 +150,10 @@ def test_asg_swap_keeps_desired_capacity_and_updates_the_template(asg_world: Aws
 
     new = provider.launch(spec("web-new", world.new))
     assert world.group()["DesiredCapacity"] == 2  # not a member until it is ready
+    owed = provider.readiness(new)  # names the step, takes none
+    assert not owed.ready and owed.setup is Setup.JOIN_GROUP
+    assert world.group()["DesiredCapacity"] == 2
+    provider.join_group(new)  # the core's journaled step
     assert provider.readiness(new).ready
     group = world.group()
     assert group["DesiredCapacity"] == 3
@@ -206,6 +210,8 @@ def test_asg_stop_uses_standby_so_the_group_does_not_replace_it(asg_world: AwsWo
     assert world.group()["DesiredCapacity"] == 1
 
     restarted = provider.start(node)
+    assert provider.readiness(restarted).setup is Setup.JOIN_GROUP
+    provider.join_group(restarted)
     assert provider.readiness(restarted).ready
     members = {i["InstanceId"]: i["LifecycleState"] for i in world.group()["Instances"]}
     assert members[node.target] == "InService"

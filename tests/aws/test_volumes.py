@@ -11,7 +11,7 @@ from rollout.backends.aws.provider import AwsProvider
 from rollout.backends.aws.volumes import TAG_VOLUME_HOLDER, TAG_VOLUME_PREVIOUS
 from rollout.config import PoolSettings
 from rollout.errors import DriverError
-from rollout.model import LaunchSpec, Node
+from rollout.model import LaunchSpec, Node, Setup
 from tests.aws.moto_harness import ENV, ROLE, AwsWorld, StepClock, always_ready
 
 pytestmark = pytest.mark.aws
@@ -54,7 +54,10 @@ def test_a_fresh_node_gets_a_volume_attached_once_it_runs(world: AwsWorld) -> No
     assert volume["AvailabilityZone"] == node.labels["aws:az"]
     assert volume["Size"] == 10
 
-    assert provider.readiness(node).ready is False  # attaching first
+    owed = provider.readiness(node)  # names the step, takes none
+    assert owed.ready is False and owed.setup is Setup.ATTACH_VOLUME
+    assert attached_to(world) is None
+    provider.attach_volume(node)  # the core's journaled step
     assert attached_to(world) == node.target
     assert provider.readiness(node).ready is True
 
@@ -62,7 +65,7 @@ def test_a_fresh_node_gets_a_volume_attached_once_it_runs(world: AwsWorld) -> No
 def test_the_volume_moves_only_from_a_stopped_node_and_comes_back(world: AwsWorld) -> None:
     provider = volume_provider(world)
     old = launch(provider, world, "web-a")
-    provider.readiness(old)
+    provider.attach_volume(old)
     assert attached_to(world) == old.target
 
     with pytest.raises(DriverError, match="not stopped"):
@@ -76,7 +79,7 @@ def test_the_volume_moves_only_from_a_stopped_node_and_comes_back(world: AwsWorl
     assert tags(volume)[TAG_VOLUME_HOLDER] == "web-b"
     assert tags(volume)[TAG_VOLUME_PREVIOUS] == "web-a"
     assert new.labels["aws:az"] == volume["AvailabilityZone"]
-    provider.readiness(new)
+    provider.attach_volume(new)
     assert attached_to(world) == new.target
 
     # Restore: refused while the replacement runs; after it is gone, back to the old.

@@ -88,6 +88,7 @@ def _cleanup_lab_nodes(provider: Any, lb: Any = None) -> None:
             if lb is not None:
                 lb.remove(node)
             provider.destroy(node)
+            provider.finish_removal(node)
 
 
 def _wait_ready(provider: Any, timeout: float = 60.0) -> None:

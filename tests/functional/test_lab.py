@@ -123,11 +123,11 @@ def test_provider_launch_readiness_destroy(lab: LabHandle) -> None:
         started = time.monotonic()
         provider.destroy(node)
         assert time.monotonic() - started < 1.0  # destroy is fast
+    # Until its removal is finished (a journaled step of the core) it is listed
+    # as going away, never as running; list() itself changes nothing.
+    assert {n.name: n.state for n in provider.list()}["web-ptest1"] is NodeState.REMOVING
+    provider.finish_removal(node)  # bounded: waits for nspawn to exit
     assert "web-ptest1" not in {n.name for n in provider.list()}
-    deadline = time.monotonic() + 15
-    while network.netns_path("web-ptest1").exists() and time.monotonic() < deadline:
-        provider.list()  # finishes a cleanup the background thread has not
-        time.sleep(0.1)
     assert not network.netns_path("web-ptest1").exists()
     assert read_record(lab.context, "web-ptest1") is None
 

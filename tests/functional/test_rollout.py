@@ -11,6 +11,8 @@ test_rollout_signals.py.
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from rollout.testing.lab import LabHandle
@@ -30,6 +32,25 @@ from tests.functional.rollout_cli import (
 
 pytestmark = pytest.mark.functional
 
+
+def lab_records(lab: LabHandle) -> set[str]:
+    return {p.name for p in lab.context.nodes_dir.iterdir() if not p.name.startswith(".")}
+
+
+def lab_netns(lab: LabHandle, known: set[str]) -> set[str]:
+    """The network namespaces of this lab's nodes (recorded, or among ``known``
+    names); other labs may share the host."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                            check=True).stdout.splitlines()
+    names = {line.split()[0] for line in listed if line.strip()}
+    return names & (lab_records(lab) | known)
+
+
+def lab_leftovers(lab: LabHandle, old: set[str]) -> tuple[list[str], list[str]]:
+    """(netns, records) of the nodes in ``old`` that are still there."""
+    return sorted(lab_netns(lab, old) & old), sorted(lab_records(lab) & old)
+
+
 def test_run_replaces_every_node_without_a_failed_request(healthy: LabHandle) -> None:
     lab = healthy
     target = next_target(lab)
@@ -37,7 +58,13 @@ def test_run_replaces_every_node_without_a_failed_request(healthy: LabHandle) ->
 
     with Loaded(lab) as load:
         proc = cli(lab, "run", "--role", ROLE, "--version", target, "--output", "json")
+        # A replacement is done only when its old node is fully gone: the
+        # moment the command exits, the lab holds exactly the pool's network
+        # namespaces and node records, none of a retired node.
+        left = lab_leftovers(lab, before)
     assert proc.returncode == 0, proc.stderr
+    assert left == ([], []), f"retired nodes left behind (netns, records): {left}"
+    assert len(lab_netns(lab, before)) == POOL_SIZE
     load.assert_no_failures()
     # Every line is one JSON object; the last says how it ended.
     events = events_of(proc.stdout)

@@ -19,6 +19,7 @@ from rollout.config import Pool
 from rollout.core.state import RolloutStatus
 from rollout.engine.controller import Controller
 from rollout.errors import RolloutFailed
+from rollout.model import Setup
 from rollout.store.journal import Journal
 from rollout.testing import FakeWorld, pool_settings
 
@@ -27,7 +28,8 @@ class Crash(BaseException):
     pass
 
 
-_MUTATING = {"launch", "stop", "start", "destroy", "add", "set_admin", "remove", "run"}
+_MUTATING = {"launch", "stop", "start", "destroy", "add", "set_admin", "remove", "run",
+             "attach_volume", "join_group", "finish_removal"}
 
 
 class Counter:
@@ -114,7 +116,24 @@ def _drain_fails(world: FakeWorld) -> None:
     world.lb.fail("set_admin", target=world.provider.live()[0].lb_target)
 
 
+def _owes_setup_and_removes_in_two_steps(world: FakeWorld) -> None:
+    # An AWS pool with data volumes in an ASG, on a provider (the lab) whose
+    # removals finish in a second step: every one of those is a journaled step.
+    world.provider.setup = (Setup.ATTACH_VOLUME, Setup.JOIN_GROUP)
+    world.provider.two_step_removal = True
+
+
+def _two_step_and_smoke_fails(world: FakeWorld) -> None:
+    _owes_setup_and_removes_in_two_steps(world)
+    _canary_smoke_fails(world)
+
+
 SCENARIOS = {
+    "surge-setup-two-step-removal": (3, _owes_setup_and_removes_in_two_steps, "new",
+                                     {"pool_size": 3}),
+    "surge-restore-two-step-removal": (3, _two_step_and_smoke_fails, "old", {"pool_size": 3}),
+    "in-place-restore-setup": (2, _two_step_and_smoke_fails, "old", {
+        "pool_size": 2, "strategy": "in_place", "max_unavailable": 1, "min_healthy": 1}),
     "surge-late-restore": (3, _drain_fails, "any", {"pool_size": 3}),
     "surge": (3, _nothing, "new", {"pool_size": 3, "canary": 1, "soak": 1}),
     "surge-stopped-standby": (2, _nothing, "new", {"pool_size": 2, "standby": "stopped"}),

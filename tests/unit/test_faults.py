@@ -19,7 +19,13 @@ import pytest
 from rollout.config import Pool
 from rollout.core.state import Phase, RolloutStatus
 from rollout.engine.controller import Controller
-from rollout.errors import DriverError, ExitCode, JournalError, RolloutFailed, RolloutHalted
+from rollout.errors import (
+    ExitCode,
+    JournalError,
+    RolloutFailed,
+    RolloutHalted,
+    TransientError,
+)
 from rollout.events import Event
 from rollout.model import Member
 from rollout.store.journal import Journal
@@ -81,7 +87,7 @@ def test_fake_lb_socket_errors_for_a_while_are_ridden_out(tmp_path: Path) -> Non
     def refusing() -> list[Member]:
         calls["n"] += 1
         if 3 < calls["n"] <= 8:  # after the plan, in the middle of the rollout
-            raise DriverError("HAProxy runtime unix:///run/x.sock: cannot talk to the "
+            raise TransientError("HAProxy runtime unix:///run/x.sock: cannot talk to the "
                               "socket: Connection refused")
         return original()
 
@@ -106,7 +112,7 @@ def test_fake_lb_socket_that_stays_dead_halts_naming_the_socket(tmp_path: Path) 
     def stalling() -> list[Member]:
         calls["n"] += 1
         if calls["n"] > 8:
-            raise DriverError("HAProxy runtime unix:///run/x.sock: no answer to "
+            raise TransientError("HAProxy runtime unix:///run/x.sock: no answer to "
                               "'show stat' within 5s")
         return original()
 

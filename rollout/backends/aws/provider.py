@@ -15,13 +15,19 @@ writes them. For an ASG pool the group's members count as nodes too.
 | labels       | the instance tags plus ``aws:ami``, ``aws:az``, ``aws:asg-state``   |
 
 Readiness is: the instance is ``running``, its instance and system status
-checks are ``ok``, then ``probe(node)`` answers. The default probe
-(:func:`tcp_http_probe`) connects to SSH (port 22) and GETs the pool's
-``health_path`` on ``service_port``; tests pass a scripted probe because
-moto's instances have no network.
+checks are ``ok``, its data volume (if the pool keeps one) is attached, then
+``probe(node)`` answers, then (ASG pools) it is an in-service, protected
+member of the group. The default probe (:func:`tcp_http_probe`) connects to
+SSH (port 22) and GETs the pool's ``health_path`` on ``service_port``; tests
+pass a scripted probe because moto's instances have no network.
+
+Readiness only reads. When the volume waits to be attached or the node to
+join its group, it says so (``Readiness.setup``) and the core takes the step
+as a journaled action: :meth:`AwsProvider.attach_volume`,
+:meth:`AwsProvider.join_group`.
 
 ASG pools (``aws.auto_scaling_group``): see :mod:`rollout.backends.aws.asg` for the
-desired-capacity choreography. A new node is attached once it is ready (the
+desired-capacity choreography. A new node joins once it is ready (the
 ``AttachInstances`` API wants a running instance); a retired one is detached
 with decrement before it is terminated, so the group never launches a
 replacement of its own. The application layer calls
@@ -36,6 +42,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 from rollout import names
@@ -58,15 +65,15 @@ from rollout.backends.aws.ec2 import (
     run_params,
     ssh_target_for,
     tcp_http_probe,
-    template_ref,
 )
 from rollout.backends.aws.images import AwsImageStore
+from rollout.backends.aws.placement import Placement
 from rollout.backends.aws.session import AwsClients, aws_errors, tag_list, tags_of
 from rollout.backends.aws.volumes import PoolVolumes
 from rollout.clock import SystemClock
 from rollout.config import AwsSettings, Pool, PoolSettings
 from rollout.errors import ConfigError, DriverError, NotFoundError
-from rollout.model import Image, LaunchSpec, Node, Readiness, SshTarget
+from rollout.model import Image, LaunchSpec, Node, Readiness, Setup, SshTarget
 from rollout.protocols import Clock, Provider
 
 log = logging.getLogger("rollout.backends.aws")
@@ -112,7 +119,8 @@ class AwsProvider(Provider):
             )
         )
         self._ami_images: dict[str, Image | None] = {}
-        self._subnet_az: dict[str, str] = {}
+        self.placement = Placement(self.clients, self.aws, self.group,
+                                   f"pool {self.env}/{self.role}")
         # One EBS volume per slot, handed from an old node to its replacement.
         self.volumes = PoolVolumes(
             self.clients, self.env, self.role, size=aws.volume_size,
@@ -207,58 +215,6 @@ class AwsProvider(Provider):
 
     # -- launching -------------------------------------------------------
 
-    def _subnets(self) -> builtins.list[str]:
-        if self.aws.subnets:
-            return list(self.aws.subnets)
-        if self.group is not None:
-            return list(self.group.describe().subnets)
-        return []
-
-    def _learn_zones(self, subnets: builtins.list[str]) -> None:
-        missing = [s for s in subnets if s not in self._subnet_az]
-        if missing:
-            with aws_errors("describe subnets", ", ".join(missing)):
-                for sub in self.clients.paginate(
-                    "ec2", "describe_subnets", "Subnets", SubnetIds=missing
-                ):
-                    self._subnet_az[str(sub["SubnetId"])] = str(sub["AvailabilityZone"])
-
-    def _subnet_in(self, zone: str) -> str | None:
-        """A pool subnet in ``zone`` (a data volume cannot leave its zone)."""
-        subnets = self._subnets()
-        if not subnets:
-            return None
-        self._learn_zones(subnets)
-        for subnet in subnets:
-            if self._subnet_az.get(subnet) == zone:
-                return subnet
-        raise DriverError(
-            f"pool {self.env}/{self.role}: no subnet in {zone}, where the data volume is",
-            hint="add a subnet of that availability zone to aws.subnets",
-        )
-
-    def _pick_subnet(self) -> str | None:
-        """The subnet of the availability zone with the fewest pool nodes."""
-        subnets = self._subnets()
-        if len(subnets) <= 1:
-            return subnets[0] if subnets else None
-        self._learn_zones(subnets)
-        per_az = Counter(n.labels.get("aws:az", "") for n in self.list())
-
-        def load(subnet: str) -> tuple[int, int]:
-            return per_az[self._subnet_az.get(subnet, subnet)], subnets.index(subnet)
-
-        return min(subnets, key=load)
-
-    def _template(self) -> dict[str, str] | None:
-        ref, version = self.aws.launch_template, self.aws.launch_template_version
-        if ref is None and self.group is not None:
-            lt = self.group.describe().launch_template
-            if lt:
-                ref = lt.get("LaunchTemplateId") or lt.get("LaunchTemplateName")
-                version = lt.get("Version") or "$Default"
-        return template_ref(ref, version) if ref else None
-
     def node_tags(self, spec: LaunchSpec) -> dict[str, str]:
         """Every tag a node of ``spec`` carries (also on its volumes)."""
         tags = {
@@ -306,8 +262,9 @@ class AwsProvider(Provider):
             self.aws,
             ami=ami,
             tags=self.node_tags(spec),
-            template=self._template(),
-            subnet=self._subnet_in(volume["AvailabilityZone"]) if volume else self._pick_subnet(),
+            template=self.placement.template(),
+            subnet=(self.placement.subnet_in(volume["AvailabilityZone"]) if volume
+                    else self.placement.pick_subnet(self.list())),
             instance_type=self.aws.instance_type,
         )
         if self.aws.user_data:
@@ -368,24 +325,52 @@ class AwsProvider(Provider):
                 False, f"{node.target} status checks: instance {checks[0]}, system {checks[1]}"
             )
         if self.volumes is not None:
-            attached = self.volumes.attach_held(node.name, node.target)
-            if attached in ("attaching", "elsewhere"):
-                return Readiness(False, f"{node.name}: data volume {attached}")
+            where = self.volumes.attachment(node.name, node.target)
+            if where == "free":
+                return Readiness(False, f"{node.name}: data volume not attached yet",
+                                 setup=Setup.ATTACH_VOLUME)
+            if where in ("attaching", "elsewhere"):
+                return Readiness(False, f"{node.name}: data volume {where}")
         if not node.address:
             found = self._find(node)
             if found is not None:
                 node = self._nodes([found])[0]
         result = self.probe(node)
-        if result.ready and self.group is not None:
-            self._ensure_member(node)
+        if result.ready and self._owes_membership(node):
+            assert self.group is not None
+            return replace(result, ready=False, setup=Setup.JOIN_GROUP,
+                           detail=f"{result.detail}; not yet in service in group "
+                                  f"{self.group.name!r}")
         return result
 
-    def _ensure_member(self, node: Node) -> None:
+    def _owes_membership(self, node: Node) -> bool:
+        """An instance meant for the group (tagged so) that is not yet an
+        in-service, protected member of it."""
+        group = self.group
+        if group is None:
+            return False
+        found = self._find(node)
+        if found is None or tags_of(found).get(TAG_ASG) != group.name:
+            return False
+        member = group.describe().members.get(str(found["InstanceId"]))
+        return member is None or member.lifecycle != "InService" or not member.protected
+
+    def attach_volume(self, node: Node) -> None:
+        """Attach the node's data volume once its instance runs. Idempotent."""
+        if self.volumes is None:
+            return
+        if not node.target.startswith("i-"):
+            raise DriverError(f"attach the volume of {node.name}: no instance id yet")
+        self.volumes.attach_held(node.name, node.target)
+
+    def join_group(self, node: Node) -> None:
+        """Attach the instance to the group (or take it out of Standby), protected
+        from scale-in while the rollout runs. Idempotent."""
         group = self.group
         found = self._find(node)
         if group is None or found is None or tags_of(found).get(TAG_ASG) != group.name:
             return
-        group.attach(node.target)
+        group.attach(str(found["InstanceId"]))
 
     def stop(self, node: Node) -> None:
         inst = self._find(node)
@@ -417,7 +402,8 @@ class AwsProvider(Provider):
                 self.clients.ec2.start_instances(InstanceIds=[iid])
             inst = self._find(node) or inst
         # An ASG member left in Standby by stop() is put back in service by
-        # readiness() once it runs again (exit_standby wants it running).
+        # join_group() once it runs again (exit_standby wants it running):
+        # readiness names that step when the node answers.
         return self._nodes([inst])[0]
 
     def _take_volume_back(self, node: Node, iid: str) -> None:
@@ -445,7 +431,7 @@ class AwsProvider(Provider):
                         hint="remove the protection, or set aws.replace_protected: true",
                     )
                 with aws_errors("tag instance", iid):
-                    # Say it is leaving, so readiness() never attaches it again.
+                    # Say it is leaving, so it is never owed a membership again.
                     self.clients.ec2.create_tags(
                         Resources=[iid], Tags=tag_list({TAG_ASG: "retired"})
                     )

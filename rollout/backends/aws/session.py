@@ -24,14 +24,16 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    HTTPClientError,
     NoCredentialsError,
     NoRegionError,
     WaiterError,
 )
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.parsers import ResponseParserError
 
 from rollout.config import AwsSettings
-from rollout.errors import ConfigError, DriverError, NotFoundError, RolloutError
+from rollout.errors import ConfigError, DriverError, NotFoundError, RolloutError, TransientError
 
 _ACCESS = {
     "AccessDenied",
@@ -43,6 +45,15 @@ _ACCESS = {
     "ExpiredToken",
     "ExpiredTokenException",
     "RequestExpired",
+}
+# Server-side failures that AWS itself says to retry.
+_UNAVAILABLE = {
+    "InternalError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "Unavailable",
+    "RequestTimeout",
+    "RequestTimeoutException",
 }
 _THROTTLE = {
     "Throttling",
@@ -155,7 +166,10 @@ def translate(exc: Exception, action: str, resource: str) -> RolloutError:
         )
     if not isinstance(exc, ClientError):
         if isinstance(exc, BotoCoreError):
-            return DriverError(
+            # Connection and read errors (after botocore's own retries) may
+            # pass; a bad parameter or a broken config will not.
+            network = isinstance(exc, (BotoConnectionError, HTTPClientError))
+            return (TransientError if network else DriverError)(
                 f"{action} {resource}: {exc}",
                 hint="check the network path to AWS and AWS_ENDPOINT_URL",
             )
@@ -170,7 +184,7 @@ def translate(exc: Exception, action: str, resource: str) -> RolloutError:
             "check that the resource carries the rollout tags the policy's conditions expect",
         )
     if code in _THROTTLE:
-        return DriverError(
+        return TransientError(
             f"{action} {resource}: AWS throttled the request even after retries ({said})",
             hint="retry later, use aws.retry_mode: adaptive, or raise aws.max_attempts",
         )
@@ -210,6 +224,11 @@ def translate(exc: Exception, action: str, resource: str) -> RolloutError:
         return DriverError(
             f"{action} {resource}: an AWS capacity or quota limit ({said})",
             hint="use other subnets/instance types, or ask for a quota raise",
+        )
+    if code in _UNAVAILABLE:
+        return TransientError(
+            f"{action} {resource}: AWS is briefly unavailable ({said})",
+            hint="this usually passes; check the AWS Health Dashboard if it persists",
         )
     return DriverError(f"{action} {resource}: {said}")
 

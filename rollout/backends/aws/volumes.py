@@ -11,8 +11,9 @@ A pool with ``volume`` set keeps one EBS volume per node, tagged with the pool
 
 * A fresh node gets a new volume in its availability zone (``aws.volume_size``
   GiB, ``aws.volume_type``), attached by :meth:`PoolVolumes.attach_held` once
-  the instance runs (the readiness probe calls it; ``AttachVolume`` wants a
-  running or stopped instance).
+  the instance runs (``AttachVolume`` wants a running or stopped instance):
+  the readiness probe only reads :meth:`PoolVolumes.attachment` and names the
+  step, which the core takes as a journaled action.
 * :meth:`PoolVolumes.hand_over` moves the volume of a STOPPED old node to its
   replacement: it refuses while the old instance is not stopped, detaches,
   and retags the holder. The replacement is launched in the volume's zone.
@@ -85,10 +86,11 @@ class PoolVolumes:
                 TagSpecifications=[{"ResourceType": "volume", "Tags": tag_list(tags)}])
         return str(reply["VolumeId"])
 
-    def attach_held(self, node: str, instance_id: str) -> str:
-        """Attach ``node``'s volume to its instance if it is free. Returns
-        ``attached``, ``attaching``, ``none`` (it holds none) or ``elsewhere``."""
-        volume = self.held_by(node)
+    def attachment(self, node: str, instance_id: str,
+                   volume: dict[str, Any] | None = None) -> str:
+        """Where ``node``'s volume is, read-only: ``none`` (it holds none),
+        ``free`` (to attach), ``attaching``, ``attached`` or ``elsewhere``."""
+        volume = volume if volume is not None else self.held_by(node)
         if volume is None:
             return "none"
         attachments = volume.get("Attachments") or []
@@ -97,8 +99,15 @@ class PoolVolumes:
             if att.get("InstanceId") != instance_id:
                 return "elsewhere"
             return "attached" if att.get("State") == "attached" else "attaching"
-        if volume.get("State") != "available":
-            return "attaching"
+        return "free" if volume.get("State") == "available" else "attaching"
+
+    def attach_held(self, node: str, instance_id: str) -> str:
+        """Attach ``node``'s volume to its instance if it is free. Returns
+        ``attached``, ``attaching``, ``none`` (it holds none) or ``elsewhere``."""
+        volume = self.held_by(node)
+        where = self.attachment(node, instance_id, volume)
+        if where != "free" or volume is None:
+            return where
         with aws_errors("attach volume", f"{volume['VolumeId']} to {instance_id} ({node})"):
             self.clients.ec2.attach_volume(VolumeId=volume["VolumeId"], InstanceId=instance_id,
                                            Device=self.device)

@@ -5,10 +5,10 @@
 1. check root and programs before touching anything;
 2. ensure the base image, and a first image (1.0.0) for every lab pool's role;
 3. ensure the network and HAProxy (one frontend and backend per pool);
-4. per pool: clear LB slots whose node is gone, restart nodes whose nspawn
-   died, launch missing nodes (from the image the pool already runs, else the
-   role's first image), wait until each is ready, register it, and wait until
-   HAProxy reports it UP.
+4. per pool: finish removals a dead controller left unfinished, clear LB
+   slots whose node is gone, restart nodes whose nspawn died, launch missing
+   nodes (from the image the pool already runs, else the role's first image),
+   wait until each is ready, register it, and wait until HAProxy reports it UP.
 
 A stop request (``cancel``: the CLI's SIGINT/SIGTERM flag) is honoured inside
 the bake and between and during the waits; it, or a ``KeyboardInterrupt``,
@@ -244,6 +244,11 @@ def _converge(
     provider = LabProvider(lab, pool, images)
     lb = _load_balancer(data, pool)
     present = provider.list()
+    for node in present:
+        if node.state is NodeState.REMOVING:
+            on_event(f"{pool.role}: finishing the removal of {node.name}")
+            provider.finish_removal(node)
+    present = [n for n in present if n.state is not NodeState.REMOVING]
     addresses = {n.address for n in present}
     for member in lb.members():
         if member.target and member.target not in addresses:
@@ -253,7 +258,8 @@ def _converge(
         if node.state is NodeState.STOPPED:
             on_event(f"{pool.role}: restarting {node.name} (its nspawn had exited)")
             provider.start(node)
-    present = sorted(provider.list(), key=lambda n: (n.created_at, n.name))
+    present = sorted((n for n in provider.list() if n.state is not NodeState.REMOVING),
+                     key=lambda n: (n.created_at, n.name))
     for extra in present[size:]:
         on_event(f"{pool.role}: removing {extra.name} (pool size is {size})")
         lb.remove(extra)

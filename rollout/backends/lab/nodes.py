@@ -16,7 +16,6 @@ key, all bind-mounted read-only at ``/etc/ssh/node``.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import shutil
 import signal
@@ -27,6 +26,12 @@ from pathlib import Path
 
 from rollout import names
 from rollout.backends.lab import network
+from rollout.backends.lab.processes import (
+    is_our_nspawn,
+    node_running,
+    signal_node,
+    wait_gone,
+)
 from rollout.backends.lab.records import (
     LabContext,
     NodeRecord,
@@ -36,6 +41,12 @@ from rollout.backends.lab.records import (
     write_record,
 )
 from rollout.backends.lab.system import run
+from rollout.backends.lab.volumes import (
+    allocate_volume,
+    volume_holder,
+    volume_slot_dir,
+    wait_volume_free,
+)
 from rollout.clock import SystemClock
 from rollout.errors import DriverError, Interrupted, NotFoundError
 from rollout.model import SshTarget
@@ -49,6 +60,7 @@ __all__ = [
     "nspawn_command",
     "remove_node",
     "restart_node",
+    "signal_node",
     "ssh_run",
     "ssh_target",
     "start_node",
@@ -77,79 +89,6 @@ def nspawn_command(lab: LabContext, rec: NodeRecord) -> list[str]:
     if rec.volume_dir and rec.volume_path:
         cmd.append(f"--bind={rec.volume_dir}:{rec.volume_path}")
     return cmd
-
-
-def volume_slot_dir(lab: LabContext, env: str, role: str, slot: int) -> Path:
-    """The data volume of one slot of a pool: a directory under the data dir."""
-    return lab.data.volumes / f"{names.name(env, 'environment')}-{names.name(role, 'role')}-{slot}"
-
-
-def _allocate_volume(lab: LabContext, env: str, role: str) -> Path:
-    """The lowest slot whose volume no node record names (call under lab_lock)."""
-    held = {r.volume_dir for r in read_records(lab) if r.volume_dir}
-    for slot in itertools.count(1):
-        path = volume_slot_dir(lab, env, role, slot)
-        if str(path) not in held:
-            if not path.is_dir():
-                path.mkdir(parents=True)
-                # The volume is a directory of the node (mounted at volume_path),
-                # where services that are not root may need to look: 0755, as a
-                # directory made inside the node would be. Its parent stays 0700.
-                os.chmod(path, 0o755)
-            return path
-    raise AssertionError("unreachable")
-
-
-def volume_holder(lab: LabContext, rec: NodeRecord) -> NodeRecord | None:
-    """Another node whose machine runs with ``rec``'s volume mounted, if any."""
-    if not rec.volume_dir:
-        return None
-    for other in read_records(lab):
-        if other.name != rec.name and other.volume_dir == rec.volume_dir and node_running(
-                lab, other):
-            return other
-    return None
-
-
-def _wait_volume_free(lab: LabContext, rec: NodeRecord, clock: Clock,
-                      timeout: float = 20.0) -> None:
-    """A volume is mounted by one machine at a time: wait for a holder that is
-    going away (a destroy in flight) to exit; refuse a holder that stays."""
-    deadline = clock.now() + timeout
-    while (holder := volume_holder(lab, rec)) is not None:
-        if not holder.removing or clock.now() > deadline:
-            raise DriverError(
-                f"node {rec.name}: its volume {rec.volume_dir} is mounted by node "
-                f"{holder.name}, which runs",
-                hint=f"stop or destroy {holder.name} first; a volume moves only between "
-                "stopped nodes",
-            )
-        clock.sleep(0.1)
-
-
-def _proc_argv(pid: int) -> list[str]:
-    """argv of a live (non-zombie) process, or [] when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rpartition(")")[2].split()[0] in ("Z", "X"):
-            return []
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return []
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-
-
-def _is_our_nspawn(pid: int, name: str) -> bool:
-    argv = _proc_argv(pid)
-    if not argv or os.path.basename(argv[0]) != "systemd-nspawn":
-        return False
-    pairs = itertools.pairwise(argv)
-    return any(a == "-M" and b == name for a, b in pairs) or f"--machine={name}" in argv
-
-
-def node_running(lab: LabContext, rec: NodeRecord) -> bool:
-    """True when the recorded pid is alive AND is this node's systemd-nspawn."""
-    return rec.pid is not None and _is_our_nspawn(rec.pid, rec.name)
 
 
 def list_nodes(lab: LabContext) -> list[NodeRecord]:
@@ -226,7 +165,7 @@ def _wait_spawned(rec: NodeRecord, clock: Clock) -> None:
     assert rec.pid is not None
     deadline = clock.now() + _SPAWN_TIMEOUT
     while True:
-        if not _is_our_nspawn(rec.pid, rec.name):
+        if not is_our_nspawn(rec.pid, rec.name):
             raise DriverError(
                 f"node {rec.name}: systemd-nspawn exited at start; console log "
                 f"{rec.console_log}:\n{_log_tail(rec)}",
@@ -293,7 +232,7 @@ def start_node(
             address = network.allocate_address(lab.settings.subnet, used)
             vol_dir, vol_path = None, volume_path
             if volume_path is not None:
-                vol_dir = str(volume_dir or _allocate_volume(lab, env, role))
+                vol_dir = str(volume_dir or allocate_volume(lab, env, role))
         rec = NodeRecord(
             name=name, address=address, role=role, env=env, image_id=image_id,
             image_version=image_version, rollout_id=rollout_id,
@@ -305,7 +244,7 @@ def start_node(
         # Recorded before anything starts: the address (and volume) are
         # reserved from here on.
         write_record(lab, rec)
-    _wait_volume_free(lab, rec, clock)
+    wait_volume_free(lab, rec, clock)
     _ensure_node_keys(lab, name, address)
     network.ensure_node_link(lab.settings, name, address)
     rec = replace(rec, pid=_spawn(lab, rec), started_at=clock.now())
@@ -326,26 +265,6 @@ def restart_node(lab: LabContext, name: str, *, clock: Clock | None = None) -> N
     )
 
 
-def _wait_gone(pid: int, name: str, timeout: float, clock: Clock) -> bool:
-    deadline = clock.now() + timeout
-    while _is_our_nspawn(pid, name):
-        if clock.now() > deadline:
-            return False
-        clock.sleep(0.05)
-    return True
-
-
-def signal_node(rec: NodeRecord) -> bool:
-    """Send SIGTERM (a clean poweroff) to the node's nspawn, if it is ours and alive."""
-    if rec.pid is None or not _is_our_nspawn(rec.pid, rec.name):
-        return False
-    try:
-        os.kill(rec.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def stop_node(
     lab: LabContext, name: str, *, timeout: float = 15.0, clock: Clock | None = None
 ) -> None:
@@ -359,9 +278,9 @@ def stop_node(
     if rec is None:
         raise NotFoundError(f"node {name}: no such lab node ({lab.nodes_dir})")
     stopping = rec.pid is not None and signal_node(rec)
-    if stopping and rec.pid is not None and not _wait_gone(rec.pid, name, timeout, clock):
+    if stopping and rec.pid is not None and not wait_gone(rec.pid, name, timeout, clock):
         os.kill(rec.pid, signal.SIGKILL)
-        if not _wait_gone(rec.pid, name, 5.0, clock):
+        if not wait_gone(rec.pid, name, 5.0, clock):
             raise DriverError(f"node {name}: systemd-nspawn pid {rec.pid} survived SIGKILL")
     write_record(lab, replace(rec, pid=None))
 

@@ -8,9 +8,14 @@ really that node's systemd-nspawn:
 |------------------------|--------------|-----------|
 | present                | yes          | RUNNING   |
 | present                | no           | STOPPED   |
-| present, ``removing``  | any          | not listed (cleanup finishes when it exits) |
+| present, ``removing``  | any          | REMOVING (destroyed; finish_removal ends it) |
 | present, ``writable``  | any          | not listed (a bake's builder)                |
 | absent                 |              | not listed (GONE) |
+
+Removal takes two steps, both journaled by the core: :meth:`LabProvider.destroy`
+marks the record and asks nspawn for a clean poweroff, and returns at once;
+:meth:`LabProvider.finish_removal` waits (bounded) for nspawn to exit and
+deletes the netns, veth, keys and record. ``list`` and ``readiness`` only read.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from rollout.errors import DriverError, NotFoundError
 from rollout.model import LaunchSpec, Node, NodeState, Readiness, SshTarget
 from rollout.protocols import ImageStore, Provider
 
-# Serialises cleanups in this process: a destroy's thread and a list() may race.
+# Serialises cleanups in this process: a finish_removal and a launch of the
+# same name may run on two of the controller's workers.
 _cleanup_lock = threading.Lock()
 
 
@@ -48,6 +54,9 @@ class LabProvider(Provider):
 
     def _node(self, rec: NodeRecord) -> Node:
         running = nodes.node_running(self.lab, rec)
+        state = NodeState.RUNNING if running else NodeState.STOPPED
+        if rec.removing:
+            state = NodeState.REMOVING
         labels = {"image_dir": rec.image_dir}
         if rec.volume_dir:
             labels["volume"] = rec.volume_dir
@@ -60,7 +69,7 @@ class LabProvider(Provider):
             env=rec.env,
             image_id=rec.image_id,
             image_version=rec.image_version,
-            state=NodeState.RUNNING if running else NodeState.STOPPED,
+            state=state,
             created_at=rec.created_at,
             target=rec.address,
             rollout_id=rec.rollout_id,
@@ -76,25 +85,11 @@ class LabProvider(Provider):
             )
         return rec
 
-    def _finish_removal(self, name: str) -> None:
-        with _cleanup_lock:
-            rec = read_record(self.lab, name)
-            if rec is not None and rec.removing:
-                nodes.remove_node(self.lab, name)
-
     # -- Provider --------------------------------------------------------------
 
     def list(self) -> list[Node]:
-        found = []
-        for rec in nodes.list_nodes(self.lab):
-            if not self._mine(rec):
-                continue
-            if rec.removing:
-                if not nodes.node_running(self.lab, rec):
-                    self._finish_removal(rec.name)
-                continue
-            found.append(self._node(rec))
-        return found
+        """The pool's nodes, those being removed included (REMOVING). Read-only."""
+        return [self._node(rec) for rec in nodes.list_nodes(self.lab) if self._mine(rec)]
 
     def launch(self, spec: LaunchSpec) -> Node:
         names.name(spec.name, "node name")
@@ -191,7 +186,8 @@ class LabProvider(Provider):
         return self._node(nodes.restart_node(self.lab, node.name))
 
     def destroy(self, node: Node) -> None:
-        """SIGTERM the node and return; its netns, keys and record go once it exits."""
+        """Mark the node removing and SIGTERM its nspawn (a clean poweroff), and
+        return at once: it is listed REMOVING until :meth:`finish_removal`."""
         rec = read_record(self.lab, names.name(node.name, "node name"))
         if rec is None or not self._mine(rec):
             return
@@ -199,20 +195,15 @@ class LabProvider(Provider):
             rec = replace(rec, removing=True)
             write_record(self.lab, rec)
         nodes.signal_node(rec)
-        thread = threading.Thread(
-            target=self._finish_quietly,
-            args=(rec.name,),
-            name=f"destroy-{rec.name}",
-            daemon=True,
-        )
-        thread.start()
 
-    def _finish_quietly(self, name: str) -> None:
-        # A failure here is retried by the next list(); the thread has no caller.
-        try:
-            self._finish_removal(name)
-        except Exception:
-            return
+    def finish_removal(self, node: Node) -> None:
+        """Wait (bounded: the poweroff, then SIGKILL) until the node's nspawn has
+        exited, then delete its netns, veth, keys and record. Idempotent; a
+        node that is not being removed is left alone."""
+        with _cleanup_lock:
+            rec = read_record(self.lab, names.name(node.name, "node name"))
+            if rec is not None and self._mine(rec) and rec.removing:
+                nodes.remove_node(self.lab, rec.name)
 
     def ssh(self, node: Node) -> SshTarget:
         return nodes.ssh_target(self.lab, names.name(node.name, "node name"))

@@ -28,7 +28,7 @@ from rollout.config import Pool
 from rollout.drivers.haproxy.config import EMPTY_ADDRESS, EMPTY_PORT, backend_spec, is_empty
 from rollout.drivers.haproxy.parse import member
 from rollout.drivers.haproxy.runtime import HAProxyRuntime
-from rollout.errors import ConfigError, DriverError
+from rollout.errors import ConfigError, DriverError, TransientError
 from rollout.model import Admin, Member, Node
 
 
@@ -96,7 +96,7 @@ class HAProxyLoadBalancer:
                 continue  # not one of our slots (a hand-written server line)
             stat = stats.get(state.srv_name)
             if stat is None:
-                raise DriverError(
+                raise TransientError(
                     f"{self._where()}: server {state.srv_name!r} is in 'show servers state' "
                     "but not in 'show stat'",
                     hint="was HAProxy reloaded in between? retry",

@@ -23,7 +23,7 @@ import socket
 import time
 from typing import Any, Protocol
 
-from rollout.errors import DriverError
+from rollout.errors import DriverError, TransientError
 
 _CHUNK = 65536
 
@@ -41,7 +41,7 @@ class Transport(Protocol):
 def _remaining(deadline: float, url: str, line: str) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
-        raise DriverError(
+        raise TransientError(
             f"HAProxy runtime {url}: no complete answer to {line!r} within the timeout",
             hint="HAProxy may be stalled or overloaded; check its process and log",
         )
@@ -78,12 +78,13 @@ class SocketTransport:
                 sock.connect(self._address)
                 return _exchange(sock, line, self.url, deadline)
         except TimeoutError:
-            raise DriverError(
+            raise TransientError(
                 f"HAProxy runtime {self.url}: no answer to {line!r} within {self._timeout:g}s",
                 hint="HAProxy may be stalled or overloaded; check its process and log",
             ) from None
         except OSError as exc:
-            raise DriverError(
+            # Refused or missing: HAProxy is down or restarting, which may pass.
+            raise TransientError(
                 f"HAProxy runtime {self.url}: cannot talk to the socket: {exc.strerror or exc}",
                 hint="is HAProxy running, with 'stats socket ... level admin' at this address?",
             ) from None
@@ -179,7 +180,9 @@ class SshTransport:
             conn.client.get_transport().sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (OSError, paramiko.SSHException) as exc:
             conn.close()
-            raise DriverError(
+            # A network error may pass; a refused key or host key will not.
+            kind = TransientError if isinstance(exc, OSError) else DriverError
+            raise kind(
                 f"HAProxy runtime {self.url}: cannot connect over SSH: {exc}",
                 hint="check the host, the key (ssh_key) and that the host key is in known_hosts",
             ) from None
@@ -240,7 +243,7 @@ class SshTransport:
         except TimeoutError:
             # A late answer would be read as the next command's: start afresh.
             self._drop_channel()
-            raise DriverError(
+            raise TransientError(
                 f"HAProxy runtime {self.url}: no answer to {line!r} within {self._timeout:g}s",
                 hint="HAProxy or the SSH link may be stalled",
             ) from None
@@ -249,11 +252,11 @@ class SshTransport:
             raise
         except (OSError, EOFError, paramiko.SSHException) as exc:
             self.close()
-            raise DriverError(f"HAProxy runtime {self.url}: SSH I/O failed: {exc}") from None
+            raise TransientError(f"HAProxy runtime {self.url}: SSH I/O failed: {exc}") from None
         frame, _, self._buf = self._buf.partition(b"\0")
         text = frame[1:].decode(errors="replace")
         if frame[:1] != b"0":
-            raise DriverError(
+            raise TransientError(
                 f"HAProxy runtime {self.url}: cannot talk to the socket on the LB host: {text}",
                 hint="is HAProxy running there, with its stats socket at this path?",
             )
