@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rollout.backends.aws.session import AwsClients, aws_errors
+from rollout.errors import ConfigError, DriverError, NotFoundError
 
 log = logging.getLogger("rollout.backends.aws")
 
@@ -65,7 +66,6 @@ class AutoScalingGroup:
                 AutoScalingGroupNames=[self.name],
             )
         if not groups:
-            from rollout.errors import NotFoundError
 
             raise NotFoundError(
                 f"auto scaling group {self.name!r} does not exist in this region",
@@ -110,7 +110,6 @@ class AutoScalingGroup:
             return  # already done: readiness may ask again
         if instance_id not in state.members:
             if state.desired + 1 > state.max_size:
-                from rollout.errors import DriverError
 
                 raise DriverError(
                     f"auto scaling group {self.name!r}: attaching {instance_id} would need "
@@ -249,7 +248,6 @@ def point_group_at(
     state = group.describe()
     ref, version = group_template_ref(state)
     if ref is None:
-        from rollout.errors import ConfigError
 
         raise ConfigError(
             f"auto scaling group {group.name!r} has no launch template (a launch "

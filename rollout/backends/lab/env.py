@@ -42,6 +42,7 @@ from rollout.cleanup import shielded
 from rollout.clock import SystemClock
 from rollout.config import Environment, Pool
 from rollout.drivers.haproxy.config import backend_spec, render_config
+from rollout.drivers.haproxy.lb import HAProxyLoadBalancer
 from rollout.errors import DriverError, Interrupted
 from rollout.model import Admin, Health, LaunchSpec, Member, Node, NodeState
 from rollout.paths import DataDir
@@ -116,8 +117,6 @@ def lab_pools(env: Environment) -> list[Pool]:
 
 def _load_balancer(data: DataDir, pool: Pool) -> LoadBalancer:
     """The pool's backend in the lab's own HAProxy (through its admin socket)."""
-    from rollout.drivers.haproxy.lb import HAProxyLoadBalancer
-
     return HAProxyLoadBalancer.for_pool(pool, haproxy_process.runtime(data))
 
 
