@@ -23,21 +23,35 @@ from rollout.backends.lab.images import LabImageStore
 from rollout.backends.lab.nodes import LabContext, list_nodes
 from rollout.inventory import load_environment
 from rollout.paths import DataDir
-from rollout.testing.lab import LabHandle, lab_skip_reason, share_base_cache
+from rollout.testing.lab import LabHandle, lab_skip_reason, make_project, share_base_cache
 from tests.functional.rollout_cli import Event, Running, lab_netns, nspawn_machines
 
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.functional
 
 
 @pytest.fixture(scope="module")
-def handle(lab_project: Path, lab_data: DataDir) -> Iterator[LabHandle]:
-    """The shared project and data directory, no lab brought up; whatever the
-    tests bring up (bridge, HAProxy) is taken down at the end."""
+def handle(tmp_path_factory: pytest.TempPathFactory, lab_data: DataDir) -> Iterator[LabHandle]:
+    """A lab of its own (project copy, bridge, subnet, frontend port and data
+    directory), none of it brought up: these tests start and interrupt `lab up`
+    and take down whatever they brought up, so they must not share the session's
+    lab. Baked images are shared with the session's data directory."""
     reason = lab_skip_reason()
     if reason:
         pytest.skip(reason)
     _KNOWN.update(_all_netns())
-    handle = LabHandle(lab_project, load_environment(lab_project, "lab"), lab_data)
+    project = make_project(
+        REPO, tmp_path_factory.mktemp("signals-project"),
+        bridge=os.environ.get("ROLLOUT_LAB_SIGNALS_BRIDGE", "rtsig0"),
+        subnet=os.environ.get("ROLLOUT_LAB_SIGNALS_SUBNET", "10.231.251.0/24"),
+        port=int(os.environ.get("ROLLOUT_LAB_SIGNALS_PORT", "18260")),
+    )
+    data = DataDir(tmp_path_factory.mktemp("signals-data"))
+    shared = os.environ.get("ROLLOUT_BASE_CACHE")
+    share_base_cache(data, Path(shared) if shared else None)
+    lab_data.images.mkdir(parents=True, exist_ok=True)
+    data.images.symlink_to(lab_data.images.resolve(), target_is_directory=True)
+    handle = LabHandle(project, load_environment(project, "lab"), data.ensure())
     yield handle
     lab_down(handle.env, handle.data)
 

@@ -574,7 +574,7 @@ def test_an_ssh_runtime_url_uses_the_pools_key_and_known_hosts(
     haproxy: Callable[..., HAProxy], sshd: tuple[str, str], tmp_path: Path
 ) -> None:
     """haproxy.ssh_key and haproxy.known_hosts reach the SSH transport that
-    from_workspace builds (the lab's sshd knows only this key, and its host key
+    the lab backend builds (the lab's sshd knows only this key, and its host key
     is only in this known_hosts)."""
     key, known_hosts = sshd
     hap = haproxy()
@@ -586,7 +586,7 @@ def test_an_ssh_runtime_url_uses_the_pools_key_and_known_hosts(
     })
     pool = Pool(env="lab", role="web", settings=settings, source=tmp_path / "web.yml")
     ws = Workspace.open(REPO, "lab", tmp_path / "data")
-    lb = HAProxyLoadBalancer.from_workspace(ws, pool)
+    lb = ws.backend(pool).load_balancer(pool)
     try:
         assert [m.slot for m in lb.members()] == ["node1", "node2", "node3", "node4"]
     finally:

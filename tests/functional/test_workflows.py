@@ -209,6 +209,7 @@ def test_a_data_volume_survives_the_replacement_and_goes_back_on_restore(
             lab_nodes.start_node(lab.context, new, Path(image.location), role="web",
                                  env="lab", image_id=image.id, image_version=image.version)
         provider.destroy(launched)
+        provider.finish_removal(launched)  # a destroy finishes in a second step
         restarted = provider.start(old)
         assert restarted.state is NodeState.RUNNING
         lab_nodes.wait_ssh(lab.context, new, 30.0)
