@@ -85,10 +85,12 @@ def members(lab: LabHandle) -> list[Member]:
 
 
 def nspawn_machines(lab: LabHandle) -> set[str]:
-    """Names (-M) of the systemd-nspawn processes running an image of this lab's
-    data dir: every node the host runs, listed or not."""
+    """Names (-M) of the systemd-nspawn processes of this lab's data dir (an
+    image of it, or a bind mount from its node directories): every node the host
+    runs for it, listed or not."""
     found: set[str] = set()
     images = str(lab.data.root / "images")
+    ours = f"{lab.data.root}/"
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -99,7 +101,7 @@ def nspawn_machines(lab: LabHandle) -> set[str]:
         if not argv or os.path.basename(argv[0]) != "systemd-nspawn":
             continue
         pairs = dict(itertools.pairwise(argv))
-        if pairs.get("-D", "").startswith(images):
+        if pairs.get("-D", "").startswith(images) or any(ours in arg for arg in argv[1:]):
             found.add(pairs.get("-M", "?"))
     return found
 
