@@ -71,7 +71,7 @@ def test_the_volume_moves_only_from_a_stopped_node_and_comes_back(world: AwsWorl
     with pytest.raises(DriverError, match="not stopped"):
         launch(provider, world, "web-b", old="web-a")
     assert attached_to(world) == old.target
-    assert not provider._by_name("web-b")  # nothing was launched
+    assert not provider.instances.by_name("web-b")  # nothing was launched
 
     provider.stop(old)
     new = launch(provider, world, "web-b", old="web-a")

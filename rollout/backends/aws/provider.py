@@ -56,16 +56,15 @@ from rollout.backends.aws import (
     TAG_ROLE,
     TAG_ROLLOUT_ID,
 )
-from rollout.backends.aws.asg import AutoScalingGroup, GroupState, LaunchTemplate, point_group_at
+from rollout.backends.aws.asg import AutoScalingGroup, LaunchTemplate, point_group_at
 from rollout.backends.aws.ec2 import (
-    LIVE_STATES,
     Probe,
-    instance_node,
     run_params,
     ssh_target_for,
     tcp_http_probe,
 )
 from rollout.backends.aws.images import AwsImageStore
+from rollout.backends.aws.instances import PoolInstances
 from rollout.backends.aws.placement import Placement
 from rollout.backends.aws.session import AwsClients, aws_errors, tag_list, tags_of
 from rollout.backends.aws.volumes import PoolVolumes
@@ -117,7 +116,8 @@ class AwsProvider(Provider):
                 node, http_port=settings.service_port, path=settings.health_path
             )
         )
-        self._ami_images: dict[str, Image | None] = {}
+        self.instances = PoolInstances(self.clients, self.env, self.role, aws, self.group,
+                                       self.images)
         self.placement = Placement(self.clients, self.aws, self.group,
                                    f"pool {self.env}/{self.role}")
         # One EBS volume per slot, handed from an old node to its replacement.
@@ -133,84 +133,8 @@ class AwsProvider(Provider):
 
     # -- observing -------------------------------------------------------
 
-    def _describe(
-        self, filters: builtins.list[dict[str, Any]], ids: builtins.list[str] | None = None
-    ) -> builtins.list[dict[str, Any]]:
-        kwargs: dict[str, Any] = {"Filters": filters}
-        if ids:
-            kwargs["InstanceIds"] = ids
-        with aws_errors("describe instances", f"of pool {self.env}/{self.role}"):
-            reservations = self.clients.paginate(
-                "ec2", "describe_instances", "Reservations", **kwargs
-            )
-        return [i for r in reservations for i in r.get("Instances", [])]
-
-    def _pool_filters(self) -> builtins.list[dict[str, Any]]:
-        return [
-            {"Name": f"tag:{TAG_ROLE}", "Values": [self.role]},
-            {"Name": f"tag:{TAG_ENV}", "Values": [self.env]},
-            {"Name": "instance-state-name", "Values": LIVE_STATES},
-        ]
-
-    def _image_of(self, amis: set[str]) -> None:
-        unknown = sorted(a for a in amis if a not in self._ami_images)
-        if unknown:
-            found = self.images.by_ami(unknown)
-            for ami in unknown:  # AMIs are immutable, so this never goes stale
-                self._ami_images[ami] = found.get(ami)
-
-    def _nodes(
-        self, instances: builtins.list[dict[str, Any]], group: GroupState | None = None
-    ) -> builtins.list[Node]:
-        lifecycle: dict[str, str] = {}
-        if self.group is not None and instances:
-            group = group or self.group.describe()
-            lifecycle = {m.instance_id: m.lifecycle for m in group.members.values()}
-        self._image_of({str(i.get("ImageId", "")) for i in instances if i.get("ImageId")})
-        nodes = [
-            instance_node(
-                i,
-                role=self.role,
-                env=self.env,
-                image=self._ami_images.get(str(i.get("ImageId", ""))),
-                ssh_address=self.aws.ssh_address,
-                lifecycle=lifecycle.get(str(i["InstanceId"])),
-            )
-            for i in instances
-        ]
-        return sorted(nodes, key=lambda n: (n.created_at, n.name))
-
     def list(self) -> builtins.list[Node]:
-        instances = {str(i["InstanceId"]): i for i in self._describe(self._pool_filters())}
-        group = None
-        if self.group is not None:
-            # Members the group launched itself carry our tags only if the group
-            # propagates them; they are the pool's nodes either way.
-            group = self.group.describe()
-            extra = [m for m in group.members if m not in instances]
-            if extra:
-                live = [{"Name": "instance-state-name", "Values": LIVE_STATES}]
-                for inst in self._describe(live, extra):
-                    instances[str(inst["InstanceId"])] = inst
-        return self._nodes(list(instances.values()), group)
-
-    def _find(self, node: Node) -> dict[str, Any] | None:
-        """The live instance behind ``node`` (by instance id, else by name)."""
-        if node.target.startswith("i-"):
-            try:
-                found = self._describe(
-                    [{"Name": "instance-state-name", "Values": LIVE_STATES}], [node.target]
-                )
-            except NotFoundError:  # InvalidInstanceID.NotFound: long gone
-                return None
-            return found[0] if found else None
-        by_name = self._by_name(node.name)
-        return by_name[0] if by_name else None
-
-    def _by_name(self, name: str) -> builtins.list[dict[str, Any]]:
-        return self._describe(
-            [*self._pool_filters(), {"Name": f"tag:{TAG_NAME}", "Values": [name]}]
-        )
+        return self.instances.list()
 
     # -- launching -------------------------------------------------------
 
@@ -237,9 +161,9 @@ class AwsProvider(Provider):
                 f"launch {spec.name}: spec is for {spec.env}/{spec.role}, "
                 f"this provider runs {self.env}/{self.role}"
             )
-        existing = self._by_name(spec.name)
+        existing = self.instances.by_name(spec.name)
         if existing:
-            return self._nodes(existing[:1])[0]
+            return self.instances.nodes(existing[:1])[0]
         ami = spec.image.location
         if not ami.startswith("ami-"):
             raise ConfigError(
@@ -278,7 +202,7 @@ class AwsProvider(Provider):
             inst = self._run(params, f"{token[:48]}-{int(time.time())}", spec)
         if self.volumes is not None and volume is None:
             self.volumes.create(spec.name, str(inst["Placement"]["AvailabilityZone"]))
-        return self._nodes([inst])[0]
+        return self.instances.nodes([inst])[0]
 
     def _volume_for(self, spec: LaunchSpec) -> dict[str, Any] | None:
         """The data volume the new node takes: its own already (a retried
@@ -288,7 +212,7 @@ class AwsProvider(Provider):
         mine = self.volumes.held_by(spec.name)
         if mine is not None or spec.volume_from is None:
             return mine
-        old = self._by_name(names.name(spec.volume_from, "node name"))
+        old = self.instances.by_name(names.name(spec.volume_from, "node name"))
         state = str(old[0]["State"]["Name"]) if old else None
         return self.volumes.hand_over(spec.volume_from, state, spec.name)
 
@@ -331,9 +255,9 @@ class AwsProvider(Provider):
             if where in ("attaching", "elsewhere"):
                 return Readiness(False, f"{node.name}: data volume {where}")
         if not node.address:
-            found = self._find(node)
+            found = self.instances.find(node)
             if found is not None:
-                node = self._nodes([found])[0]
+                node = self.instances.nodes([found])[0]
         result = self.probe(node)
         if result.ready and self._owes_membership(node):
             assert self.group is not None
@@ -348,7 +272,7 @@ class AwsProvider(Provider):
         group = self.group
         if group is None:
             return False
-        found = self._find(node)
+        found = self.instances.find(node)
         if found is None or tags_of(found).get(TAG_ASG) != group.name:
             return False
         member = group.describe().members.get(str(found["InstanceId"]))
@@ -366,13 +290,13 @@ class AwsProvider(Provider):
         """Attach the instance to the group (or take it out of Standby), protected
         from scale-in while the rollout runs. Idempotent."""
         group = self.group
-        found = self._find(node)
+        found = self.instances.find(node)
         if group is None or found is None or tags_of(found).get(TAG_ASG) != group.name:
             return
         group.attach(str(found["InstanceId"]))
 
     def stop(self, node: Node) -> None:
-        inst = self._find(node)
+        inst = self.instances.find(node)
         if inst is None or inst["State"]["Name"] in ("stopping", "stopped"):
             return
         iid = str(inst["InstanceId"])
@@ -387,7 +311,7 @@ class AwsProvider(Provider):
             self.clients.ec2.stop_instances(InstanceIds=[iid])
 
     def start(self, node: Node) -> Node:
-        inst = self._find(node)
+        inst = self.instances.find(node)
         if inst is None:
             raise DriverError(
                 f"start {node.name}: instance {node.target or '?'} is gone",
@@ -399,24 +323,24 @@ class AwsProvider(Provider):
         if inst["State"]["Name"] in ("stopped", "stopping"):
             with aws_errors("start instance", f"{iid} ({node.name})"):
                 self.clients.ec2.start_instances(InstanceIds=[iid])
-            inst = self._find(node) or inst
+            inst = self.instances.find(node) or inst
         # An ASG member left in Standby by stop() is put back in service by
         # join_group() once it runs again (exit_standby wants it running):
         # readiness names that step when the node answers.
-        return self._nodes([inst])[0]
+        return self.instances.nodes([inst])[0]
 
     def _take_volume_back(self, node: Node, iid: str) -> None:
         """On restore: the volume handed to the replacement comes back first."""
         assert self.volumes is not None
         holder = self.volumes.holder_of_previous(node.name)
         if holder is not None and holder != node.name:
-            live = self._by_name(holder)
+            live = self.instances.by_name(holder)
             state = str(live[0]["State"]["Name"]) if live else None
             self.volumes.take_back(node.name, state)
         self.volumes.attach_held(node.name, iid)
 
     def destroy(self, node: Node) -> None:
-        inst = self._find(node)
+        inst = self.instances.find(node)
         if inst is None:
             return
         iid = str(inst["InstanceId"])

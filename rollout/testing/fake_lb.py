@@ -1,0 +1,191 @@
+"""FakeLoadBalancer: a backend whose health follows a FakeProvider's nodes."""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+from rollout.errors import DriverError
+from rollout.model import (
+    Admin,
+    Health,
+    Member,
+    Node,
+)
+from rollout.testing.clock import FakeClock
+from rollout.testing.fake_provider import FakeProvider
+from rollout.testing.rules import FailureRule, take_rule
+
+
+@dataclass
+class _Slot:
+    slot: str
+    target: str
+    node: str
+    image: str
+    admin: Admin
+    checks_since: float
+    last_health: Health = Health.UNKNOWN
+    drained_at: float = 0.0
+    drain_from: int = 0
+    stuck: int | None = None
+    total: float = 0.0
+    errors: float = 0.0
+    check_downs: int = 0
+    counted_until: float = 0.0
+
+
+class FakeLoadBalancer:
+    """LB members whose health follows the provider's readiness after ``rise``
+    checks; drained sessions fall to 0 over ``drain_time``; in-service members
+    serve ``rps`` requests per virtual second, a share of them 5xx."""
+
+    def __init__(
+        self, clock: FakeClock, provider: FakeProvider, *, rise: int = 2,
+        interval: float = 0.5, drain_time: float = 0.5, sessions: int = 2, rps: float = 10.0,
+        slots: int | None = None,
+    ) -> None:
+        self.clock = clock
+        self.provider = provider
+        self.rise = rise
+        self.interval = interval
+        self.drain_time = drain_time
+        self.sessions = sessions
+        self.rps = rps
+        self.slots = slots
+        self._members: dict[str, _Slot] = {}
+        self._rules: list[FailureRule] = []
+        self._error_rates: dict[str, float] = {}
+        self._lock = threading.RLock()
+        self._next = 0
+
+    def seed(self, nodes: list[Node]) -> None:
+        """Put ``nodes`` in the pool, READY and already UP."""
+        with self._lock:
+            for node in nodes:
+                slot = self._new_slot(node)
+                slot.checks_since = -math.inf
+                slot.last_health = Health.UP
+
+    def fail(
+        self, op: str, *, times: int | None = 1, target: str | None = None,
+        error: str = "injected socket error", raises: type[Exception] = DriverError,
+    ) -> None:
+        """Make ``op`` (members, add, set_admin, remove) raise ``raises``."""
+        with self._lock:
+            self._rules.append(FailureRule(op, times, target, None, error, raises))
+
+    def stuck_sessions(self, target: str, sessions: int) -> None:
+        """The member keeps ``sessions`` open forever (a drain that never ends)."""
+        with self._lock:
+            self._members[target].stuck = sessions
+
+    def set_error_rate(self, key: str, rate: float) -> None:
+        """Share of 5xx responses for members of an image id or a node name."""
+        with self._lock:
+            self._error_rates[key] = rate
+
+    def flap(self, target: str, times: int = 1) -> None:
+        with self._lock:
+            self._members[target].check_downs += times
+
+    # --- the LoadBalancer protocol ---------------------------------------------------
+
+    def members(self) -> list[Member]:
+        with self._lock:
+            self._check("members", "")
+            out = [self._member(s) for s in self._members.values()]
+            if self.slots is not None:
+                used = {m.slot for m in out}
+                for k in range(1, self.slots + 1):
+                    if f"node{k}" not in used:
+                        out.append(Member(f"node{k}", "", Admin.MAINT, Health.UNKNOWN))
+            return out
+
+    def add(self, node: Node) -> Member:
+        with self._lock:
+            self._check("add", node.lb_target)
+            slot = self._members.get(node.lb_target)
+            if slot is None:
+                if self.slots is not None and len(self._members) >= self.slots:
+                    raise DriverError(f"fake LB: no free slot for {node.name}")
+                slot = self._new_slot(node)
+            return self._member(slot)
+
+    def set_admin(self, node: Node, admin: Admin) -> None:
+        with self._lock:
+            self._check("set_admin", node.lb_target)
+            slot = self._members.get(node.lb_target)
+            if slot is None:
+                raise DriverError(f"fake LB: no member for {node.name} ({node.lb_target})")
+            before = self._member(slot)
+            if admin is Admin.DRAIN and slot.admin is not Admin.DRAIN:
+                slot.drained_at = self.clock.now()
+                slot.drain_from = before.sessions
+            if admin is Admin.READY and slot.admin is Admin.MAINT:
+                slot.checks_since = self.clock.now()  # back from MAINT: checks start over
+                slot.last_health = Health.UNKNOWN
+            slot.admin = admin
+
+    def remove(self, node: Node) -> None:
+        with self._lock:
+            self._check("remove", node.lb_target)
+            self._members.pop(node.lb_target, None)
+
+    # --- internals -------------------------------------------------------------------
+
+    def _new_slot(self, node: Node) -> _Slot:
+        used = {s.slot for s in self._members.values()}
+        k = 1
+        while f"node{k}" in used:
+            k += 1
+        now = self.clock.now()
+        slot = _Slot(f"node{k}", node.lb_target, node.name, node.image_id, Admin.READY, now,
+                     counted_until=now)
+        self._members[node.lb_target] = slot
+        return slot
+
+    def _health(self, slot: _Slot) -> Health:
+        now = self.clock.now()
+        since = self.provider.ready_since(slot.node)
+        if since is None:
+            health = Health.DOWN if slot.last_health is not Health.UNKNOWN else Health.UNKNOWN
+        elif now >= max(since, slot.checks_since) + self.rise * self.interval:
+            health = Health.UP
+        else:
+            health = slot.last_health if slot.last_health is not Health.UP else Health.UP
+        if slot.last_health is Health.UP and health is Health.DOWN:
+            slot.check_downs += 1
+        slot.last_health = health
+        return health
+
+    def _member(self, slot: _Slot) -> Member:
+        now = self.clock.now()
+        health = self._health(slot)
+        serving = slot.admin is Admin.READY and health is Health.UP
+        if serving:
+            served = self.rps * max(0.0, now - slot.counted_until)
+            rate = self._error_rates.get(slot.node, self._error_rates.get(slot.image, 0.0))
+            slot.total += served
+            slot.errors += served * rate
+        slot.counted_until = now
+        if slot.stuck is not None:
+            sessions = slot.stuck
+        elif serving:
+            sessions = self.sessions
+        elif slot.admin is Admin.DRAIN and self.drain_time > 0:
+            left = 1.0 - (now - slot.drained_at) / self.drain_time
+            sessions = max(0, math.ceil(slot.drain_from * left))
+        else:
+            sessions = 0
+        return Member(
+            slot=slot.slot, target=slot.target, admin=slot.admin, health=health,
+            sessions=sessions, total_sessions=int(slot.total), http_5xx=int(slot.errors),
+            check_downs=slot.check_downs,
+        )
+
+    def _check(self, op: str, target: str) -> None:
+        rule = take_rule(self._rules, op, target, "")
+        if rule is not None:
+            raise rule.raises(f"fake LB: {op} {target}: {rule.error}")
