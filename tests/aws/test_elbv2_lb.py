@@ -5,14 +5,49 @@ through ScriptedTargetHealth, a test-only health source on a test clock."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
-from rollout.backends.aws.elbv2 import describe_target_health, wait_for_member
+from rollout.backends.aws.elbv2 import Elbv2LoadBalancer, describe_target_health
 from rollout.errors import DriverError, NotFoundError
-from rollout.model import Admin, Health, LaunchSpec, Node
+from rollout.model import Admin, Health, LaunchSpec, Member, Node
+from rollout.protocols import Clock
 from tests.aws.moto_harness import ENV, ROLE, AwsWorld, ScriptedTargetHealth, StepClock
 
 pytestmark = pytest.mark.aws
+
+
+# A wait of the tests' own (the controller polls through the core instead).
+def wait_for_member(
+    lb: Elbv2LoadBalancer,
+    node: Node,
+    done: Callable[[Member | None], bool],
+    *,
+    clock: Clock,
+    timeout: float,
+    interval: float = 2.0,
+    what: str = "target",
+) -> Member | None:
+    """Poll ``lb`` until ``done(member)`` holds; DriverError after ``timeout``.
+
+    Wait healthy with
+    ``done=lambda m: m is not None and m.in_service``; wait deregistered with
+    ``done=lambda m: m is None or m.sessions == 0``.
+    """
+    deadline = clock.now() + timeout
+    while True:
+        member = lb.member(node)
+        if done(member):
+            return member
+        if clock.now() >= deadline:
+            state = f"{member.admin}/{member.health}" if member else "not registered"
+            raise DriverError(
+                f"target group {lb.arn}: {node.target} ({node.name}) did not become {what} "
+                f"within {timeout:.0f}s (last seen: {state})",
+                hint="check the target group's health check and the node's security group",
+            )
+        clock.sleep(interval)
 
 
 def node_of(world: AwsWorld, name: str) -> Node:
@@ -86,7 +121,10 @@ def test_deregistration_is_the_drain_and_honours_the_delay(world: AwsWorld) -> N
     draining = lb.member(node)
     assert draining is not None and draining.admin is Admin.DRAIN and draining.sessions == 1
 
-    assert lb.target_states() == {node.target: "draining: Target.DeregistrationInProgress"}
+    [health] = [d["TargetHealth"] for d in lb.health_source(lb.arn)
+                if d["Target"]["Id"] == node.target]
+    assert (health["State"], health.get("Reason")) == (
+        "draining", "Target.DeregistrationInProgress")
     clock.advance(29.0)
     assert lb.member(node).sessions == 1  # type: ignore[union-attr]
     clock.advance(2.0)

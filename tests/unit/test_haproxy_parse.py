@@ -327,7 +327,7 @@ def test_backend_spec_from_the_lab_inventory() -> None:
     pool = load_environment(PROJECT, "lab").pool("web")
     spec = backend_spec(pool)
     assert (spec.name, spec.frontend_port, spec.slots, spec.service_port) == ("web", 8080, 8, 80)
-    assert spec.slot_names()[-1] == "node8"
+    assert spec.slot_prefix == "node"
     assert "server-template node 1-8" in render(spec)
 
 

@@ -46,7 +46,7 @@ from rollout.errors import ConfigError, DriverError
 from rollout.model import Admin, Health, Member, Node
 
 if TYPE_CHECKING:
-    from rollout.protocols import Clock
+    pass
 
 HealthSource = Callable[[str], list[dict[str, Any]]]
 
@@ -129,17 +129,6 @@ class Elbv2LoadBalancer:
             found[tid] = Member(slot=tid, target=tid, admin=Admin.MAINT, health=Health.UNKNOWN)
         return list(found.values())
 
-    def target_states(self) -> dict[str, str]:
-        """ELBv2's own state of each target (``healthy``, ``initial``,
-        ``draining: Target.DeregistrationInProgress``...), for status output."""
-        states = {}
-        for desc in self.health_source(self.arn):
-            health = desc.get("TargetHealth", {})
-            reason = health.get("Reason")
-            state = str(health.get("State", "unavailable"))
-            states[str(desc["Target"]["Id"])] = f"{state}: {reason}" if reason else state
-        return states
-
     def member(self, node: Node) -> Member | None:
         target = self._target(node)
         return next((m for m in self.members() if m.target == target), None)
@@ -212,34 +201,3 @@ class Elbv2LoadBalancer:
                 "rollout registers instances",
                 hint="use a target group of type instance",
             )
-
-
-def wait_for_member(
-    lb: Elbv2LoadBalancer,
-    node: Node,
-    done: Callable[[Member | None], bool],
-    *,
-    clock: Clock,
-    timeout: float,
-    interval: float = 2.0,
-    what: str = "target",
-) -> Member | None:
-    """Poll ``lb`` until ``done(member)`` holds; DriverError after ``timeout``.
-
-    For callers outside the decision core (the CLI, tests): wait healthy with
-    ``done=lambda m: m is not None and m.in_service``; wait deregistered with
-    ``done=lambda m: m is None or m.sessions == 0``.
-    """
-    deadline = clock.now() + timeout
-    while True:
-        member = lb.member(node)
-        if done(member):
-            return member
-        if clock.now() >= deadline:
-            state = f"{member.admin}/{member.health}" if member else "not registered"
-            raise DriverError(
-                f"target group {lb.arn}: {node.target} ({node.name}) did not become {what} "
-                f"within {timeout:.0f}s (last seen: {state})",
-                hint="check the target group's health check and the node's security group",
-            )
-        clock.sleep(interval)

@@ -90,10 +90,6 @@ class BackendSpec:
                 raise ConfigError(f"{where}: {key} must be a whole number ≥ 1 (got {value!r})")
         return self
 
-    def slot_names(self) -> list[str]:
-        """node1 ... nodeN, as server-template names them."""
-        return [f"{self.slot_prefix}{i}" for i in range(1, self.slots + 1)]
-
 
 def backend_spec(pool: Pool) -> BackendSpec:
     """The backend of a pool whose load balancer is HAProxy."""
