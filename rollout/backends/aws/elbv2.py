@@ -38,15 +38,12 @@ draining).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rollout.backends.aws.session import AwsClients, aws_errors
 from rollout.config import AwsSettings
 from rollout.errors import ConfigError, DriverError
 from rollout.model import Admin, Health, Member, Node
-
-if TYPE_CHECKING:
-    pass
 
 HealthSource = Callable[[str], list[dict[str, Any]]]
 
