@@ -7,6 +7,7 @@ import click
 from rollout import names
 from rollout.app.watch import watch_rollout
 from rollout.cli.base import Options, cli, common, pass_options
+from rollout.cli.live import progress
 from rollout.durations import parse_duration
 from rollout.errors import ConfigError
 
@@ -35,5 +36,6 @@ def watch(opts: Options, rollout_id: str | None, role: str | None, poll: str) ->
     except ValueError as exc:
         raise ConfigError(f"--poll: {exc}") from None
     out = opts.out()
-    watch_rollout(opts.workspace(), rollout_id=rollout_id, role=role, on_event=out.event,
-                  poll=max(interval, 0.1))
+    with progress(out, enabled=opts.progress) as sink:
+        watch_rollout(opts.workspace(), rollout_id=rollout_id, role=role, on_event=sink,
+                      poll=max(interval, 0.1))
