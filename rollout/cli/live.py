@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress_bar import ProgressBar
+from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
@@ -178,4 +179,35 @@ def progress(out: Output, *, enabled: bool = True, eta: float | None = None,
         yield view.feed
 
 
-__all__ = ["LiveView", "live_wanted", "progress"]
+@dataclass
+class BakeView:
+    """``rollout build``'s view: its lines scroll above a spinner that names
+    the current step and the time since the bake started."""
+
+    now: Callable[[], float] = time.time
+    started_at: float = field(default_factory=time.time)
+    step: str = "starting"
+
+    def __rich__(self) -> RenderableType:
+        return Spinner("dots", Text(f"{self.step}  ({_clock(self.now() - self.started_at)})"))
+
+
+@contextmanager
+def bake_progress(out: Output, *, enabled: bool = True) -> Iterator[Callable[[str], None]]:
+    """The line sink of ``rollout build``: the spinner view on a terminal,
+    else ``out.line``."""
+    if not live_wanted(out, enabled):
+        yield out.line
+        return
+    view = BakeView()
+    console = Console(file=out.stream, highlight=False)
+    with Live(view, console=console, refresh_per_second=4, transient=True,
+              redirect_stdout=False, redirect_stderr=False) as live:
+        def line(text: str) -> None:
+            view.step = text.strip()
+            live.console.print(text, markup=False, highlight=False)
+
+        yield line
+
+
+__all__ = ["BakeView", "LiveView", "bake_progress", "live_wanted", "progress"]

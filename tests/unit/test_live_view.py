@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from rollout.app.rollouts import run_rollout
-from rollout.cli.live import LiveView, live_wanted, progress
+from rollout.cli.live import LiveView, bake_progress, live_wanted, progress
 from rollout.cli.output import Output
 from rollout.core.phoenix import DAY_SECONDS
 from rollout.errors import RolloutFailed
@@ -84,3 +84,16 @@ def test_the_plain_sink_off_a_terminal_with_no_progress_and_json() -> None:
         assert not live_wanted(out, enabled)
         with progress(out, enabled=enabled) as sink:
             assert sink == out.event
+
+
+def test_the_bake_view_keeps_every_line_on_a_terminal() -> None:
+    tty = Tty()
+    with bake_progress(Output("text", tty)) as line:
+        line("bake: launching builder")
+        line("bake: ansible-playbook site.yml")
+    screen = tty.getvalue()
+    assert "bake: launching builder" in screen and "bake: ansible-playbook site.yml" in screen
+    plain = io.StringIO()
+    with bake_progress(Output("text", plain)) as line:
+        line("bake: one")
+    assert plain.getvalue() == "bake: one\n"
