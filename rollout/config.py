@@ -196,6 +196,25 @@ class AwsSettings(_Strict):
     volume_device: str = "/dev/xvdf"
 
 
+class NotifyOn(StrEnum):
+    """What a ``notify:`` webhook is told about."""
+
+    START = "start"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    RESTORE = "restore"
+    PAUSE = "pause"  # halted or interrupted: the rollout waits for resume or abort
+
+
+class Webhook(_Strict):
+    """A Slack-compatible webhook (``{"text": ...}`` POSTed as JSON)."""
+
+    url: str = Field(pattern=r"^https?://[^\s]+$")
+    on: tuple[NotifyOn, ...] = tuple(NotifyOn)
+    timeout: Duration = Field(5.0, gt=0, le=60)
+    retries: int = Field(3, ge=0, le=10)
+
+
 class PoolSettings(_Strict):
     """A pool is one role in one environment.
 
@@ -232,6 +251,8 @@ class PoolSettings(_Strict):
     # The pool lease's time to live: renewed every TTL/4, and a controller that
     # could not renew it for TTL minus a third of it stops before acting.
     lease_ttl: Duration = Field(30.0, ge=1.0, le=3600.0)
+    # Webhooks told of the rollout's start and end (see rollout.app.notify).
+    notify: tuple[Webhook, ...] = ()
 
     @model_validator(mode="after")
     def _coherent(self) -> PoolSettings:

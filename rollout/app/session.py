@@ -30,6 +30,7 @@ from typing import Any
 
 from rollout import names
 from rollout.app import reports
+from rollout.app.notify import Notifier
 from rollout.app.workspace import PoolDrivers, Workspace
 from rollout.clock import SystemClock
 from rollout.config import Pool
@@ -108,7 +109,10 @@ class Session:
         self.ws = ws
         self.drivers: PoolDrivers = ws.drivers(pool.role)
         self.clock: Clock = clock or SystemClock()
-        self.on_event = on_event
+        # The pool's webhooks hear the same events as the caller's sink.
+        self.notifier = (Notifier(pool.settings.notify, f"{pool.env}/{pool.role}")
+                         if pool.settings.notify else None)
+        self.on_event = on_event if self.notifier is None else _tee(on_event, self.notifier)
         self.stop_requested = stop_requested
         self.reports = reports or Reports()
         self._journal: Journal | None = None
@@ -125,6 +129,8 @@ class Session:
         journal, self._journal = self._journal, None
         if journal is not None:
             journal.close()
+        if self.notifier is not None:
+            self.notifier.close()
 
     @property
     def journal(self) -> Journal:
@@ -230,6 +236,14 @@ class Session:
     def _latest_id(self) -> str | None:
         records = self.journal.history(self.pool.env, self.pool.role, limit=1)
         return records[0].state.id if records else None
+
+
+def _tee(first: EventSink, second: EventSink) -> EventSink:
+    def both(event: Event) -> None:
+        first(event)
+        second(event)
+
+    return both
 
 
 __all__ = ["OVERRIDABLE", "EventSink", "Reports", "Session", "open_journal",

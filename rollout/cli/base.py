@@ -30,6 +30,7 @@ class Options:
     data_dir: Path | None
     env: str
     output: str
+    progress: bool = True  # the live view on a terminal (--no-progress: plain lines)
 
     def workspace(self) -> Workspace:
         return Workspace.open(self.project, self.env, self.data_dir)
@@ -47,10 +48,15 @@ def common(func: F) -> F:
     @click.option("--env", "env", default=None, help="Environment (inventories/ENV). [lab]")
     @click.option("--output", "output", type=click.Choice(["text", "json"]), default=None,
                   help="text for people, json for scripts (one event per line).")
+    @click.option("--no-progress", "no_progress", is_flag=True, default=False,
+                  help="Plain lines instead of the live view on a terminal.")
     @functools.wraps(func)
-    def wrapper(*args: Any, env: str | None, output: str | None, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, env: str | None, output: str | None, no_progress: bool,
+                **kwargs: Any) -> Any:
         opts = click.get_current_context().find_object(Options)
         assert opts is not None
+        if no_progress:
+            opts.progress = False
         if env is not None:
             opts.env = env
         if output is not None:

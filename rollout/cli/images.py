@@ -10,6 +10,7 @@ import click
 from rollout import names
 from rollout.app import build as building
 from rollout.cli.base import STOP, Options, cli, common, pass_options
+from rollout.cli.live import bake_progress
 
 
 @cli.command()
@@ -30,9 +31,10 @@ def build(opts: Options, role: str, version: str | None, parent: str | None,
     # SIGINT and SIGTERM (Jenkins' abort, systemd's stop) end the bake between
     # steps, with the builder removed; a second one stops at once, also cleaning up.
     STOP.install()
-    image = building.build_image(opts.workspace(), role, version, parent=parent,
-                                 extra_vars=variables, smoke=not no_smoke, on_event=out.line,
-                                 cancel=STOP.requested)
+    with bake_progress(out, enabled=opts.progress) as line:
+        image = building.build_image(opts.workspace(), role, version, parent=parent,
+                                     extra_vars=variables, smoke=not no_smoke, on_event=line,
+                                     cancel=STOP.requested)
     if out.json:
         out.record({"event": "image_registered", "id": image.id, "role": image.role,
                     "version": image.version, "verified": image.verified,

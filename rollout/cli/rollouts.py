@@ -12,6 +12,7 @@ import click
 
 from rollout import names
 from rollout.app.history import pool_status, rollout_detail, rollout_history
+from rollout.app.plan import plan_rollout
 from rollout.app.rollouts import (
     RolloutResult,
     abort_rollout,
@@ -21,6 +22,7 @@ from rollout.app.rollouts import (
 )
 from rollout.app.session import OVERRIDABLE
 from rollout.cli.base import STOP, Options, cli, common, pass_options
+from rollout.cli.live import live_wanted, progress
 from rollout.cli.output import Output
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -96,11 +98,17 @@ def run(opts: Options, role: str, version: str | None, image_id: str | None,
     with exit 2 unless --allow-below-floor."""
     names.name(role, "role", "--role")
     out = opts.out()
+    ws = opts.workspace()
+    eta = floor = base = None
+    if live_wanted(out, opts.progress):  # the view shows the plan's ETA and floor
+        plan = plan_rollout(ws, role, version=version, image_id=image_id, overrides=overrides)
+        eta, floor, base = plan.eta.seconds, plan.floor, plan.in_service
     STOP.install()
-    result = run_rollout(
-        opts.workspace(), role, version=version, image_id=image_id, overrides=overrides,
-        wait_lock=wait_lock, junit=junit, metrics_file=metrics_file, on_event=out.event,
-        stop_requested=STOP.requested, allow_below_floor=allow_below_floor)
+    with progress(out, enabled=opts.progress, eta=eta, floor=floor, base=base) as sink:
+        result = run_rollout(
+            ws, role, version=version, image_id=image_id, overrides=overrides,
+            wait_lock=wait_lock, junit=junit, metrics_file=metrics_file, on_event=sink,
+            stop_requested=STOP.requested, allow_below_floor=allow_below_floor)
     _report(out, result)
 
 
@@ -119,9 +127,10 @@ def resume(opts: Options, rollout_id: str | None, role: str | None, wait_lock: b
     """Reconcile an unfinished rollout with the world, then finish or roll back."""
     out = opts.out()
     STOP.install()
-    result = resume_rollout(opts.workspace(), role=role, rollout_id=rollout_id,
-                            wait_lock=wait_lock, on_event=out.event,
-                            stop_requested=STOP.requested)
+    with progress(out, enabled=opts.progress) as sink:
+        result = resume_rollout(opts.workspace(), role=role, rollout_id=rollout_id,
+                                wait_lock=wait_lock, on_event=sink,
+                                stop_requested=STOP.requested)
     _report(out, result)
 
 

@@ -19,6 +19,7 @@ from rollout.app.plan import plan_rollout, render_text
 from rollout.app.promote import promote_image
 from rollout.app.replace import replace_node
 from rollout.cli.base import STOP, Options, cli, common, pass_options
+from rollout.cli.live import progress
 from rollout.cli.rollouts import pacing_options, target_options
 
 
@@ -82,8 +83,9 @@ def phoenix(opts: Options, role: str, max_age: str, window: str | None,
     budget = PhoenixBudget(max_per_run, max_per_day)
     out = opts.out()
     STOP.install()
-    report = phoenix_run(opts.workspace(), role, max_age=age, window=parsed, budget=budget,
-                         on_event=out.event, stop_requested=STOP.requested)
+    with progress(out, enabled=opts.progress) as sink:
+        report = phoenix_run(opts.workspace(), role, max_age=age, window=parsed,
+                             budget=budget, on_event=sink, stop_requested=STOP.requested)
     if out.json:
         out.record(report.to_json())
     elif report.status is PhoenixStatus.SKIPPED:
@@ -115,8 +117,10 @@ def replace(opts: Options, node: str, role: str | None, force: bool, wait_lock: 
     """
     out = opts.out()
     STOP.install()
-    report = replace_node(opts.workspace(), node, role=role, force=force, wait_lock=wait_lock,
-                          on_event=out.event, stop_requested=STOP.requested)
+    with progress(out, enabled=opts.progress) as sink:
+        report = replace_node(opts.workspace(), node, role=role, force=force,
+                              wait_lock=wait_lock, on_event=sink,
+                              stop_requested=STOP.requested)
     if out.json:
         out.record(report.to_json())
         return
