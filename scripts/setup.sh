@@ -14,7 +14,7 @@ step() { echo "setup: [$1/4] $2"; }
 
 packages=(python3 python3-venv python3-dev openssh-client openssh-server haproxy
           systemd-container debootstrap iproute2 iptables wrk socat sqlite3 postgresql git
-          ca-certificates curl)
+          ca-certificates curl chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

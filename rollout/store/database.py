@@ -18,6 +18,10 @@ between SQLite and PostgreSQL (everything else is shared SQLAlchemy Core).
 - **Migration lock.** First opens and upgrades are serialised: a
   ``pg_advisory_lock`` on PostgreSQL, an ``flock`` on ``JOURNAL.lock`` next to
   the SQLite file.
+- **Read-only.** ``read_only=True`` (the dashboard) opens a SQLite file with
+  ``mode=ro`` and ``PRAGMA query_only``, and a PostgreSQL session as ``READ
+  ONLY``: the engine itself refuses any write, and nothing is created (no
+  file, no lock file, no schema).
 """
 
 from __future__ import annotations
@@ -30,10 +34,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Double, Table, cast, create_engine, event, extract, func
 from sqlalchemy import literal as sql_literal
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -53,8 +59,9 @@ class Database:
 
     def __init__(self, url: StateUrl, *, durable: bool = True,
                  fault: Callable[[str], None] | None = None, retry_budget: float = 10.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, read_only: bool = False) -> None:
         self.url = url
+        self.read_only = read_only
         self.fault = fault
         self.retry_budget = retry_budget
         self._sleep = sleep
@@ -64,8 +71,13 @@ class Database:
         self._conn: Connection | None = None
         if url.engine is Engine.SQLITE:
             assert url.path is not None
-            _private_file(url.path)
-            self.engine = create_engine(url.url, connect_args={
+            target: str | URL = url.url
+            if read_only:
+                # A URI so that SQLite opens the file read-only and never creates it.
+                target = f"sqlite:///file:{quote(str(url.path))}?mode=ro&uri=true"
+            else:
+                _private_file(url.path)
+            self.engine = create_engine(target, connect_args={
                 "timeout": 10.0, "isolation_level": None, "check_same_thread": False,
             })
             self._sqlite_events(durable)
@@ -76,6 +88,8 @@ class Database:
             self.engine = create_engine(url.url, connect_args=args, pool_size=2)
             if not durable:
                 event.listen(self.engine, "connect", _pg_not_durable)
+            if read_only:
+                event.listen(self.engine, "connect", _pg_read_only)
 
     @property
     def postgres(self) -> bool:
@@ -84,15 +98,19 @@ class Database:
     def _sqlite_events(self, durable: bool) -> None:
         def on_connect(dbapi_conn: Any, record: Any) -> None:
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
-            cur.execute("PRAGMA foreign_keys=ON")
+            if self.read_only:
+                cur.execute("PRAGMA query_only=ON")
+            else:
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+                cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
         def on_begin(conn: Connection) -> None:
             # pysqlite's own transaction handling is off (isolation_level=None):
             # we say when a transaction starts, and whether it writes.
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if self._immediate else "BEGIN")
+            immediate = self._immediate and not self.read_only
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         event.listen(self.engine, "connect", on_connect)
         event.listen(self.engine, "begin", on_begin)
@@ -269,6 +287,13 @@ def reason(exc: BaseException) -> str:
     source: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
     text = str(source).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _pg_read_only(dbapi_conn: Any, record: Any) -> None:
+    # Every transaction of the session is read-only: the server refuses writes.
+    with dbapi_conn.cursor() as cur:
+        cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    dbapi_conn.commit()
 
 
 def _pg_not_durable(dbapi_conn: Any, record: Any) -> None:

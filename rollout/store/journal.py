@@ -35,6 +35,7 @@ from rollout.errors import (
     JournalError,
     JournalUnavailable,
     JournalUnusable,
+    NotFoundError,
 )
 from rollout.events import Event
 from rollout.protocols import Clock
@@ -73,8 +74,11 @@ class Journal(JournalReads):
 
     def __init__(self, location: Path | str | StateUrl, *,
                  fault: Callable[[str], None] | None = None, durable: bool = True,
-                 retry_budget: float = 10.0, clock: Clock | None = None) -> None:
-        """``durable=False`` skips the fsyncs: for tests only, never for a rollout."""
+                 retry_budget: float = 10.0, clock: Clock | None = None,
+                 read_only: bool = False) -> None:
+        """``durable=False`` skips the fsyncs: for tests only, never for a rollout.
+        ``read_only=True`` (the dashboard): the engine refuses every write, and a
+        store that is missing or not at the newest schema is refused, not made."""
         if isinstance(location, StateUrl):
             url = location
         elif isinstance(location, str) and "://" in location:
@@ -84,14 +88,21 @@ class Journal(JournalReads):
         self.url: StateUrl = url
         self.path: Path | None = url.path
         self.clock: Clock = clock or SystemClock()
-        self._db = Database(url, durable=durable, fault=fault, retry_budget=retry_budget)
+        if read_only and url.path is not None and not url.path.is_file():
+            raise NotFoundError(f"{url.path}: no journal yet",
+                                hint="it is created by the first rollout command")
+        self._db = Database(url, durable=durable, fault=fault, retry_budget=retry_budget,
+                            read_only=read_only)
         self.leases = LeaseTable(self._db)
         self._saved: dict[str, tuple[str, dict[int, Replacement]]] = {}
         self._pools: dict[str, str] = {}  # rollout id -> pool key, for the fences
         self._held: dict[str, Holding] = {}
         self._put_rep = _upsert_replacement(self._db)
         try:
-            migrate.upgrade(self._db)
+            if read_only:
+                migrate.check_current(self._db)
+            else:
+                migrate.upgrade(self._db)
         except (SQLAlchemyError, OSError) as exc:
             self._db.close()
             raise self._open_error(exc) from None

@@ -79,6 +79,22 @@ def upgrade(db: Database) -> None:
         command.upgrade(cfg, "head")
 
 
+def check_current(db: Database) -> None:
+    """For a read-only open: refuse a store that is not at the newest revision
+    (upgrading it is a write; any other rollout command does it)."""
+    script = scripts()
+    # No migration lock: taking it creates a lock file. A reader racing a
+    # first open sees no revision yet and is told so.
+    current = db.transact("read schema", lambda conn: _current(db, conn, script), write=False)
+    if current != script.get_current_head():
+        raise JournalUnusable(
+            f"{db.where}: the journal is at schema {current or 'none'}, not the newest "
+            f"({script.get_current_head()}); a read-only view cannot upgrade it",
+            hint="run any writing command once (e.g. `rollout status` with this version), "
+            "then open the view again",
+        )
+
+
 def _empty(conn: Connection) -> bool:
     return set(inspect(conn).get_table_names()) <= {"schema_version"}
 
