@@ -187,3 +187,24 @@ class BakeRequest:
     parent: Image | None = None
     extra_vars: dict[str, str] = field(default_factory=dict)
     smoke: bool = True
+
+
+@dataclass(frozen=True)
+class VaultOptions:
+    """How Ansible finds vault passwords, as ansible-playbook's options say it:
+    ``--vault-password-file`` (repeatable) and ``--vault-id [ID@]SOURCE``
+    (repeatable). ``ANSIBLE_VAULT_PASSWORD_FILE`` and the project's ansible.cfg
+    (``vault_password_file``, ``vault_identity_list``) are read by Ansible itself."""
+
+    password_files: tuple[str, ...] = ()
+    vault_ids: tuple[str, ...] = ()
+
+    def argv(self) -> list[str]:
+        """The same options for an ansible-playbook command line (paths and ids
+        only: a password never appears in them)."""
+        args: list[str] = []
+        for path in self.password_files:
+            args += ["--vault-password-file", path]
+        for vault_id in self.vault_ids:
+            args += ["--vault-id", vault_id]
+        return args
