@@ -172,24 +172,6 @@ class SshTarget:
 
 
 @dataclass(frozen=True)
-class BakeRequest:
-    """One bake, checked before anything starts (``rollout.bake.request.check_request``).
-
-    ``image_id`` is minted for this bake; ``extra_vars`` are the user's own
-    (never a ``rollout_*`` name: the pipeline sets those); ``smoke`` False
-    bakes without the smoke gate and registers the image unverified.
-    """
-
-    project: Path
-    role: str
-    version: str
-    image_id: str
-    parent: Image | None = None
-    extra_vars: dict[str, str] = field(default_factory=dict)
-    smoke: bool = True
-
-
-@dataclass(frozen=True)
 class VaultOptions:
     """How Ansible finds vault passwords, as ansible-playbook's options say it:
     ``--vault-password-file`` (repeatable) and ``--vault-id [ID@]SOURCE``
@@ -208,3 +190,27 @@ class VaultOptions:
         for vault_id in self.vault_ids:
             args += ["--vault-id", vault_id]
         return args
+
+
+@dataclass(frozen=True)
+class BakeRequest:
+    """One bake, checked before anything starts (``rollout.bake.request.check_request``).
+
+    ``image_id`` is minted for this bake; ``extra_vars`` are the user's own
+    (never a ``rollout_*`` name: the pipeline sets those); ``smoke`` False
+    bakes without the smoke gate and registers the image unverified.
+    ``gather_facts`` and ``gather_subset`` come from the pool's ``bake``
+    settings; ``vault`` says where the vault passwords are.
+    """
+
+    project: Path
+    role: str
+    version: str
+    image_id: str
+    parent: Image | None = None
+    extra_vars: dict[str, str] = field(default_factory=dict)
+    smoke: bool = True
+    gather_facts: bool = True
+    gather_subset: tuple[str, ...] = ()
+    vault: VaultOptions = field(default_factory=VaultOptions)
+

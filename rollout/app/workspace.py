@@ -7,7 +7,7 @@ created only when a command asks for them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from rollout.config import Environment, Pool
 from rollout.errors import ConfigError
 from rollout.inventory import load_environment, project_root
+from rollout.model import VaultOptions
 from rollout.paths import DataDir, default_data_dir
 
 if TYPE_CHECKING:
@@ -43,14 +44,20 @@ class Workspace:
     project: Path
     env: Environment
     data: DataDir
+    vault: VaultOptions = field(default_factory=VaultOptions)
 
     @classmethod
-    def open(cls, project: Path | None, env: str, data_dir: Path | None) -> Workspace:
+    def open(cls, project: Path | None, env: str, data_dir: Path | None,
+             vault: VaultOptions | None = None) -> Workspace:
+        """The workspace of ``env``; ``vault`` says where the vault passwords
+        are, for reading the inventory and for bakes."""
         root = project.resolve() if project else project_root()
         if project and not (root / "inventories").is_dir():
             raise ConfigError(f"{root}: --project has no inventories/ directory")
-        environment = load_environment(root, env)
-        return cls(project=root, env=environment, data=DataDir(data_dir or default_data_dir()))
+        vault = vault or VaultOptions()
+        environment = load_environment(root, env, vault)
+        return cls(project=root, env=environment, data=DataDir(data_dir or default_data_dir()),
+                   vault=vault)
 
     def pool(self, role: str) -> Pool:
         return self.env.pool(role)

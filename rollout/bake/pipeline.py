@@ -6,7 +6,8 @@ Steps, in order; everything is validated before the first side effect, and
     validate      the extra vars (one validator for every backend), then
                   Builder.check: parent, base, root, programs
     start         Builder.start boots the builder and waits for SSH
-    playbook      playbooks/bake.yml (roles/base, then roles/<role>) over SSH
+    playbook      playbooks/bake.yml (facts, roles/base, then roles/<role>) over
+                  SSH; extra vars through a private file, never a command line
     smoke gate    the SmokeRunner against the builder, unless smoke is off
     capture       Builder.capture turns the builder's disk into the image
     register      Builder.register makes it visible: from here on it counts
@@ -35,7 +36,7 @@ from rollout.drivers import ansible
 from rollout.drivers.ansible import PlaybookFailed
 from rollout.drivers.smoke import TestinfraSmokeRunner
 from rollout.errors import BakeError, DriverError, Interrupted
-from rollout.model import BakeRequest, Image, Node, SmokeResult, SshTarget
+from rollout.model import BakeRequest, Image, Node, SmokeResult, SshTarget, VaultOptions
 from rollout.protocols import Builder, Clock, SmokeRunner
 
 _log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class RunPlaybook(Protocol):
         on_task: Callable[[str], None] | None = None,
         log_name: str | None = None,
         group: str | None = None,
+        vault: VaultOptions | None = None,
     ) -> PlaybookRun: ...
 
 
@@ -182,6 +184,8 @@ def _playbook(
         "rollout_role": request.role,
         "rollout_image_version": request.version,
         "rollout_image_id": request.image_id,
+        "rollout_gather_facts": request.gather_facts,
+        "rollout_gather_subset": list(request.gather_subset) or ["all"],
     }
     say(f"running {PLAYBOOK} (roles base, {request.role}) on builder {node.name}")
     try:
@@ -190,7 +194,7 @@ def _playbook(
             request.project, PLAYBOOK, {node.name: builder.ssh(node)}, extravars,
             log_dir=log_dir, cancel=cancel, timeout=builder.playbook_timeout,
             on_task=lambda task: say(f"task: {task}"), log_name=f"bake-{request.image_id}",
-            group="builder",
+            group="builder", vault=request.vault,
         )
     except PlaybookFailed as exc:
         if cancel():  # the play was canceled because we were asked to stop

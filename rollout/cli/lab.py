@@ -32,7 +32,7 @@ def lab_up(opts: Options, nodes: int | None) -> None:
     # it started are removed before it exits.
     STOP.install()
     status = up(ws.project, ws.env, ws.data, nodes=nodes, on_event=out.line,
-                cancel=STOP.requested)
+                cancel=STOP.requested, vault=ws.vault)
     _print_lab_status(out, status)
 
 
@@ -80,7 +80,10 @@ def _print_lab_status(out: Output, status: Any) -> None:
     if out.json:
         out.document(data)
         return
-    out.line(f"frontend: {data['frontend']}")
+    pools = data.get("pools") or [{"role": "", "frontend": data["frontend"]}]
+    for pool in pools:
+        label = f"{pool['role']} " if len(pools) > 1 else ""
+        out.line(f"{label}frontend: {pool['frontend']}")
     if not data["nodes"]:
         out.line("the lab has no nodes: bring it up with `sudo rollout lab up`")
         return

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rollout.drivers.ansible import PlaybookFailed, PlaybookResult, TaskFailure
 from rollout.errors import BakeError, ConfigError
-from rollout.model import BakeRequest, Image, Node, NodeState, SshTarget
+from rollout.model import BakeRequest, Image, Node, NodeState, SshTarget, VaultOptions
 from rollout.testing.fakes import FakeClock, FakeImageStore
 
 STEPS = ("check", "start", "capture", "register", "discard")
@@ -110,7 +110,7 @@ class FakePlaybook:
         extravars: dict[str, object], *, log_dir: Path,
         cancel: Callable[[], bool] | None = None, timeout: float | None = None,
         on_task: Callable[[str], None] | None = None, log_name: str | None = None,
-        group: str | None = None,
+        group: str | None = None, vault: VaultOptions | None = None,
     ) -> PlaybookResult:
         self.calls.append({"playbook": playbook, "hosts": dict(hosts),
                            "extravars": dict(extravars), "group": group})
