@@ -41,7 +41,9 @@ from ansible.inventory.group import Group
 from ansible.inventory.manager import InventoryManager
 from ansible.parsing.dataloader import DataLoader
 from ansible.parsing.vault import VaultLib, VaultSecretsContext
+from ansible.plugins.loader import init_plugin_loader
 from ansible.template import Templar
+from ansible.utils.collection_loader import AnsibleCollectionConfig
 from ansible.utils.vars import combine_vars
 from ansible.vars.manager import VariableManager
 from ansible.vars.plugins import get_vars_from_inventory_sources
@@ -80,20 +82,17 @@ class InventoryVars:
 
 def _configure(project: Path) -> None:
     """Put the project's Ansible configuration in force (see the module doc)."""
-    config = ProjectAnsible(project).config
-    wanted = str(config) if config is not None else None
-    key = (wanted, tuple(sorted((k, v) for k, v in os.environ.items()
-                                if k.startswith("ANSIBLE_"))))
+    wanted = ProjectAnsible(project).env()
+    # A source Ansible cannot read is an error here, never a warning: rollout
+    # must not act on half an inventory.
+    wanted["ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED"] = "True"
+    key = (str(project), tuple(sorted((k, v) for k, v in os.environ.items()
+                                      if k.startswith("ANSIBLE_"))))
     if _loaded and _loaded[0] == key:
         return
-    saved = {name: os.environ.get(name) for name in
-             ("ANSIBLE_CONFIG", "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED")}
+    saved = {name: os.environ.get(name) for name in wanted}
     try:
-        if wanted is not None:
-            os.environ["ANSIBLE_CONFIG"] = wanted
-        # A source Ansible cannot read is an error here, never a warning: rollout
-        # must not act on half an inventory.
-        os.environ["ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED"] = "True"
+        os.environ.update(wanted)
         importlib.reload(constants)
     finally:
         for name, value in saved.items():
@@ -101,6 +100,8 @@ def _configure(project: Path) -> None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+    if AnsibleCollectionConfig.collection_finder is None:
+        init_plugin_loader()
     _loaded[:] = [key]
 
 
@@ -152,7 +153,7 @@ def _preflight(env_dir: Path, vault: VaultLib) -> None:
 
 def _decrypt(vault: VaultLib, text: str, path: Path) -> str:
     try:
-        clear: bytes = vault.decrypt(text.encode(), filename=str(path))
+        clear: bytes = vault.decrypt(text.encode())
         return clear.decode("utf-8")
     except AnsibleError as exc:
         raise ConfigError(f"{path}: cannot decrypt this vault file: {exc.message}",
@@ -246,7 +247,9 @@ def _computed(inventory: InventoryManager, variables: VariableManager, loader: D
         return plain(Templar(loader=loader, variables=values).template(values[key]))
     except AnsibleError as exc:
         raise ConfigError(f"{where}: {key}: {exc.message}",
-                          hint="fix the value (or the variable it uses) in that file") from None
+                          hint="fix the value (or a variable it uses); a !vault value needs "
+                          "its password: --vault-password-file, --vault-id or "
+                          "ANSIBLE_VAULT_PASSWORD_FILE") from None
 
 
 def _strays(env_dir: Path, inventory: InventoryManager, loader: DataLoader, key: str,
