@@ -200,7 +200,9 @@ class BakeRequest:
     (never a ``rollout_*`` name: the pipeline sets those); ``smoke`` False
     bakes without the smoke gate and registers the image unverified.
     ``gather_facts`` and ``gather_subset`` come from the pool's ``bake``
-    settings; ``vault`` says where the vault passwords are.
+    settings; ``vault`` says where the vault passwords are; ``inventory`` is
+    the environment's inventory directory, whose variables for the role's group
+    the bake sees (None: only the project's roles and playbook).
     """
 
     project: Path
@@ -213,4 +215,5 @@ class BakeRequest:
     gather_facts: bool = True
     gather_subset: tuple[str, ...] = ()
     vault: VaultOptions = field(default_factory=VaultOptions)
+    inventory: Path | None = None
 

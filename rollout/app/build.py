@@ -70,7 +70,7 @@ def build_image(
     settings = smoke_settings(ws.env, ws.project, role)
     request = check_request(ws.project, role, version, parent=parent_image,
                             extra_vars=extra_vars, smoke=smoke, bake=settings.bake,
-                            vault=ws.vault)
+                            vault=ws.vault, inventory=ws.env.path)
     builder = builder_for(ws, role, clock=clock, on_event=on_event)
     gate = testinfra_gate(
         ws.project, settings, builder.ssh,

@@ -24,7 +24,7 @@ case nothing is registered and no builder is left.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -72,6 +72,8 @@ class RunPlaybook(Protocol):
         log_name: str | None = None,
         group: str | None = None,
         vault: VaultOptions | None = None,
+        inventory: Path | None = None,
+        member_of: Sequence[str] = (),
     ) -> PlaybookRun: ...
 
 
@@ -189,12 +191,15 @@ def _playbook(
     }
     say(f"running {PLAYBOOK} (roles base, {request.role}) on builder {node.name}")
     try:
-        # The playbook targets the group "builder", on every backend.
+        # The playbook targets the group "builder", on every backend. With the
+        # environment's inventory, the builder is also a member of the role's
+        # group: the role sees the group_vars (vault files too) a node would.
         return run_playbook(
             request.project, PLAYBOOK, {node.name: builder.ssh(node)}, extravars,
             log_dir=log_dir, cancel=cancel, timeout=builder.playbook_timeout,
             on_task=lambda task: say(f"task: {task}"), log_name=f"bake-{request.image_id}",
-            group="builder", vault=request.vault,
+            group="builder", vault=request.vault, inventory=request.inventory,
+            member_of=(request.role,) if request.inventory is not None else (),
         )
     except PlaybookFailed as exc:
         if cancel():  # the play was canceled because we were asked to stop

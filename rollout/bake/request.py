@@ -88,6 +88,7 @@ def check_request(
     smoke: bool = True,
     bake: BakeSettings | None = None,
     vault: VaultOptions | None = None,
+    inventory: Path | None = None,
 ) -> BakeRequest:
     """Validate a bake request without touching anything and mint its image id."""
     names.name(role, "role", "--role")
@@ -108,7 +109,7 @@ def check_request(
         project=project, role=role, version=version, image_id=new_image_id(role, version),
         parent=parent, extra_vars=check_extra_vars(extra_vars or {}), smoke=smoke,
         gather_facts=bake.gather_facts, gather_subset=bake.gather_subset,
-        vault=vault or VaultOptions(),
+        vault=vault or VaultOptions(), inventory=inventory,
     )
 
 

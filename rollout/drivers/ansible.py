@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,10 +101,12 @@ class PlaybookFailed(BakeError):
 
 
 def build_inventory(
-    hosts: Mapping[str, SshTarget], group: str | None = None
+    hosts: Mapping[str, SshTarget], group: str | None = None,
+    member_of: Sequence[str] = (),
 ) -> dict[str, Any]:
     """An ansible inventory (as ansible-runner takes it) reaching each host over
-    SSH; the hosts are put in ``group`` when one is given."""
+    SSH; the hosts are put in ``group`` when one is given, and that group in
+    each group of ``member_of`` (so their group_vars apply to the hosts)."""
     entries: dict[str, dict[str, Any]] = {}
     for host_name, target in hosts.items():
         names.name(host_name, "inventory host name")
@@ -120,7 +122,11 @@ def build_inventory(
         entries[host_name] = entry
     if group is not None:
         names.name(group, "inventory group name")
-        return {"all": {"children": {group: {"hosts": entries}}}}
+        children: dict[str, Any] = {group: {"hosts": entries}}
+        for parent in member_of:
+            names.name(parent, "inventory group name")
+            children[parent] = {"children": {group: {}}}
+        return {"all": {"children": children}}
     return {"all": {"hosts": entries}}
 
 
@@ -153,6 +159,13 @@ def write_extravars(private: Path, extravars: Mapping[str, object]) -> Path:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(dict(extravars), handle)
+    return path
+
+
+def _write_inventory(private: Path, inventory: Mapping[str, Any]) -> Path:
+    path = private / "inventory" / "hosts.json"
+    path.parent.mkdir(mode=0o700)
+    path.write_text(json.dumps(inventory), encoding="utf-8")
     return path
 
 
@@ -214,6 +227,8 @@ def run_playbook(
     log_name: str | None = None,
     group: str | None = None,
     vault: VaultOptions | None = None,
+    inventory: Path | None = None,
+    member_of: Sequence[str] = (),
 ) -> PlaybookResult:
     """Run ``project/playbook`` against ``hosts`` and return what happened.
 
@@ -221,8 +236,11 @@ def run_playbook(
     does ``timeout`` (the status is then "canceled" or "timeout"). ansible-playbook
     and its workers are killed before this returns, also on Ctrl-C.
     ``on_task`` is called with each task name as it starts; ``group`` puts the
-    hosts in an inventory group of that name; ``vault`` says where the vault
-    passwords are (as ansible-playbook's options). With ``check`` (the
+    hosts in an inventory group of that name, itself in the groups ``member_of``;
+    ``inventory`` is an inventory source read as well (an environment's
+    directory: its group_vars, vault files included, then apply to the hosts
+    through ``member_of``); ``vault`` says where the vault passwords are (as
+    ansible-playbook's options). With ``check`` (the
     default) a run that did not succeed raises :class:`PlaybookFailed`.
     The full ansible output is kept in ``log_dir`` (as ``log_name``.log if given).
     """
@@ -269,12 +287,16 @@ def run_playbook(
             (work / sub).mkdir(mode=0o700)
         if extravars:
             write_extravars(work / "private", extravars)
+        sources = [str(_write_inventory(work / "private",
+                                        build_inventory(hosts, group, member_of)))]
+        if inventory is not None:
+            sources.append(str(inventory))
         try:
             thread, runner = ansible_runner.run_async(
                 private_data_dir=str(work / "private"),
                 project_dir=str(project),
                 playbook=playbook,
-                inventory=build_inventory(hosts, group),
+                inventory=sources,
                 cmdline=shlex.join((vault or VaultOptions()).argv()) or None,
                 envvars=runner_env(project, work),
                 suppress_env_files=True,

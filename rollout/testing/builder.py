@@ -10,7 +10,7 @@ not registered) and ``store`` (registered images). A step can be made to fail
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -111,6 +111,7 @@ class FakePlaybook:
         cancel: Callable[[], bool] | None = None, timeout: float | None = None,
         on_task: Callable[[str], None] | None = None, log_name: str | None = None,
         group: str | None = None, vault: VaultOptions | None = None,
+        inventory: Path | None = None, member_of: Sequence[str] = (),
     ) -> PlaybookResult:
         self.calls.append({"playbook": playbook, "hosts": dict(hosts),
                            "extravars": dict(extravars), "group": group})

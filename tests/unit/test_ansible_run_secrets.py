@@ -1,7 +1,9 @@
 """ansible-playbook as the bake runs it, for real, on this machine (a play with
 ``connection: local``): extra vars reach the play without appearing on any
 command line, the project's ansible.cfg is in force (its roles_path finds a
-role) and a vault password file decrypts a vaulted role variable."""
+role), a vault password file decrypts a vaulted role variable, and the
+environment's vaulted group_vars reach the builder as a member of its role's
+group."""
 
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ PLAY = """\
           - marker not in cmdlines.stdout
           - marker == expected_marker
           - vaulted == 'from-the-vault'
+          - group_secret == 'from-group-vault'
+          - "'web' in group_names"
 """
 
 
@@ -50,6 +54,15 @@ def _project(tmp: Path) -> Path:
                     "--vault-password-file", str(project / "pw"), str(vars_file)],
                    check=True, capture_output=True)
     (project / "ansible.cfg").write_text("[defaults]\nroles_path = shelf\n")
+    # The environment's inventory: the builder sees the group_vars of its role's
+    # group, a vault-encrypted file among them.
+    group_vars = project / "inventories" / "lab" / "group_vars" / "web"
+    group_vars.mkdir(parents=True)
+    (group_vars.parent.parent / "hosts").write_text("[web]\n")
+    (group_vars / "vault.yml").write_text("group_secret: from-group-vault\n")
+    subprocess.run([str(Path(sys.executable).parent / "ansible-vault"), "encrypt",
+                    "--vault-password-file", str(project / "pw"),
+                    str(group_vars / "vault.yml")], check=True, capture_output=True)
     return project
 
 
@@ -61,7 +74,7 @@ def test_extra_vars_vault_and_ansible_cfg_reach_the_play_off_the_command_line(
         project, "playbooks/check.yml", {"b1": target},
         {"marker": MARKER, "expected_marker": MARKER}, log_dir=tmp_path / "logs",
         group="builder", vault=VaultOptions(password_files=(str(project / "pw"),)),
-        check=False)
+        inventory=project / "inventories" / "lab", member_of=("web",), check=False)
     log = result.log_path.read_text() if result.log_path else ""
     assert result.ok, log
     assert "shelf" in log

@@ -173,7 +173,8 @@ def bake_on_lab(
     clock = clock or SystemClock()
     settings = smoke_settings(env, project, role)
     request = check_request(project, role, version, parent=parent, extra_vars=extra_vars,
-                            smoke=smoke, bake=settings.bake, vault=vault)
+                            smoke=smoke, bake=settings.bake, vault=vault,
+                            inventory=env.path)
     builder = LabBuilder(env, data, clock=clock, on_event=on_event)
     gate = pipeline.testinfra_gate(
         project, settings, builder.ssh,
