@@ -317,6 +317,7 @@ class Environment:
     settings: EnvSettings
     pools: dict[str, Pool]
     inventory: Path
+    groups: frozenset[str] = frozenset()  # every group of the inventory
 
     def pool(self, role: str) -> Pool:
         names.name(role, "role")

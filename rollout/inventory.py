@@ -81,7 +81,8 @@ def load_environment(project: Path, env: str,
         pools[group] = Pool(env=env, role=group, settings=settings, source=path)
     _distinct_frontends(pools)
     return Environment(
-        name=env, path=base, settings=env_settings, pools=pools, inventory=inventory
+        name=env, path=base, settings=env_settings, pools=pools, inventory=inventory,
+        groups=found.groups,
     )
 
 
