@@ -51,23 +51,28 @@ def is_vault_encrypted(text: str) -> bool:
     return text.lstrip().startswith(VAULT_HEADER)
 
 
-def _expanded_size(root: yaml.Node) -> int:
-    """How many nodes ``root`` holds once every alias is followed (aliases are
-    the same node object composed again, so sizes are memoised by identity)."""
+def _expanded_size(root: yaml.Node, where: str) -> int:
+    """How many values ``root`` stands for once every alias is followed. An
+    alias is the same node object composed again, so each distinct node is
+    counted once (memoised by identity) and the count itself stays cheap."""
     sizes: dict[int, int] = {}
-    order: list[yaml.Node] = []
-    stack: list[yaml.Node] = [root]
-    seen: set[int] = set()
-    while stack:  # iterative post-order: a deep file must not exhaust the stack here
-        node = stack.pop()
-        if id(node) in seen:
+    open_nodes: set[int] = set()  # on the current path: an alias back to one is a loop
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:  # iterative: a deeply nested file must not exhaust the stack here
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
             continue
-        seen.add(id(node))
-        order.append(node)
-        stack.extend(_children(node))
-    for node in reversed(order):
-        total = 1 + sum(sizes.get(id(child), 1) for child in _children(node))
-        sizes[id(node)] = min(total, MAX_NODES + 1)
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise ConfigError(f"{where}: an alias refers to a value that contains it",
+                              hint="remove the recursive alias (&name ... *name)")
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
     return sizes[id(root)]
 
 
@@ -86,11 +91,12 @@ def check_text(text: str, where: str, *, mapping: bool) -> Any:
         loader = _AnsibleTags(text)
         try:
             root = loader.get_single_node()
-            if root is not None and _expanded_size(root) > MAX_NODES:
+            count = _expanded_size(root, where) if root is not None else 0
+            if count > MAX_NODES:
                 raise ConfigError(
-                    f"{where}: the YAML expands to more than {MAX_NODES} values once its "
-                    "aliases (*name) are followed",
-                    hint="write the values out instead of nesting aliases",
+                    f"{where}: its aliases expand to {count:,} values (at most "
+                    f"{MAX_NODES:,}): refusing a YAML alias bomb",
+                    hint="write the values out, or use fewer nested aliases (*name)",
                 )
             data = loader.construct_document(root) if root is not None else None
         finally:

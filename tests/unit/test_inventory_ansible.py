@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -256,3 +257,42 @@ def test_a_host_vars_file_for_a_pool_node_does_not_change_the_pool(tmp_path: Pat
         "inventories/prod/host_vars/web-1.yml": _pool_yaml(pool_size=9),
     })
     assert load_environment(project, "prod").pools["web"].settings.pool_size == 2
+
+
+def _bomb(levels: int = 9) -> str:
+    lines = ['  l0: &l0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for n in range(1, levels):
+        lines.append(f"  l{n}: &l{n} [" + ", ".join([f"*l{n - 1}"] * 9) + "]")
+    return "\n".join(lines)
+
+
+def test_a_billion_laughs_hosts_file_fails_fast_with_exit_2(tmp_path: Path) -> None:
+    project = _write(tmp_path, {
+        "inventories/prod/hosts.yml":
+            f"all:\n  children:\n    web: {{}}\n  vars:\n{_bomb()}\n",
+        "inventories/prod/group_vars/web.yml": _pool_yaml(),
+    })
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"hosts.yml: its aliases expand to [\d,]+ values") \
+            as caught:
+        load_environment(project, "prod")
+    assert caught.value.exit_code == 2
+    assert time.monotonic() - started < 2.0
+
+
+def test_a_recursive_alias_is_refused(tmp_path: Path) -> None:
+    project = _write(tmp_path, {
+        "inventories/prod/hosts.yml":
+            "all:\n  children:\n    web: {}\nloop: &loop {children: {again: *loop}}\n",
+    })
+    with pytest.raises(ConfigError, match="an alias refers to a value that contains it"):
+        load_environment(project, "prod")
+
+
+def test_ordinary_aliases_still_load(tmp_path: Path) -> None:
+    project = _write(tmp_path, {
+        "inventories/prod/hosts.yml":
+            "x-empty: &empty {hosts: {}}\nall:\n  children:\n    web: *empty\n    api: *empty\n",
+        "inventories/prod/group_vars/web.yml": _pool_yaml(),
+    })
+    assert list(load_environment(project, "prod").pools) == ["web"]
