@@ -5,6 +5,8 @@ Steps, in order; everything is validated before the first side effect, and
 
     validate      the extra vars (one validator for every backend), then
                   Builder.check: parent, base, root, programs
+    requirements  the project's requirements.yml (roles, collections) installed
+                  with ansible-galaxy, before any builder exists
     start         Builder.start boots the builder and waits for SSH
     playbook      playbooks/bake.yml (facts, roles/base, then roles/<role>) over
                   SSH; extra vars through a private file, never a command line
@@ -32,7 +34,7 @@ from rollout.bake.manifest import bake_manifest
 from rollout.bake.request import PLAYBOOK, check_extra_vars
 from rollout.cleanup import shielded
 from rollout.config import PoolSettings
-from rollout.drivers import ansible
+from rollout.drivers import ansible, ansible_galaxy
 from rollout.drivers.ansible import PlaybookFailed
 from rollout.drivers.smoke import TestinfraSmokeRunner
 from rollout.errors import BakeError, DriverError, Interrupted
@@ -77,6 +79,13 @@ class RunPlaybook(Protocol):
     ) -> PlaybookRun: ...
 
 
+class InstallRequirements(Protocol):
+    """The seam where ansible-galaxy runs:
+    :func:`rollout.drivers.ansible_galaxy.install_requirements`'s shape."""
+
+    def __call__(self, project: Path, log_dir: Path) -> list[str]: ...
+
+
 def testinfra_gate(
     project: Path, settings: PoolSettings, ssh_for: Callable[[Node], SshTarget],
     evidence_dir: Path,
@@ -105,6 +114,7 @@ def bake(
     cancel: Callable[[], bool] = _never,
     on_event: Say = _quiet,
     run_playbook: RunPlaybook = ansible.run_playbook,
+    install_requirements: InstallRequirements = ansible_galaxy.install_requirements,
 ) -> Image:
     """Bake and register the image ``request`` asks for; see the module doc.
 
@@ -116,6 +126,8 @@ def bake(
     what = f"bake of {request.role} {request.version}"
     check_extra_vars(request.extra_vars)
     base = builder.check(request)
+    for command in install_requirements(request.project, log_dir):
+        on_event(f"requirements: {command}")
     gate = smoke if request.smoke else None
     try:
         image = _steps(builder, request, base, gate, log_dir, clock, cancel, on_event,
