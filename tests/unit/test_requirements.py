@@ -53,5 +53,5 @@ def test_no_requirements_no_galaxy(tmp_path: Path) -> None:
 
 def test_a_malformed_requirements_file_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "requirements.yml").write_text("roles: [\n")
-    with pytest.raises(ConfigError, match="requirements.yml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"requirements\.yml: not valid YAML"):
         install_requirements(tmp_path, tmp_path / "logs")
