@@ -57,8 +57,12 @@ def load_environment(project: Path, env: str,
                            pool_key=POOL_KEY, env_key=ENV_KEY)
     inventory = found.inventory
     env_where = found.env.source if found.env is not None else base / "group_vars" / "all.yml"
-    env_settings = validate_model(EnvSettings, found.env.value if found.env else {},
-                                  str(env_where), ENV_KEY)
+    try:
+        env_settings = validate_model(EnvSettings, found.env.value if found.env else {},
+                                      str(env_where), ENV_KEY)
+    except ConfigError as exc:
+        raise ConfigError(found.env.redact(exc.message) if found.env else exc.message,
+                          hint=exc.hint) from None
     pools: dict[str, Pool] = {}
     for group, value in sorted(found.pools.items()):
         path = value.source
@@ -68,7 +72,10 @@ def load_environment(project: Path, env: str,
             names.name(group, "group", str(path))
         except ConfigError as exc:
             raise ConfigError(f"{path}: the group name is not a valid role name: {exc}") from None
-        settings = validate_model(PoolSettings, value.value, str(path), POOL_KEY)
+        try:
+            settings = validate_model(PoolSettings, value.value, str(path), POOL_KEY)
+        except ConfigError as exc:
+            raise ConfigError(value.redact(exc.message), hint=exc.hint) from None
         if settings.smoke.suite is not None:
             root = project.resolve()
             suite = (project / settings.smoke.suite).resolve()

@@ -40,7 +40,7 @@ from ansible.errors import AnsibleError
 from ansible.inventory.group import Group
 from ansible.inventory.manager import InventoryManager
 from ansible.parsing.dataloader import DataLoader
-from ansible.parsing.vault import VaultLib, VaultSecretsContext
+from ansible.parsing.vault import EncryptedString, VaultHelper, VaultLib, VaultSecretsContext
 from ansible.plugins.loader import init_plugin_loader
 from ansible.template import Templar
 from ansible.utils.collection_loader import AnsibleCollectionConfig
@@ -68,6 +68,15 @@ class Found:
 
     value: Any
     source: Path
+    # The text of every vault-encrypted value among the variables it was computed
+    # from, so that a message about a bad value never shows one.
+    secrets: frozenset[str] = frozenset()
+
+    def redact(self, text: str) -> str:
+        """``text`` with every vault value in it replaced by ``<vault>``."""
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            text = text.replace(secret, "<vault>")
+        return text
 
 
 @dataclass(frozen=True)
@@ -204,6 +213,28 @@ def plain(value: Any) -> Any:
     return value
 
 
+def vault_values(values: Any, templar: Templar) -> set[str]:
+    """The text of every vault-encrypted value in ``values`` (inline ``!vault``
+    values decrypted through ``templar``; values read from encrypted files are
+    tagged as such). Undecryptable values are skipped: they cannot leak."""
+    found: set[str] = set()
+    stack = [values]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, Mapping):
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+        elif isinstance(value, EncryptedString):
+            try:
+                found.add(str(templar.template(value)))
+            except AnsibleError:
+                continue
+        elif isinstance(value, str) and VaultHelper.get_ciphertext(value, with_tags=False):
+            found.add(str(value))
+    return {text for text in found if len(text) >= 3}  # "1" in a message is no secret
+
+
 def _defining_file(env_dir: Path, group: str, key: str, loader: DataLoader,
                    fallback: Path) -> Path:
     """The last group_vars file of ``group`` that sets ``key`` (the one whose
@@ -235,8 +266,10 @@ def _own_vars(loader: DataLoader, sources: list[str], group: Group) -> dict[str,
 
 
 def _computed(inventory: InventoryManager, variables: VariableManager, loader: DataLoader,
-              group: str, key: str, where: str) -> Any:
-    """``key`` as Ansible computes and templates it for a member of ``group``."""
+              group: str, key: str, where: Path) -> Found | None:
+    """``key`` as Ansible computes and templates it for a member of ``group``
+    (None when no variable of that name is set), with the vault values it
+    could show."""
     probe = f"{_PROBE}-{group}"
     inventory.add_host(probe, group=group)
     host = inventory.get_host(probe)
@@ -244,7 +277,9 @@ def _computed(inventory: InventoryManager, variables: VariableManager, loader: D
         values = variables.get_vars(host=host, include_hostvars=False)
         if key not in values:
             return None
-        return plain(Templar(loader=loader, variables=values).template(values[key]))
+        templar = Templar(loader=loader, variables=values)
+        return Found(plain(templar.template(values[key])), where,
+                     frozenset(vault_values(values, templar)))
     except AnsibleError as exc:
         raise ConfigError(f"{where}: {key}: {exc.message}",
                           hint="fix the value (or a variable it uses); a !vault value needs "
@@ -305,10 +340,9 @@ def read_inventory(project: Path, env_dir: Path, *, vault: VaultOptions,
         if pool_key not in own:
             continue
         source = _defining_file(env_dir, name, pool_key, loader, main)
-        pools[name] = Found(
-            _computed(inventory, variables, loader, name, pool_key, str(source)), source)
+        found = _computed(inventory, variables, loader, name, pool_key, source)
+        pools[name] = found or Found(None, source)
     env_source = _defining_file(env_dir, "all", env_key, loader,
                                 env_dir / "group_vars" / "all.yml")
-    value = _computed(inventory, variables, loader, "all", env_key, str(env_source))
-    env = Found(value, env_source) if value is not None else None
+    env = _computed(inventory, variables, loader, "all", env_key, env_source)
     return InventoryVars(inventory=main, groups=groups, env=env, pools=pools)

@@ -296,3 +296,22 @@ def test_ordinary_aliases_still_load(tmp_path: Path) -> None:
         "inventories/prod/group_vars/web.yml": _pool_yaml(),
     })
     assert list(load_environment(project, "prod").pools) == ["web"]
+
+
+def test_a_bad_vault_value_is_reported_without_showing_it(tmp_path: Path) -> None:
+    secret = "hunter2-not-a-port"
+    inline = _vault(secret).replace("\n", "\n    ")
+    project = _write(tmp_path, {
+        "inventories/prod/hosts": "[web]\n",
+        "inventories/prod/group_vars/web/inline.yml": f"web_port: !vault |\n    {inline}\n",
+        "inventories/prod/group_vars/web/file.yml": _vault(f"web_backend: {secret};x\n"),
+        "inventories/prod/group_vars/web/main.yml":
+            'rollout:\n  pool_size: 2\n  service_port: "{{ web_port }}"\n'
+            '  haproxy: {backend: "{{ web_backend }}", frontend_port: 18201}\n',
+        "pw": PASSWORD + "\n",
+    })
+    with pytest.raises(ConfigError) as caught:
+        load_environment(project, "prod", VaultOptions(password_files=(str(project / "pw"),)))
+    text = str(caught.value)
+    assert "rollout.service_port" in text and "rollout.haproxy.backend" in text
+    assert secret not in text and "<vault>" in text
