@@ -196,6 +196,23 @@ class AwsSettings(_Strict):
     volume_device: str = "/dev/xvdf"
 
 
+class BakeSettings(_Strict):
+    """How playbooks/bake.yml runs for this pool's role."""
+
+    # Published roles read facts (ansible_os_family...), so a bake gathers them
+    # unless told not to; gather_subset limits them (e.g. ["min", "network"]).
+    gather_facts: bool = True
+    gather_subset: tuple[str, ...] = ()
+
+    @field_validator("gather_subset")
+    @classmethod
+    def _subset(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not re.fullmatch(r"!?[a-z_]{1,40}", item):
+                raise ValueError(f"{item!r} is not a fact subset such as 'min' or '!hardware'")
+        return value
+
+
 class NotifyOn(StrEnum):
     """What a ``notify:`` webhook is told about."""
 
@@ -243,6 +260,7 @@ class PoolSettings(_Strict):
     max_flaps: int = Field(0, ge=0)
     timeouts: Timeouts = Timeouts()
     smoke: SmokeSettings = SmokeSettings()
+    bake: BakeSettings = BakeSettings()
     haproxy: HAProxySettings | None = None
     aws: AwsSettings | None = None
     # Promotion rule: the image must have been promoted to, or passed, this env.
@@ -377,6 +395,7 @@ class Environment:
     settings: EnvSettings
     pools: dict[str, Pool]
     inventory: Path
+    groups: frozenset[str] = frozenset()  # every group of the inventory
 
     def pool(self, role: str) -> Pool:
         names.name(role, "role")

@@ -229,12 +229,37 @@ class SshTarget:
 
 
 @dataclass(frozen=True)
+class VaultOptions:
+    """How Ansible finds vault passwords, as ansible-playbook's options say it:
+    ``--vault-password-file`` (repeatable) and ``--vault-id [ID@]SOURCE``
+    (repeatable). ``ANSIBLE_VAULT_PASSWORD_FILE`` and the project's ansible.cfg
+    (``vault_password_file``, ``vault_identity_list``) are read by Ansible itself."""
+
+    password_files: tuple[str, ...] = ()
+    vault_ids: tuple[str, ...] = ()
+
+    def argv(self) -> list[str]:
+        """The same options for an ansible-playbook command line (paths and ids
+        only: a password never appears in them)."""
+        args: list[str] = []
+        for path in self.password_files:
+            args += ["--vault-password-file", path]
+        for vault_id in self.vault_ids:
+            args += ["--vault-id", vault_id]
+        return args
+
+
+@dataclass(frozen=True)
 class BakeRequest:
     """One bake, checked before anything starts (``rollout.bake.request.check_request``).
 
     ``image_id`` is minted for this bake; ``extra_vars`` are the user's own
     (never a ``rollout_*`` name: the pipeline sets those); ``smoke`` False
     bakes without the smoke gate and registers the image unverified.
+    ``gather_facts`` and ``gather_subset`` come from the pool's ``bake``
+    settings; ``vault`` says where the vault passwords are; ``inventory`` is
+    the environment's inventory directory, whose variables for the role's group
+    the bake sees (None: only the project's roles and playbook).
     """
 
     project: Path
@@ -244,3 +269,8 @@ class BakeRequest:
     parent: Image | None = None
     extra_vars: dict[str, str] = field(default_factory=dict)
     smoke: bool = True
+    gather_facts: bool = True
+    gather_subset: tuple[str, ...] = ()
+    vault: VaultOptions = field(default_factory=VaultOptions)
+    inventory: Path | None = None
+

@@ -61,11 +61,13 @@ def build_image(
     names.version(version, "--version")
     parent_image = ws.image_store(role).get(names.image_id(parent, "--parent")) if parent \
         else None
+    settings = smoke_settings(ws.env, ws.project, role)
     request = check_request(ws.project, role, version, parent=parent_image,
-                            extra_vars=extra_vars, smoke=smoke)
+                            extra_vars=extra_vars, smoke=smoke, bake=settings.bake,
+                            vault=ws.vault, inventory=ws.env.path)
     builder = builder_for(ws, role, clock=clock, on_event=on_event)
     gate = testinfra_gate(
-        ws.project, smoke_settings(ws.env, ws.project, role), builder.ssh,
+        ws.project, settings, builder.ssh,
         ws.data.evidence / request.image_id,
     ) if smoke else None
     return bake(builder, request, smoke=gate, log_dir=ws.data.logs, clock=clock,

@@ -21,7 +21,7 @@ def lab_up(ws: Workspace, *, nodes: int | None = None,
     are removed before it raises ``Interrupted``."""
     require_root("rollout lab up")
     return lab_env.lab_up(ws.project, ws.env, ws.data, nodes=nodes, on_event=on_event,
-                          cancel=cancel)
+                          cancel=cancel, vault=ws.vault)
 
 
 def lab_prepare(ws: Workspace) -> Path:

@@ -8,14 +8,14 @@ for them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rollout.backends import DEFAULT, Site, backend_for, get_backend
 from rollout.config import Environment, Pool
 from rollout.errors import ConfigError, NotFoundError
 from rollout.inventory import load_environment, project_root
-from rollout.model import Image
+from rollout.model import Image, VaultOptions
 from rollout.paths import DataDir
 from rollout.paths import default_data_dir as default_data_dir
 from rollout.protocols import Backend, ImageStore, LoadBalancer, Provider, SmokeRunner
@@ -37,16 +37,22 @@ class Workspace:
     project: Path
     env: Environment
     data: DataDir
+    vault: VaultOptions = field(default_factory=VaultOptions)
 
     @classmethod
-    def open(cls, project: Path | None, env: str, data_dir: Path | None) -> Workspace:
+    def open(cls, project: Path | None, env: str, data_dir: Path | None,
+             vault: VaultOptions | None = None) -> Workspace:
         """Read and validate ``inventories/ENV`` of the project (found upwards
-        from the working directory without ``project``); nothing is touched."""
+        from the working directory without ``project``); nothing is touched.
+        ``vault`` says where the vault passwords are, for reading the inventory
+        and for bakes."""
         root = project.resolve() if project else project_root()
         if project and not (root / "inventories").is_dir():
             raise ConfigError(f"{root}: --project has no inventories/ directory")
-        environment = load_environment(root, env)
-        ws = cls(project=root, env=environment, data=DataDir(data_dir or default_data_dir()))
+        vault = vault or VaultOptions()
+        environment = load_environment(root, env, vault)
+        ws = cls(project=root, env=environment, data=DataDir(data_dir or default_data_dir()),
+                 vault=vault)
         for pool in environment.pools.values():
             ws.backend(pool).validate(pool)
         return ws

@@ -20,7 +20,8 @@ the same dict back. The schema is open: readers ignore keys they do not know.
 | ansible          | {stats: {ok: {host: n}, changed: …}, log: path}              |
 | smoke            | {passed, summary, junit, duration} or {skipped: true}        |
 | verified         | false when baked without the smoke gate (--no-smoke)         |
-| extra_vars       | the user's extra vars, {name: value}                         |
+| extra_vars       | {names: [...]}: the NAMES of the user's extra vars; values   |
+|                  | (secrets, often) are never recorded                          |
 | promotions       | [{env, at, …}] appended by promotion                         |
 | evidence         | [{kind, …}] appended by rollouts (smoke results, soaks…)     |
 """
@@ -204,5 +205,5 @@ def bake_manifest(
         },
         "smoke": smoke_record(smoke),
         "verified": smoke is not None,
-        "extra_vars": dict(request.extra_vars),
+        "extra_vars": {"names": sorted(request.extra_vars)},
     }

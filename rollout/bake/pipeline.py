@@ -5,8 +5,11 @@ Steps, in order; everything is validated before the first side effect, and
 
     validate      the extra vars (one validator for every backend), then
                   Builder.check: parent, base, root, programs
+    requirements  the project's requirements.yml (roles, collections) installed
+                  with ansible-galaxy, before any builder exists
     start         Builder.start boots the builder and waits for SSH
-    playbook      playbooks/bake.yml (roles/base, then roles/<role>) over SSH
+    playbook      playbooks/bake.yml (facts, roles/base, then roles/<role>) over
+                  SSH; extra vars through a private file, never a command line
     smoke gate    the SmokeRunner against the builder, unless smoke is off
     capture       Builder.capture turns the builder's disk into the image
     register      Builder.register makes it visible: from here on it counts
@@ -23,7 +26,7 @@ case nothing is registered and no builder is left.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -31,11 +34,11 @@ from rollout.bake.manifest import bake_manifest
 from rollout.bake.request import PLAYBOOK, check_extra_vars
 from rollout.cleanup import shielded
 from rollout.config import PoolSettings
-from rollout.drivers import ansible
+from rollout.drivers import ansible, ansible_galaxy
 from rollout.drivers.ansible import PlaybookFailed
 from rollout.drivers.smoke import TestinfraSmokeRunner
 from rollout.errors import BakeError, DriverError, Interrupted
-from rollout.model import BakeRequest, Image, Node, SmokeResult, SshTarget
+from rollout.model import BakeRequest, Image, Node, SmokeResult, SshTarget, VaultOptions
 from rollout.protocols import Builder, Clock, SmokeRunner
 
 _log = logging.getLogger(__name__)
@@ -70,7 +73,17 @@ class RunPlaybook(Protocol):
         on_task: Callable[[str], None] | None = None,
         log_name: str | None = None,
         group: str | None = None,
+        vault: VaultOptions | None = None,
+        inventory: Path | None = None,
+        member_of: Sequence[str] = (),
     ) -> PlaybookRun: ...
+
+
+class InstallRequirements(Protocol):
+    """The seam where ansible-galaxy runs:
+    :func:`rollout.drivers.ansible_galaxy.install_requirements`'s shape."""
+
+    def __call__(self, project: Path, log_dir: Path) -> list[str]: ...
 
 
 def testinfra_gate(
@@ -101,6 +114,7 @@ def bake(
     cancel: Callable[[], bool] = _never,
     on_event: Say = _quiet,
     run_playbook: RunPlaybook = ansible.run_playbook,
+    install_requirements: InstallRequirements = ansible_galaxy.install_requirements,
 ) -> Image:
     """Bake and register the image ``request`` asks for; see the module doc.
 
@@ -112,6 +126,8 @@ def bake(
     what = f"bake of {request.role} {request.version}"
     check_extra_vars(request.extra_vars)
     base = builder.check(request)
+    for command in install_requirements(request.project, log_dir):
+        on_event(f"requirements: {command}")
     gate = smoke if request.smoke else None
     try:
         image = _steps(builder, request, base, gate, log_dir, clock, cancel, on_event,
@@ -182,15 +198,20 @@ def _playbook(
         "rollout_role": request.role,
         "rollout_image_version": request.version,
         "rollout_image_id": request.image_id,
+        "rollout_gather_facts": request.gather_facts,
+        "rollout_gather_subset": list(request.gather_subset) or ["all"],
     }
     say(f"running {PLAYBOOK} (roles base, {request.role}) on builder {node.name}")
     try:
-        # The playbook targets the group "builder", on every backend.
+        # The playbook targets the group "builder", on every backend. With the
+        # environment's inventory, the builder is also a member of the role's
+        # group: the role sees the group_vars (vault files too) a node would.
         return run_playbook(
             request.project, PLAYBOOK, {node.name: builder.ssh(node)}, extravars,
             log_dir=log_dir, cancel=cancel, timeout=builder.playbook_timeout,
             on_task=lambda task: say(f"task: {task}"), log_name=f"bake-{request.image_id}",
-            group="builder",
+            group="builder", vault=request.vault, inventory=request.inventory,
+            member_of=(request.role,) if request.inventory is not None else (),
         )
     except PlaybookFailed as exc:
         if cancel():  # the play was canceled because we were asked to stop

@@ -6,8 +6,9 @@ The CLI (``--extra-var``), the lab builder and the AWS builder all go through
 - a name is an Ansible variable name of at most :data:`MAX_VAR_NAME` characters
   (letters, digits and ``_``, not starting with a digit);
 - names starting with ``rollout_`` are reserved: the bake sets
-  ``rollout_role``, ``rollout_image_version`` and ``rollout_image_id`` itself,
-  and the prefix is kept free for more;
+  ``rollout_role``, ``rollout_image_version``, ``rollout_image_id``,
+  ``rollout_gather_facts`` and ``rollout_gather_subset`` itself, and the prefix
+  is kept free for more;
 - a value is text without NUL bytes.
 """
 
@@ -20,9 +21,10 @@ from typing import Any
 
 from rollout import names
 from rollout.bake.manifest import new_image_id
-from rollout.config import Environment, PoolSettings
+from rollout.config import BakeSettings, Environment, PoolSettings
+from rollout.drivers.ansible_config import ProjectAnsible
 from rollout.errors import ConfigError, NotFoundError
-from rollout.model import BakeRequest, Image
+from rollout.model import BakeRequest, Image, VaultOptions
 
 PLAYBOOK = "playbooks/bake.yml"
 #: Extra-var names the bake keeps for itself.
@@ -66,14 +68,14 @@ def parse_extra_vars(items: Iterable[str]) -> dict[str, str]:
 
 
 def known_roles(project: Path) -> list[str]:
-    """Roles that can be baked: directories under roles/ except the shared base."""
-    roles = project / "roles"
-    if not roles.is_dir():
-        return []
-    return sorted(
-        p.name for p in roles.iterdir()
-        if p.is_dir() and p.name != "base" and not p.name.startswith(".")
-    )
+    """Roles that can be baked: directories under roles/ (and the first entry of
+    the project's ansible.cfg roles_path) except the shared base."""
+    found: set[str] = set()
+    for roles in (project / "roles", ProjectAnsible(project).roles_dir):
+        if roles.is_dir():
+            found |= {p.name for p in roles.iterdir()
+                      if p.is_dir() and p.name != "base" and not p.name.startswith(".")}
+    return sorted(found)
 
 
 def check_request(
@@ -84,6 +86,9 @@ def check_request(
     parent: Image | None = None,
     extra_vars: Mapping[str, str] | None = None,
     smoke: bool = True,
+    bake: BakeSettings | None = None,
+    vault: VaultOptions | None = None,
+    inventory: Path | None = None,
 ) -> BakeRequest:
     """Validate a bake request without touching anything and mint its image id."""
     names.name(role, "role", "--role")
@@ -99,9 +104,12 @@ def check_request(
             f"{project / PLAYBOOK}: playbook not found",
             hint="run from the project directory (it holds playbooks/ and roles/)",
         )
+    bake = bake or BakeSettings()
     return BakeRequest(
         project=project, role=role, version=version, image_id=new_image_id(role, version),
         parent=parent, extra_vars=check_extra_vars(extra_vars or {}), smoke=smoke,
+        gather_facts=bake.gather_facts, gather_subset=bake.gather_subset,
+        vault=vault or VaultOptions(), inventory=inventory,
     )
 
 

@@ -5,6 +5,7 @@ Errors are mapped to exit codes in exactly one place, :func:`rollout.cli.main.ma
 
 import rollout.cli.images
 import rollout.cli.lab
+import rollout.cli.pools
 import rollout.cli.rollouts
 import rollout.cli.ui
 import rollout.cli.watch

@@ -8,7 +8,7 @@ import sys
 import threading
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,6 +16,7 @@ import click
 
 from rollout.app.workspace import Workspace
 from rollout.cli.output import Output
+from rollout.model import VaultOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,9 +32,10 @@ class Options:
     env: str
     output: str
     progress: bool = True  # the live view on a terminal (--no-progress: plain lines)
+    vault: VaultOptions = field(default_factory=VaultOptions)
 
     def workspace(self) -> Workspace:
-        return Workspace.open(self.project, self.env, self.data_dir)
+        return Workspace.open(self.project, self.env, self.data_dir, self.vault)
 
     def out(self) -> Output:
         return Output(self.output)
@@ -42,9 +44,32 @@ class Options:
 pass_options = click.make_pass_decorator(Options)
 
 
-def common(func: F) -> F:
-    """--env and --output on every command, so they can follow the subcommand."""
+def vault_options(func: F) -> F:
+    """ansible-playbook's vault options, for every command that reads an
+    inventory or bakes. ANSIBLE_VAULT_PASSWORD_FILE and the project's
+    ansible.cfg are read by Ansible itself."""
 
+    @click.option("--vault-password-file", "vault_password_files", multiple=True,
+                  metavar="FILE", help="A vault password file (repeatable).")
+    @click.option("--vault-id", "vault_ids", multiple=True, metavar="[ID@]SOURCE",
+                  help="A vault identity, as for ansible-playbook (repeatable).")
+    @functools.wraps(func)
+    def wrapper(*args: Any, vault_password_files: tuple[str, ...],
+                vault_ids: tuple[str, ...], **kwargs: Any) -> Any:
+        opts = click.get_current_context().find_object(Options)
+        assert opts is not None
+        if vault_password_files or vault_ids:
+            opts.vault = VaultOptions(password_files=vault_password_files, vault_ids=vault_ids)
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def common(func: F) -> F:
+    """--env, --output and the vault options on every command, so they can
+    follow the subcommand."""
+
+    @vault_options
     @click.option("--env", "env", default=None, help="Environment (inventories/ENV). [lab]")
     @click.option("--output", "output", type=click.Choice(["text", "json"]), default=None,
                   help="text for people, json for scripts (one event per line).")

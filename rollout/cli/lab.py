@@ -60,7 +60,10 @@ def _print_lab_status(out: Output, status: LabStatus) -> None:
     if out.json:
         out.document(data)
         return
-    out.line(f"frontend: {data['frontend']}")
+    pools = data.get("pools") or [{"role": "", "frontend": data["frontend"]}]
+    for pool in pools:
+        label = f"{pool['role']} " if len(pools) > 1 else ""
+        out.line(f"{label}frontend: {pool['frontend']}")
     if not data["nodes"]:
         out.line("the lab has no nodes: bring it up with `sudo rollout lab up`")
         return

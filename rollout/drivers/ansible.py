@@ -4,8 +4,13 @@ What it takes care of (docs/PLATFORM.md, "ansible-runner"): a fresh ``private_da
 no extravars leak into the next one, ``ansible-playbook`` from this interpreter's
 environment first on PATH, the inventory built in memory from
 :class:`~rollout.model.SshTarget` with host-key checking on, pipelining on, no
-process isolation. A run that cannot start (ansible-playbook missing, rc 127)
-raises :class:`~rollout.errors.EnvironmentProblem`; a failed play raises
+process isolation, the project's ansible.cfg in force
+(:mod:`rollout.drivers.ansible_config`). Extra vars reach ansible-playbook as
+``-e @file``: a 0600 file in the run's 0700 temporary directory, removed
+afterwards, so no value is ever on a command line (``/proc/PID/cmdline`` is
+readable by every local user). Vault options are passed as paths and ids only.
+A run that cannot start (ansible-playbook missing, rc 127) raises
+:class:`~rollout.errors.EnvironmentProblem`; a failed play raises
 :class:`PlaybookFailed` (a :class:`~rollout.errors.BakeError`) naming the failed
 task and the host's output. Ctrl-C cancels the play and kills ansible-playbook
 before ``KeyboardInterrupt`` propagates, so nothing keeps running behind us.
@@ -13,6 +18,7 @@ before ``KeyboardInterrupt`` propagates, so nothing keeps running behind us.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -21,14 +27,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rollout import names
+from rollout.drivers.ansible_config import ProjectAnsible
 from rollout.errors import BakeError, EnvironmentProblem
-from rollout.model import SshTarget
+from rollout.model import SshTarget, VaultOptions
 
 # Counters of ansible's play recap that we keep, per host.
 STAT_KEYS = ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored")
@@ -94,10 +101,12 @@ class PlaybookFailed(BakeError):
 
 
 def build_inventory(
-    hosts: Mapping[str, SshTarget], group: str | None = None
+    hosts: Mapping[str, SshTarget], group: str | None = None,
+    member_of: Sequence[str] = (),
 ) -> dict[str, Any]:
     """An ansible inventory (as ansible-runner takes it) reaching each host over
-    SSH; the hosts are put in ``group`` when one is given."""
+    SSH; the hosts are put in ``group`` when one is given, and that group in
+    each group of ``member_of`` (so their group_vars apply to the hosts)."""
     entries: dict[str, dict[str, Any]] = {}
     for host_name, target in hosts.items():
         names.name(host_name, "inventory host name")
@@ -113,18 +122,23 @@ def build_inventory(
         entries[host_name] = entry
     if group is not None:
         names.name(group, "inventory group name")
-        return {"all": {"children": {group: {"hosts": entries}}}}
+        children: dict[str, Any] = {group: {"hosts": entries}}
+        for parent in member_of:
+            names.name(parent, "inventory group name")
+            children[parent] = {"children": {group: {}}}
+        return {"all": {"children": children}}
     return {"all": {"hosts": entries}}
 
 
 def runner_env(project: Path, work: Path) -> dict[str, str]:
     """Environment of ansible-playbook: our interpreter's bin first, the project's
-    roles, pipelining and host-key checking on, SSH control sockets in ``work``."""
+    ansible.cfg (or, without one, its roles/ and collections/), pipelining and
+    host-key checking on, SSH control sockets in ``work``."""
     bindir = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
     return {
         "PATH": f"{bindir}:{path}",
-        "ANSIBLE_ROLES_PATH": str(project / "roles"),
+        **ProjectAnsible(project).env(),
         "ANSIBLE_PIPELINING": "True",
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
@@ -134,6 +148,25 @@ def runner_env(project: Path, work: Path) -> dict[str, str]:
         "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=10s",
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(work / "cp"),
     }
+
+
+def write_extravars(private: Path, extravars: Mapping[str, object]) -> Path:
+    """Write ``extravars`` where ansible-runner passes them on as ``-e @FILE``:
+    ``private/env/extravars``, mode 0600 from its creation, in a 0700 directory."""
+    env = private / "env"
+    env.mkdir(mode=0o700, exist_ok=True)
+    path = env / "extravars"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(dict(extravars), handle)
+    return path
+
+
+def _write_inventory(private: Path, inventory: Mapping[str, Any]) -> Path:
+    path = private / "inventory" / "hosts.json"
+    path.parent.mkdir(mode=0o700)
+    path.write_text(json.dumps(inventory), encoding="utf-8")
+    return path
 
 
 def _host_output(res: Mapping[str, Any]) -> str:
@@ -193,6 +226,9 @@ def run_playbook(
     check: bool = True,
     log_name: str | None = None,
     group: str | None = None,
+    vault: VaultOptions | None = None,
+    inventory: Path | None = None,
+    member_of: Sequence[str] = (),
 ) -> PlaybookResult:
     """Run ``project/playbook`` against ``hosts`` and return what happened.
 
@@ -200,7 +236,11 @@ def run_playbook(
     does ``timeout`` (the status is then "canceled" or "timeout"). ansible-playbook
     and its workers are killed before this returns, also on Ctrl-C.
     ``on_task`` is called with each task name as it starts; ``group`` puts the
-    hosts in an inventory group of that name. With ``check`` (the
+    hosts in an inventory group of that name, itself in the groups ``member_of``;
+    ``inventory`` is an inventory source read as well (an environment's
+    directory: its group_vars, vault files included, then apply to the hosts
+    through ``member_of``); ``vault`` says where the vault passwords are (as
+    ansible-playbook's options). With ``check`` (the
     default) a run that did not succeed raises :class:`PlaybookFailed`.
     The full ansible output is kept in ``log_dir`` (as ``log_name``.log if given).
     """
@@ -244,14 +284,20 @@ def run_playbook(
 
     try:
         for sub in ("tmp", "cp", "private"):
-            (work / sub).mkdir()
+            (work / sub).mkdir(mode=0o700)
+        if extravars:
+            write_extravars(work / "private", extravars)
+        sources = [str(_write_inventory(work / "private",
+                                        build_inventory(hosts, group, member_of)))]
+        if inventory is not None:
+            sources.append(str(inventory))
         try:
             thread, runner = ansible_runner.run_async(
                 private_data_dir=str(work / "private"),
                 project_dir=str(project),
                 playbook=playbook,
-                inventory=build_inventory(hosts, group),
-                extravars=dict(extravars),
+                inventory=sources,
+                cmdline=shlex.join((vault or VaultOptions()).argv()) or None,
                 envvars=runner_env(project, work),
                 suppress_env_files=True,
                 settings={"pexpect_timeout": _POLL_SECONDS},

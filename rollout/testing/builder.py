@@ -10,13 +10,13 @@ not registered) and ``store`` (registered images). A step can be made to fail
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from rollout.drivers.ansible import PlaybookFailed, PlaybookResult, TaskFailure
 from rollout.errors import BakeError, ConfigError
-from rollout.model import BakeRequest, Image, Node, NodeState, SshTarget
+from rollout.model import BakeRequest, Image, Node, NodeState, SshTarget, VaultOptions
 from rollout.testing.fakes import FakeClock, FakeImageStore
 
 STEPS = ("check", "start", "capture", "register", "discard")
@@ -110,7 +110,8 @@ class FakePlaybook:
         extravars: dict[str, object], *, log_dir: Path,
         cancel: Callable[[], bool] | None = None, timeout: float | None = None,
         on_task: Callable[[str], None] | None = None, log_name: str | None = None,
-        group: str | None = None,
+        group: str | None = None, vault: VaultOptions | None = None,
+        inventory: Path | None = None, member_of: Sequence[str] = (),
     ) -> PlaybookResult:
         self.calls.append({"playbook": playbook, "hosts": dict(hosts),
                            "extravars": dict(extravars), "group": group})

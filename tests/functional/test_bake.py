@@ -152,7 +152,7 @@ def test_no_smoke_registers_an_unverified_image(lab_project: Path, bake_env: Env
                  extra_vars={"web_healthz_status": "500"}, smoke=False)
     assert image.verified is False
     assert image.manifest["smoke"] == {"skipped": True}
-    assert image.manifest["extra_vars"] == {"web_healthz_status": "500"}
+    assert image.manifest["extra_vars"] == {"names": ["web_healthz_status"]}
     site = Path(image.location, "etc/nginx/sites-available/rollout.conf").read_text()
     assert "return 500" in site
     assert _leftovers(lab_data, bake_env) == NOTHING_LEFT

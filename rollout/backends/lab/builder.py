@@ -33,7 +33,7 @@ from rollout.bake.request import check_request, smoke_settings
 from rollout.clock import SystemClock
 from rollout.config import Environment
 from rollout.errors import BakeError, DriverError, Interrupted, NotFoundError
-from rollout.model import BakeRequest, Image, Node, NodeState, SshTarget
+from rollout.model import BakeRequest, Image, Node, NodeState, SshTarget, VaultOptions
 from rollout.paths import DataDir
 from rollout.protocols import Clock
 
@@ -166,15 +166,18 @@ def bake_on_lab(
     on_event: Say = _quiet,
     cancel: Callable[[], bool] = _never,
     clock: Clock | None = None,
+    vault: VaultOptions | None = None,
 ) -> Image:
     """Bake and register an image of ``role`` at ``version`` on the lab (what
     ``lab up`` does for a role without images, and what tests call)."""
     clock = clock or SystemClock()
+    settings = smoke_settings(env, project, role)
     request = check_request(project, role, version, parent=parent, extra_vars=extra_vars,
-                            smoke=smoke)
+                            smoke=smoke, bake=settings.bake, vault=vault,
+                            inventory=env.path)
     builder = LabBuilder(env, data, clock=clock, on_event=on_event)
     gate = pipeline.testinfra_gate(
-        project, smoke_settings(env, project, role), builder.ssh,
+        project, settings, builder.ssh,
         data.evidence / request.image_id,
     ) if smoke else None
     return pipeline.bake(builder, request, smoke=gate, log_dir=data.logs, clock=clock,

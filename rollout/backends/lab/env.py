@@ -44,7 +44,7 @@ from rollout.config import Environment, Pool
 from rollout.drivers.haproxy.config import backend_spec, render_config
 from rollout.drivers.haproxy.lb import HAProxyLoadBalancer
 from rollout.errors import DriverError, Interrupted
-from rollout.model import Admin, Health, LaunchSpec, Member, Node, NodeState
+from rollout.model import Admin, Health, LaunchSpec, Member, Node, NodeState, VaultOptions
 from rollout.paths import DataDir
 from rollout.protocols import Clock, LoadBalancer
 
@@ -94,14 +94,23 @@ class LabStatus:
 
     @property
     def frontend(self) -> str:
-        """The first pool's frontend URL (the lab usually has one pool)."""
+        """The first pool's frontend URL (kept for scripts written for one pool)."""
         return next(iter(self.frontends.values()), "")
+
+    def pools(self) -> list[dict[str, Any]]:
+        """Each pool in role order: its role, frontend URL and node names."""
+        return [
+            {"role": role, "frontend": url,
+             "nodes": [n.name for n in self.nodes if n.role == role]}
+            for role, url in self.frontends.items()
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return {
             "env": self.env,
             "frontend": self.frontend,
             "frontends": dict(self.frontends),
+            "pools": self.pools(),
             "haproxy": "running" if self.haproxy else "stopped",
             "bridge": self.bridge,
             "subnet": self.subnet,
@@ -164,9 +173,11 @@ def lab_up(
     on_event: Events = _quiet,
     clock: Clock | None = None,
     cancel: Callable[[], bool] = _never,
+    vault: VaultOptions | None = None,
 ) -> LabStatus:
     """Bring the lab of ``env`` to its desired state; see the module doc.
-    Interrupted (after undoing this run's nodes) when ``cancel`` asks to stop."""
+    Interrupted (after undoing this run's nodes) when ``cancel`` asks to stop;
+    ``vault`` is handed to the bakes of roles without an image."""
     require_root("lab up")
     require_programs(LAB_PROGRAMS)
     clock = clock or SystemClock()
@@ -174,7 +185,7 @@ def lab_up(
     lab = LabContext(data, env.settings.lab)
     launched: dict[str, Node | None] = {}  # name -> node, once its launch returned
     try:
-        _up(project, env, data, lab, nodes, on_event, clock, cancel, launched)
+        _up(project, env, data, lab, nodes, on_event, clock, cancel, launched, vault)
     except (Interrupted, KeyboardInterrupt) as exc:
         gone = shielded(lambda: _undo(data, lab, env, launched, on_event))
         text = "lab up interrupted; " + (
@@ -191,7 +202,7 @@ def lab_up(
 def _up(
     project: Path, env: Environment, data: DataDir, lab: LabContext, size: int | None,
     on_event: Events, clock: Clock, cancel: Callable[[], bool],
-    launched: dict[str, Node | None],
+    launched: dict[str, Node | None], vault: VaultOptions | None,
 ) -> None:
     ensure_base(data, on_event=on_event)
     images = LabImageStore(data)
@@ -200,7 +211,7 @@ def _up(
         if not images.list(pool.role):
             on_event(f"{pool.role}: no image yet, baking 1.0.0")
             bake_on_lab(project, env, data, pool.role, "1.0.0", on_event=on_event,
-                        cancel=cancel, clock=clock)
+                        cancel=cancel, clock=clock, vault=vault)
     _checkpoint(cancel)
     network.ensure_network(lab.settings)
     how = haproxy_process.ensure_haproxy(data, haproxy_config_text(env, data), clock=clock)
