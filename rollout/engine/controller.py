@@ -54,6 +54,7 @@ from rollout.errors import (
     ConfigError,
     LockHeldError,
     NotFoundError,
+    NothingToDo,
     RolloutError,
     UnfinishedRolloutError,
 )
@@ -347,6 +348,10 @@ class Controller:
         env, role = self.pool.env, self.pool.role
         if rollout_id is None:
             state = self.journal.unfinished(env, role)
+            if state is None and verb == "resume":
+                # Nothing to converge is the state resume aims for: exit 0.
+                raise NothingToDo(f"pool {env}/{role} has no unfinished rollout: nothing to do",
+                                  hint="see `rollout history`")
             if state is None:
                 raise NotFoundError(f"pool {env}/{role} has no unfinished rollout to {verb}",
                                     hint="see `rollout history`")

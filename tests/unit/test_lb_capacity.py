@@ -1,5 +1,6 @@
 """`plan` and `run` refuse, up front and touching nothing, a plan whose peak
-the load balancer cannot hold (HAProxy's fixed slots, ELBv2's target quota)."""
+the load balancer cannot hold (HAProxy's fixed slots, ELBv2's target quota);
+`resume` with nothing to resume is not an error."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from rollout.app.plan import plan_rollout
-from rollout.app.rollouts import run_rollout
-from rollout.errors import ConfigError
+from rollout.app.rollouts import resume_rollout, run_rollout
+from rollout.errors import ConfigError, NothingToDo
 from rollout.inventory import load_environment
 from rollout.model import LbCapacity
 from rollout.paths import DataDir
@@ -79,3 +80,12 @@ def test_plan_refuses_too(full: tuple[FakeWorld, FakeWorkspace]) -> None:
     _, ws = full
     with pytest.raises(ConfigError, match="needs 5 load balancer member"):
         plan_rollout(ws, "web", version="2.0.0")
+
+
+def test_resume_with_nothing_to_resume_is_nothing_to_do_exit_0(
+        full: tuple[FakeWorld, FakeWorkspace]) -> None:
+    """The exit-code table says 0 for "nothing to do"; resume used to exit 2."""
+    _, ws = full
+    with pytest.raises(NothingToDo, match="nothing to do") as info:
+        resume_rollout(ws, role="web")
+    assert info.value.exit_code == 0
