@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout import names
-from rollout.backends.lab import haproxy_process, network, nodes
+from rollout.backends.lab import haproxy_process, network, nodes, processes
 from rollout.backends.lab.base import ensure_base
 from rollout.backends.lab.builder import bake_on_lab
 from rollout.backends.lab.images import LabImageStore
@@ -336,13 +336,20 @@ def _wait_up(lb: LoadBalancer, want: list[Node], pool: Pool, clock: Clock,
 
 
 def lab_down(env: Environment, data: DataDir, *, on_event: Events = _quiet) -> None:
-    """Remove the lab's nodes, network, NAT rules and HAProxy; keep the images."""
+    """Remove the lab's nodes (orphaned ones too), network, NAT rules and
+    HAProxy, and return once each is gone (each removal waits, bounded, for
+    its processes to exit); keep the images."""
     require_root("lab down")
     require_programs(["ip", "iptables"])
     lab = LabContext(data, env.settings.lab)
     for rec in nodes.list_nodes(lab):
         on_event(f"removing {rec.name}")
         nodes.remove_node(lab, rec.name)
+    # Nodes whose nspawn died and whose record went (an earlier removal that
+    # missed their init): found by the marker their init carries.
+    for name in sorted(processes.lab_inits(lab)):
+        on_event(f"killing orphaned node {name}")
+        nodes.remove_node(lab, name)
     if haproxy_process.haproxy_running(data):
         on_event("stopping HAProxy")
     haproxy_process.stop_haproxy(data)

@@ -65,7 +65,7 @@ def marker_value(environ: bytes) -> str | None:
     return None
 
 
-def _marked_inits() -> dict[int, str]:
+def marked_inits() -> dict[int, str]:
     """pid -> marker value of every live process in another PID namespace
     than ours that carries the marker (a lab node's container init)."""
     ours = os.readlink("/proc/self/ns/pid")
@@ -87,14 +87,14 @@ def _marked_inits() -> dict[int, str]:
 def node_inits(lab: LabContext, name: str) -> list[int]:
     """The live container init(s) of node ``name``, with or without its nspawn."""
     want = str(lab.node_dir(name))
-    return sorted(pid for pid, value in _marked_inits().items() if value == want)
+    return sorted(pid for pid, value in marked_inits().items() if value == want)
 
 
 def lab_inits(lab: LabContext) -> dict[str, list[int]]:
     """Node name -> live container init pids, for every node of this lab
     (this data directory), recorded or not."""
     found: dict[str, list[int]] = {}
-    for pid, value in _marked_inits().items():
+    for pid, value in marked_inits().items():
         path = Path(value)
         if path.parent == lab.nodes_dir:
             found.setdefault(path.name, []).append(pid)
