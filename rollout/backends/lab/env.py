@@ -165,9 +165,12 @@ def lab_up(
     on_event: Events = _quiet,
     clock: Clock | None = None,
     cancel: Callable[[], bool] = _never,
+    hold: frozenset[str] = frozenset(),
 ) -> LabStatus:
     """Bring the lab of ``env`` to its desired state; see the module doc.
-    Interrupted (after undoing this run's nodes) when ``cancel`` asks to stop."""
+    Interrupted (after undoing this run's nodes) when ``cancel`` asks to stop.
+    The pools of the roles in ``hold`` (a rollout owns their nodes) get the
+    network and HAProxy but no node is started, stopped or removed."""
     require_root("lab up")
     require_programs(LAB_PROGRAMS)
     clock = clock or SystemClock()
@@ -175,7 +178,7 @@ def lab_up(
     lab = LabContext(data, env.settings.lab)
     launched: dict[str, Node | None] = {}  # name -> node, once its launch returned
     try:
-        _up(project, env, data, lab, nodes, on_event, clock, cancel, launched)
+        _up(project, env, data, lab, nodes, on_event, clock, cancel, launched, hold)
     except (Interrupted, KeyboardInterrupt) as exc:
         gone = shielded(lambda: _undo(data, lab, env, launched, on_event))
         text = "lab up interrupted; " + (
@@ -192,11 +195,11 @@ def lab_up(
 def _up(
     project: Path, env: Environment, data: DataDir, lab: LabContext, size: int | None,
     on_event: Events, clock: Clock, cancel: Callable[[], bool],
-    launched: dict[str, Node | None],
+    launched: dict[str, Node | None], hold: frozenset[str],
 ) -> None:
     ensure_base(data, on_event=on_event)
     images = LabImageStore(data)
-    pools = lab_pools(env)
+    pools = [p for p in lab_pools(env) if p.role not in hold]
     for pool in pools:
         if not images.list(pool.role):
             on_event(f"{pool.role}: no image yet, baking 1.0.0")
@@ -209,10 +212,24 @@ def _up(
         on_event(f"HAProxy {how}")
     for pool in pools:
         want = size if size is not None else pool.settings.pool_size
+        _warn_no_surge_room(pool, want, on_event)
         _converge(data, lab, pool, images, want, on_event, clock, cancel, launched)
 
 
 _STOPPED = "lab up interrupted"
+
+
+def _warn_no_surge_room(pool: Pool, size: int, on_event: Events) -> None:
+    """A pool that fills its HAProxy slots cannot surge: say so now, not at
+    the first rollout (which ``plan`` and ``run`` would refuse)."""
+    hap = pool.settings.haproxy
+    if hap is None or pool.settings.load_balancer != "haproxy":
+        return
+    room = hap.slots - size
+    if room < pool.settings.batch_size:
+        on_event(f"warning: {pool.role}: {size} node(s) in {hap.slots} HAProxy slot(s) leave "
+                 f"no room for a surge of batch_size {pool.settings.batch_size}; raise "
+                 f"rollout.haproxy.slots to at least {size + pool.settings.batch_size}")
 
 
 def _checkpoint(cancel: Callable[[], bool]) -> None:
