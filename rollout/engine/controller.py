@@ -236,9 +236,11 @@ class Controller:
                                      self.clock.now())), None
         if world is None and observer.failing_since is not None:
             waited = self.clock.now() - observer.failing_since
-            if waited > state.settings.timeouts.progress_deadline:
+            t = state.settings.timeouts
+            if waited > min(t.observe, t.progress_deadline):
                 state = self._commit(halt(state, f"cannot observe the pool for "
-                                                 f"{waited:.0f}s: {observer.error}",
+                                                 f"{waited:.0f}s (timeouts.observe "
+                                                 f"{t.observe:g}s): {observer.error}",
                                           self.clock.now()))
         return state, world
 
