@@ -27,6 +27,15 @@ def _ip_json(*args: str) -> list[dict[str, object]]:
     return parsed if isinstance(parsed, list) else []
 
 
+def _pidns(pid: str) -> str | None:
+    """The PID namespace of ``pid``; None when it cannot be read (this host's
+    PID 1 denies it even to root)."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
 def _container_processes(roots: list[Path]) -> list[str]:
     """Processes in another PID namespace whose mounts come from under
     ``roots`` (a node's overlay of an image there, its bind-mounted keys):
@@ -42,7 +51,7 @@ def _container_processes(roots: list[Path]) -> list[str]:
                 continue
             # Only each namespace's init (its parent is outside): one line per node.
             ppid = (entry / "stat").read_text().rpartition(")")[2].split()[1]
-            if os.readlink(f"/proc/{ppid}/ns/pid") == ns:
+            if _pidns(ppid) == ns:
                 continue
             mounts = (entry / "mountinfo").read_text(errors="replace")
         except (OSError, IndexError):
