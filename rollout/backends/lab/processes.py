@@ -84,10 +84,36 @@ def marked_inits() -> dict[int, str]:
     return found
 
 
+def netns_processes(name: str) -> list[int]:
+    """Live processes in another PID namespace than ours that sit in the
+    network namespace ``/run/netns/NAME`` (while it is mounted)."""
+    try:
+        inode = os.stat(f"/run/netns/{name}").st_ino
+    except OSError:
+        return []
+    ours = os.readlink("/proc/self/ns/pid")
+    found = []
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (os.readlink(entry / "ns" / "net") != f"net:[{inode}]"
+                    or os.readlink(entry / "ns" / "pid") == ours):
+                continue
+        except OSError:
+            continue
+        if proc_argv(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
 def node_inits(lab: LabContext, name: str) -> list[int]:
-    """The live container init(s) of node ``name``, with or without its nspawn."""
+    """The live container processes of node ``name``, with or without its
+    nspawn: its init by the marker, and (not every boot's init shows the
+    marker: a restarted node's did not) whatever runs in its netns."""
     want = str(lab.node_dir(name))
-    return sorted(pid for pid, value in marked_inits().items() if value == want)
+    marked = {pid for pid, value in marked_inits().items() if value == want}
+    return sorted(marked | set(netns_processes(name)))
 
 
 def lab_inits(lab: LabContext) -> dict[str, list[int]]:
