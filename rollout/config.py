@@ -107,6 +107,10 @@ class Timeouts(_Strict):
     lb_up: Duration = Field(30.0, gt=0)
     drain: Duration = Field(30.0, ge=0)
     progress_deadline: Duration = Field(1800.0, gt=0)
+    # How long the pool may stay unobservable (the LB's API down, the
+    # provider unreachable) before the rollout halts safely (exit 4; resume
+    # converges once it answers again). Bounded by progress_deadline.
+    observe: Duration = Field(120.0, gt=0)
 
 
 class HttpCheck(_Strict):

@@ -58,6 +58,13 @@ class NotFoundError(ConfigError):
     """An unknown role, image, version, node or rollout id."""
 
 
+class NothingToDo(RolloutError):
+    """The command had nothing to do (``resume`` with no unfinished rollout):
+    not an error, so exit 0, but the caller is told why nothing happened."""
+
+    exit_code = ExitCode.OK
+
+
 class LockHeldError(RolloutError):
     """Another controller holds the pool's lease."""
 

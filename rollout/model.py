@@ -57,6 +57,15 @@ class Health(StrEnum):
     UNKNOWN = "unknown"  # no check result yet (initial, or checks disabled)
 
 
+@dataclass(frozen=True)
+class LbCapacity:
+    """The most members a load balancer's backend can hold, and how to raise it
+    (the setting to change, named for the operator)."""
+
+    limit: int
+    raise_with: str
+
+
 class FailureKind(StrEnum):
     """What a failed replacement failed at, so that callers decide on a kind
     instead of parsing the core's message text."""

@@ -35,6 +35,7 @@ from rollout.model import (
     BakeRequest,
     Image,
     LaunchSpec,
+    LbCapacity,
     Member,
     Node,
     Readiness,
@@ -127,6 +128,12 @@ class LoadBalancer(Protocol):
         """Take the node out of the pool entirely (MAINT first, then free the
         slot or deregister). Idempotent."""
         ...
+
+    def capacity(self) -> LbCapacity | None:
+        """How many members the pool's backend can hold at once, and the
+        setting that raises it; None when it has no practical bound. ``plan``
+        and ``run`` refuse a plan whose peak exceeds it."""
+        return None
 
 
 @runtime_checkable

@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from rollout.app.session import open_journal
 from rollout.app.workspace import Workspace
 from rollout.backends.lab import env as lab_env
 from rollout.backends.lab.base import ensure_base
 from rollout.backends.lab.env import LabStatus
 from rollout.backends.lab.system import require_programs, require_root
+from rollout.errors import UnfinishedRolloutError
 
 
 def lab_up(ws: Workspace, *, nodes: int | None = None,
@@ -20,8 +22,32 @@ def lab_up(ws: Workspace, *, nodes: int | None = None,
     ``cancel`` is the stop flag (SIGINT/SIGTERM): the nodes this call started
     are removed before it raises ``Interrupted``."""
     require_root("rollout lab up")
-    return lab_env.lab_up(ws.project, ws.env, ws.data, nodes=nodes, on_event=on_event,
-                          cancel=cancel, vault=ws.vault)
+    held = _unfinished(ws)
+    status = lab_env.lab_up(ws.project, ws.env, ws.data, nodes=nodes, on_event=on_event,
+                            cancel=cancel, vault=ws.vault, hold=frozenset(held))
+    if held:
+        role, rid = sorted(held.items())[0]
+        raise UnfinishedRolloutError(
+            f"lab up: pool {ws.env.name}/{role} has the unfinished rollout {rid}; its nodes "
+            "were left alone (the network and HAProxy are up)",
+            hint=f"run `rollout resume --role {role}` or `rollout abort {rid}`, then "
+                 "`rollout lab up` again")
+    return status
+
+
+def _unfinished(ws: Workspace) -> dict[str, str]:
+    """Role -> id of the unfinished rollout, for the lab's pools that have one:
+    lab up must not touch a node such a rollout owns."""
+    journal = open_journal(ws)
+    try:
+        found = {}
+        for pool in lab_env.lab_pools(ws.env):
+            state = journal.unfinished(pool.env, pool.role)
+            if state is not None:
+                found[pool.role] = state.id
+        return found
+    finally:
+        journal.close()
 
 
 def lab_prepare(ws: Workspace) -> Path:

@@ -59,7 +59,14 @@ def plan_for_session(session: Session, target: Image) -> PlanReport:
                for kind in WAIT_KINDS}
     return build_plan(env=pool.env, role=pool.role, target=target, settings=pool.settings,
                       nodes=session.drivers.provider.list(),
-                      members=session.drivers.lb.members(), samples=samples, warnings=notes)
+                      members=session.drivers.lb.members(), samples=samples, warnings=notes,
+                      lb_capacity=session.drivers.lb.capacity())
+
+
+def refuse_over_lb(plan: PlanReport) -> None:
+    """ConfigError (exit 2) when the LB cannot hold the plan's peak."""
+    if plan.exceeds_lb:
+        raise ConfigError(f"refusing: {plan.lb_message()}", hint=plan.lb_hint())
 
 
 def plan_rollout(ws: Workspace, role: str, *, version: str | None = None,
@@ -69,7 +76,9 @@ def plan_rollout(ws: Workspace, role: str, *, version: str | None = None,
     with Session(ws, role, overrides=overrides) as session:
         target = resolve_target(session.drivers.images, role, version=version,
                                 image_id=image_id)
-        return plan_for_session(session, target)
+        plan = plan_for_session(session, target)
+        refuse_over_lb(plan)
+        return plan
 
 
-__all__ = ["PlanReport", "plan_for_session", "plan_rollout", "render_text"]
+__all__ = ["PlanReport", "plan_for_session", "plan_rollout", "refuse_over_lb", "render_text"]

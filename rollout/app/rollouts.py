@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout import names
-from rollout.app.plan import plan_for_session
+from rollout.app.plan import plan_for_session, refuse_over_lb
 from rollout.app.session import EventSink, Reports, Session, open_journal, resolve_target
 from rollout.app.workspace import Workspace
 from rollout.engine.controller import RolloutResult
@@ -43,6 +43,7 @@ def run_rollout(ws: Workspace, role: str, *, version: str | None = None,
                                 image_id=image_id)
         session.check_promotion(target)
         plan = plan_for_session(session, target)
+        refuse_over_lb(plan)
         if plan.breaches_floor:
             if not allow_below_floor:
                 raise ConfigError(

@@ -39,8 +39,27 @@ def advance(run: Pass, i: int) -> None:
             return
         if run.halted:
             return
+        if rep.phase in _NEW_RUNS and _new_died(run, i, rep):
+            return
         if not _HANDLERS[rep.phase](run, i, rep):
             return
+
+
+# Phases in which the new node has booted and must keep running.
+_NEW_RUNS = frozenset({Phase.SMOKING, Phase.ADDING, Phase.RISING, Phase.DRAINING,
+                       Phase.STANDBY})
+
+
+def _new_died(run: Pass, i: int, rep: Replacement) -> bool:
+    """Fail the replacement when its new node stopped by itself (its machine
+    died). Such a node may still answer for a while (a lab node's orphaned
+    init, an instance being reclaimed), so the LB's view alone cannot be trusted."""
+    new = run.node(rep.new_name)
+    if new is None or new.state is not NodeState.STOPPED:
+        return False
+    run.fail(i, FailureKind.GONE, f"new node {rep.new_name} stopped running "
+                                  f"(its machine died) in phase {rep.phase.value}")
+    return True
 
 
 def launching(run: Pass, i: int, rep: Replacement) -> bool:

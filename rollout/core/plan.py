@@ -13,6 +13,10 @@ that never comes, so ``rollout run`` refuses such a plan unless
 ``--allow-below-floor`` lowers the floor to the plan's lowest step
 (:meth:`PlanReport.below_floor_overrides`).
 
+A plan *exceeds the LB* when the load balancer cannot hold its peak
+(:func:`lb_peak`: HAProxy's fixed slots, ELBv2's target quota): the surge's
+first add would fail and the rollout restore. ``plan`` and ``run`` refuse it.
+
 The ETA is a sum over the batches (nodes of one batch move in parallel) of
 the median recorded wait of each kind (boot, smoke, lb_rise, drain) in this
 pool, or :data:`DEFAULT_WAITS` when the journal has none, plus the canary soak.
@@ -27,7 +31,7 @@ from typing import Any
 
 from rollout.config import PoolSettings, Strategy
 from rollout.core.batches import CapacityStep, capacity_steps, floor, plan_batches, pool_nodes
-from rollout.model import Image, Member, Node
+from rollout.model import Image, LbCapacity, Member, Node
 
 #: Seconds assumed per wait when the journal holds no sample of that kind
 #: (lab figures rounded up: boot 2.3 s, smoke 4.5 s, lb_rise 3.1 s).
@@ -63,6 +67,26 @@ class PlanReport:
     eta: Eta
     warnings: tuple[str, ...] = ()
     current_images: tuple[str, ...] = field(default=())
+    lb_peak: int = 0  # LB members at the plan's busiest step
+    lb_capacity: LbCapacity | None = None  # None: the LB has no practical bound
+
+    @property
+    def exceeds_lb(self) -> bool:
+        """The LB cannot hold the plan's peak: the surge's first add would fail."""
+        cap = self.lb_capacity
+        return bool(self.replace) and cap is not None and self.lb_peak > cap.limit
+
+    def lb_message(self) -> str:
+        limit = self.lb_capacity.limit if self.lb_capacity is not None else 0
+        return (f"the plan for {self.env}/{self.role} needs {self.lb_peak} load balancer "
+                f"member(s) at its peak, but the backend holds {limit}")
+
+    def lb_hint(self) -> str:
+        cap = self.lb_capacity
+        need = self.lb_peak
+        what = cap.raise_with if cap is not None else "the LB's capacity"
+        return (f"raise {what} to at least {need} (in the pool's group_vars), or use a "
+                "smaller batch_size")
 
     @property
     def lowest(self) -> int:
@@ -98,6 +122,9 @@ class PlanReport:
             "eta_seconds": round(self.eta.seconds, 1), "eta_per_batch": self.eta.per_kind,
             "eta_source": self.eta.source, "warnings": list(self.warnings),
             "current_images": list(self.current_images),
+            "lb_peak": self.lb_peak,
+            "lb_capacity": self.lb_capacity.limit if self.lb_capacity is not None else None,
+            "exceeds_lb": self.exceeds_lb,
         }
 
 
@@ -123,11 +150,23 @@ def estimate(batches: Sequence[Sequence[object]], settings: PoolSettings, canary
     return Eta(total, per_kind, source)
 
 
+def lb_peak(members: Sequence[Member], steps: Sequence[CapacityStep], in_service: int) -> int:
+    """LB members at the plan's busiest step: the members there now, plus the
+    machines a step has beyond the pool (a surge's new nodes join before the
+    old ones leave)."""
+    occupied = sum(1 for m in members if m.target)
+    extra = max((s.nodes - in_service for s in steps), default=0)
+    return occupied + max(0, extra)
+
+
 def build_plan(*, env: str, role: str, target: Image, settings: PoolSettings,
                nodes: Sequence[Node], members: Sequence[Member],
                samples: Mapping[str, Sequence[float]],
-               warnings: Sequence[str] = ()) -> PlanReport:
-    """The plan of a rollout of the pool to ``target``: pure, see the module doc."""
+               warnings: Sequence[str] = (),
+               lb_capacity: LbCapacity | None = None) -> PlanReport:
+    """The plan of a rollout of the pool to ``target``: pure, see the module doc.
+    ``lb_capacity`` is the LB's (``LoadBalancer.capacity``): a plan whose peak
+    exceeds it is marked :attr:`PlanReport.exceeds_lb`."""
     by_target = {m.target: m for m in members if m.target}
     pool = pool_nodes(nodes, by_target)
     plan = plan_batches(pool, target, settings)
@@ -149,13 +188,18 @@ def build_plan(*, env: str, role: str, target: Image, settings: PoolSettings,
         floor=floor(settings), eta=estimate(plan.batches, settings, plan.canary, samples),
         current_images=tuple(sorted({n.image_id for n in pool})),
         warnings=tuple(notes),
+        lb_peak=lb_peak(members, steps, in_service), lb_capacity=lb_capacity,
     )
     if report.breaches_floor:
         report = replace(report, warnings=(
             *report.warnings, f"{report.floor_message()}; `rollout run` refuses it without "
             "--allow-below-floor"))
+    if report.exceeds_lb:
+        report = replace(report, warnings=(
+            *report.warnings, f"{report.lb_message()}; `rollout run` refuses it: "
+            f"{report.lb_hint()}"))
     return report
 
 
 __all__ = ["DEFAULT_WAITS", "STOP_SECONDS", "WAIT_KINDS", "Eta", "PlanReport", "build_plan",
-           "estimate"]
+           "estimate", "lb_peak"]

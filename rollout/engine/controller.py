@@ -54,6 +54,7 @@ from rollout.errors import (
     ConfigError,
     LockHeldError,
     NotFoundError,
+    NothingToDo,
     RolloutError,
     UnfinishedRolloutError,
 )
@@ -235,9 +236,11 @@ class Controller:
                                      self.clock.now())), None
         if world is None and observer.failing_since is not None:
             waited = self.clock.now() - observer.failing_since
-            if waited > state.settings.timeouts.progress_deadline:
+            t = state.settings.timeouts
+            if waited > min(t.observe, t.progress_deadline):
                 state = self._commit(halt(state, f"cannot observe the pool for "
-                                                 f"{waited:.0f}s: {observer.error}",
+                                                 f"{waited:.0f}s (timeouts.observe "
+                                                 f"{t.observe:g}s): {observer.error}",
                                           self.clock.now()))
         return state, world
 
@@ -347,6 +350,10 @@ class Controller:
         env, role = self.pool.env, self.pool.role
         if rollout_id is None:
             state = self.journal.unfinished(env, role)
+            if state is None and verb == "resume":
+                # Nothing to converge is the state resume aims for: exit 0.
+                raise NothingToDo(f"pool {env}/{role} has no unfinished rollout: nothing to do",
+                                  hint="see `rollout history`")
             if state is None:
                 raise NotFoundError(f"pool {env}/{role} has no unfinished rollout to {verb}",
                                     hint="see `rollout history`")

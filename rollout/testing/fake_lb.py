@@ -10,6 +10,7 @@ from rollout.errors import DriverError
 from rollout.model import (
     Admin,
     Health,
+    LbCapacity,
     Member,
     Node,
 )
@@ -59,6 +60,10 @@ class FakeLoadBalancer:
         self._error_rates: dict[str, float] = {}
         self._lock = threading.RLock()
         self._next = 0
+
+    def capacity(self) -> LbCapacity | None:
+        """``slots`` when given (like HAProxy's), else unbounded."""
+        return LbCapacity(self.slots, "slots") if self.slots is not None else None
 
     def seed(self, nodes: list[Node]) -> None:
         """Put ``nodes`` in the pool, READY and already UP."""

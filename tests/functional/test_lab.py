@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.backends.lab import network, nodes
+from rollout.backends.lab import network, nodes, processes
 from rollout.backends.lab.env import lab_up
 from rollout.backends.lab.haproxy_process import haproxy_pids
 from rollout.backends.lab.provider import LabProvider
@@ -59,11 +59,16 @@ def test_lab_up_restarts_a_node_whose_nspawn_died(lab: LabHandle) -> None:
     while nodes.node_running(lab.context, rec) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert {n.name: n.state for n in lab.status().nodes}[victim.name] == "stopped"
+    orphaned = processes.node_inits(lab.context, victim.name)
+    assert orphaned, "the container init should outlive its SIGKILLed nspawn"
     lab.up()
     again = {n.name: n for n in lab.status().nodes}
     assert again[victim.name].state == "running" and again[victim.name].lb_state == "up"
     assert again[victim.name].address == victim.address
     assert len(again) == 4
+    # The orphan was killed before the node booted again: one init, the new one.
+    inits = processes.node_inits(lab.context, victim.name)
+    assert len(inits) == 1 and not set(inits) & set(orphaned), (orphaned, inits)
 
 
 def test_lab_up_clears_a_slot_whose_node_is_gone(lab: LabHandle) -> None:
@@ -152,7 +157,12 @@ def _our_processes(data: DataDir) -> list[str]:
 def test_lab_down_leaves_nothing_of_ours(lab: LabHandle) -> None:
     settings = lab.env.settings.lab
     names = [n.name for n in lab.status().nodes]
+    # One node's nspawn dies first: lab down must find and kill its orphaned init.
+    rec = read_record(lab.context, names[0])
+    assert rec is not None and rec.pid is not None
+    os.kill(rec.pid, signal.SIGKILL)
     lab.down()
+    assert processes.lab_inits(lab.context) == {}
     try:
         assert not any(network.netns_path(n).exists() for n in names)
         links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout

@@ -128,6 +128,37 @@ def test_fake_lb_socket_that_stays_dead_halts_naming_the_socket(tmp_path: Path) 
     assert world.problems(4, world.new.id) == []
 
 
+def test_fake_lb_that_dies_halts_within_timeouts_observe_not_the_deadline(
+        tmp_path: Path) -> None:
+    """FAKE: the LB's API stops answering mid-rollout (HAProxy SIGKILLed). With
+    the default progress_deadline (30 min) the rollout halts once
+    timeouts.observe has passed, naming it; resume then converges."""
+    world = FakeWorld.create(4)
+    ctl = _controller(world, tmp_path / "j.sqlite", canary=0, observe=15)
+    original = world.lb.members
+    calls = {"n": 0}
+    died: list[float] = []
+
+    def dead() -> list[Member]:
+        calls["n"] += 1
+        if calls["n"] > 8:
+            died.append(world.clock.now())
+            raise TransientError("HAProxy runtime unix:///run/x.sock: cannot talk to the "
+                                 "socket: Connection refused")
+        return original()
+
+    world.lb.members = dead  # type: ignore[method-assign]
+    with pytest.raises(RolloutHalted) as err:
+        ctl.run(world.new)
+    assert err.value.exit_code is ExitCode.HALTED
+    assert "timeouts.observe 15s" in str(err.value)
+    assert 15 < died[-1] - died[0] < 15 + 5  # bounded by observe, not by progress_deadline
+    world.lb.members = original  # type: ignore[method-assign]
+    _no_half_swapped(world, 4, Journal(ctl.journal.path))
+    assert ctl.resume().status is RolloutStatus.SUCCEEDED
+    assert world.problems(4, world.new.id) == []
+
+
 def test_fake_lb_socket_error_on_the_drain_restores(tmp_path: Path) -> None:
     """FAKE: the command that drains the old node gets a socket error: the
     replacement is restored (old node back first), exit 1, message names it."""

@@ -43,7 +43,7 @@ from typing import Any
 from rollout.backends.aws.session import AwsClients, aws_errors
 from rollout.config import AwsSettings
 from rollout.errors import ConfigError, DriverError
-from rollout.model import Admin, Health, Member, Node
+from rollout.model import Admin, Health, LbCapacity, Member, Node
 
 HealthSource = Callable[[str], list[dict[str, Any]]]
 
@@ -69,6 +69,10 @@ def describe_target_health(clients: AwsClients) -> HealthSource:
     return source
 
 
+#: ELBv2's default quota of targets per target group in a region.
+TARGETS_PER_GROUP = 1000
+
+
 class Elbv2LoadBalancer:
     """``rollout.protocols.LoadBalancer`` over one ELBv2 target group of
     ``instance`` targets (the target id is the node's instance id)."""
@@ -90,6 +94,11 @@ class Elbv2LoadBalancer:
         self.health_source = health_source or describe_target_health(clients)
         self._deregistered: set[str] = set()
         self._delay: float | None = None
+
+    def capacity(self) -> LbCapacity:
+        """ELBv2's quota of targets per target group (the AWS default)."""
+        return LbCapacity(TARGETS_PER_GROUP, "the ELBv2 quota \"targets per target group\" "
+                          "(Service Quotas)")
 
     @classmethod
     def from_settings(cls, settings: AwsSettings, **kwargs: Any) -> Elbv2LoadBalancer:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout import names
-from rollout.backends.lab import haproxy_process, network, nodes
+from rollout.backends.lab import haproxy_process, network, nodes, processes
 from rollout.backends.lab.base import ensure_base
 from rollout.backends.lab.builder import bake_on_lab
 from rollout.backends.lab.images import LabImageStore
@@ -174,10 +174,13 @@ def lab_up(
     clock: Clock | None = None,
     cancel: Callable[[], bool] = _never,
     vault: VaultOptions | None = None,
+    hold: frozenset[str] = frozenset(),
 ) -> LabStatus:
     """Bring the lab of ``env`` to its desired state; see the module doc.
     Interrupted (after undoing this run's nodes) when ``cancel`` asks to stop;
-    ``vault`` is handed to the bakes of roles without an image."""
+    ``vault`` is handed to the bakes of roles without an image. The pools of
+    the roles in ``hold`` (a rollout owns their nodes) get the network and
+    HAProxy but no node is started, stopped or removed."""
     require_root("lab up")
     require_programs(LAB_PROGRAMS)
     clock = clock or SystemClock()
@@ -185,7 +188,7 @@ def lab_up(
     lab = LabContext(data, env.settings.lab)
     launched: dict[str, Node | None] = {}  # name -> node, once its launch returned
     try:
-        _up(project, env, data, lab, nodes, on_event, clock, cancel, launched, vault)
+        _up(project, env, data, lab, nodes, on_event, clock, cancel, launched, vault, hold)
     except (Interrupted, KeyboardInterrupt) as exc:
         gone = shielded(lambda: _undo(data, lab, env, launched, on_event))
         text = "lab up interrupted; " + (
@@ -202,11 +205,11 @@ def lab_up(
 def _up(
     project: Path, env: Environment, data: DataDir, lab: LabContext, size: int | None,
     on_event: Events, clock: Clock, cancel: Callable[[], bool],
-    launched: dict[str, Node | None], vault: VaultOptions | None,
+    launched: dict[str, Node | None], vault: VaultOptions | None, hold: frozenset[str],
 ) -> None:
     ensure_base(data, on_event=on_event)
     images = LabImageStore(data)
-    pools = lab_pools(env)
+    pools = [p for p in lab_pools(env) if p.role not in hold]
     for pool in pools:
         if not images.list(pool.role):
             on_event(f"{pool.role}: no image yet, baking 1.0.0")
@@ -219,10 +222,24 @@ def _up(
         on_event(f"HAProxy {how}")
     for pool in pools:
         want = size if size is not None else pool.settings.pool_size
+        _warn_no_surge_room(pool, want, on_event)
         _converge(data, lab, pool, images, want, on_event, clock, cancel, launched)
 
 
 _STOPPED = "lab up interrupted"
+
+
+def _warn_no_surge_room(pool: Pool, size: int, on_event: Events) -> None:
+    """A pool that fills its HAProxy slots cannot surge: say so now, not at
+    the first rollout (which ``plan`` and ``run`` would refuse)."""
+    hap = pool.settings.haproxy
+    if hap is None or pool.settings.load_balancer != "haproxy":
+        return
+    room = hap.slots - size
+    if room < pool.settings.batch_size:
+        on_event(f"warning: {pool.role}: {size} node(s) in {hap.slots} HAProxy slot(s) leave "
+                 f"no room for a surge of batch_size {pool.settings.batch_size}; raise "
+                 f"rollout.haproxy.slots to at least {size + pool.settings.batch_size}")
 
 
 def _checkpoint(cancel: Callable[[], bool]) -> None:
@@ -346,13 +363,20 @@ def _wait_up(lb: LoadBalancer, want: list[Node], pool: Pool, clock: Clock,
 
 
 def lab_down(env: Environment, data: DataDir, *, on_event: Events = _quiet) -> None:
-    """Remove the lab's nodes, network, NAT rules and HAProxy; keep the images."""
+    """Remove the lab's nodes (orphaned ones too), network, NAT rules and
+    HAProxy, and return once each is gone (each removal waits, bounded, for
+    its processes to exit); keep the images."""
     require_root("lab down")
     require_programs(["ip", "iptables"])
     lab = LabContext(data, env.settings.lab)
     for rec in nodes.list_nodes(lab):
         on_event(f"removing {rec.name}")
         nodes.remove_node(lab, rec.name)
+    # Nodes whose nspawn died and whose record went (an earlier removal that
+    # missed their init): found by the marker their init carries.
+    for name in sorted(processes.lab_inits(lab)):
+        on_event(f"killing orphaned node {name}")
+        nodes.remove_node(lab, name)
     if haproxy_process.haproxy_running(data):
         on_event("stopping HAProxy")
     haproxy_process.stop_haproxy(data)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 from collections.abc import Callable
 from dataclasses import replace
@@ -27,7 +26,10 @@ from pathlib import Path
 from rollout import names
 from rollout.backends.lab import network
 from rollout.backends.lab.processes import (
+    MARKER,
     is_our_nspawn,
+    kill_node,
+    node_inits,
     node_running,
     signal_node,
     wait_gone,
@@ -72,6 +74,20 @@ __all__ = [
 
 # How long nspawn may take to put the container's init into the netns.
 _SPAWN_TIMEOUT = 15.0
+# How long a SIGKILLed node may take to be gone (measured: well under 1 s).
+_KILL_TIMEOUT = 10.0
+
+
+def _kill_leftovers(lab: LabContext, name: str, pid: int | None, clock: Clock) -> None:
+    """Kill whatever still runs of node ``name`` (an orphaned container init
+    whose nspawn died, or an nspawn that ignored its poweroff); bounded."""
+    if not kill_node(lab, name, pid, _KILL_TIMEOUT, clock):
+        left = node_inits(lab, name)
+        raise DriverError(
+            f"node {name}: its processes survived SIGKILL for {_KILL_TIMEOUT:.0f}s "
+            f"(container init pids {left}, nspawn pid {pid})",
+            hint="look at those pids with ps; run `rollout lab down` again once they are gone",
+        )
 
 
 def nspawn_command(lab: LabContext, rec: NodeRecord) -> list[str]:
@@ -85,6 +101,9 @@ def nspawn_command(lab: LabContext, rec: NodeRecord) -> list[str]:
         f"--network-namespace-path={network.netns_path(rec.name)}",
         "--resolv-conf=copy-host",
         f"--bind-ro={lab.node_dir(rec.name) / 'ssh'}:/etc/ssh/node",
+        # Marks the container init as this node's, so it can be found and
+        # killed even after nspawn itself died (rollout.backends.lab.processes).
+        f"--setenv={MARKER}={lab.node_dir(rec.name)}",
     ]
     if rec.volume_dir and rec.volume_path:
         cmd.append(f"--bind={rec.volume_dir}:{rec.volume_path}")
@@ -244,6 +263,9 @@ def start_node(
         # Recorded before anything starts: the address (and volume) are
         # reserved from here on.
         write_record(lab, rec)
+    # A node whose nspawn died may have left its init running in the netns
+    # (an orphan still holding the address and the volume): end it first.
+    _kill_leftovers(lab, name, None, clock)
     wait_volume_free(lab, rec, clock)
     _ensure_node_keys(lab, name, address)
     network.ensure_node_link(lab.settings, name, address)
@@ -271,17 +293,18 @@ def stop_node(
     """Power the node off cleanly and wait; the record stays (restorable).
 
     SIGTERM makes nspawn ask the container's systemd to power off; after
-    ``timeout`` seconds it is killed.
+    ``timeout`` seconds the node is killed as a unit. A node whose nspawn had
+    already died (its init orphaned) is killed at once. Returns only when no
+    process of the node is left.
     """
     clock = clock or SystemClock()
     rec = read_record(lab, name)
     if rec is None:
         raise NotFoundError(f"node {name}: no such lab node ({lab.nodes_dir})")
     stopping = rec.pid is not None and signal_node(rec)
-    if stopping and rec.pid is not None and not wait_gone(rec.pid, name, timeout, clock):
-        os.kill(rec.pid, signal.SIGKILL)
-        if not wait_gone(rec.pid, name, 5.0, clock):
-            raise DriverError(f"node {name}: systemd-nspawn pid {rec.pid} survived SIGKILL")
+    if stopping and rec.pid is not None:
+        wait_gone(rec.pid, name, timeout, clock)
+    _kill_leftovers(lab, name, rec.pid, clock)
     write_record(lab, replace(rec, pid=None))
 
 
@@ -292,6 +315,7 @@ def remove_node(lab: LabContext, name: str, *, clock: Clock | None = None) -> No
     # directory that vanished under us is already removed.
     with contextlib.suppress(NotFoundError):
         stop_node(lab, name, clock=clock)
+    _kill_leftovers(lab, name, None, clock or SystemClock())  # an orphan without a record
     network.remove_node_link(lab.settings, name)
     node_dir = lab.node_dir(name)
     # Rename first so a half-deleted directory never looks like a node.

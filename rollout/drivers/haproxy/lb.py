@@ -29,7 +29,7 @@ from rollout.drivers.haproxy.config import EMPTY_ADDRESS, EMPTY_PORT, backend_sp
 from rollout.drivers.haproxy.parse import member
 from rollout.drivers.haproxy.runtime import HAProxyRuntime
 from rollout.errors import ConfigError, DriverError, TransientError
-from rollout.model import Admin, Member, Node
+from rollout.model import Admin, LbCapacity, Member, Node
 
 
 def slot_number(slot: str, prefix: str) -> int | None:
@@ -70,6 +70,10 @@ class HAProxyLoadBalancer:
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
             raise ConfigError(f"HAProxy backend {backend!r}: slots must be ≥ 1 (got {slots!r})")
         self.slots = slots
+
+    def capacity(self) -> LbCapacity:
+        """The backend's fixed slots: a member needs a free one."""
+        return LbCapacity(self.slots, "rollout.haproxy.slots")
 
     @classmethod
     def for_pool(cls, pool: Pool, runtime: HAProxyRuntime) -> HAProxyLoadBalancer:
