@@ -8,7 +8,7 @@ for them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rollout.backends import DEFAULT, Site, backend_for, get_backend
@@ -37,16 +37,22 @@ class Workspace:
     project: Path
     env: Environment
     data: DataDir
+    #: The state store named on the command line (``--state URL``), if any; it
+    #: wins over ``ROLLOUT_STATE_URL`` and the inventory (see
+    #: :func:`rollout.app.session.state_url`). Never shown: it may hold a password.
+    state: str | None = field(default=None, repr=False)
 
     @classmethod
-    def open(cls, project: Path | None, env: str, data_dir: Path | None) -> Workspace:
+    def open(cls, project: Path | None, env: str, data_dir: Path | None,
+             state: str | None = None) -> Workspace:
         """Read and validate ``inventories/ENV`` of the project (found upwards
         from the working directory without ``project``); nothing is touched."""
         root = project.resolve() if project else project_root()
         if project and not (root / "inventories").is_dir():
             raise ConfigError(f"{root}: --project has no inventories/ directory")
         environment = load_environment(root, env)
-        ws = cls(project=root, env=environment, data=DataDir(data_dir or default_data_dir()))
+        ws = cls(project=root, env=environment, data=DataDir(data_dir or default_data_dir()),
+                 state=state)
         for pool in environment.pools.values():
             ws.backend(pool).validate(pool)
         return ws
