@@ -41,7 +41,6 @@ import builtins
 import hashlib
 import logging
 import time
-from collections import Counter
 from dataclasses import replace
 from typing import Any
 
