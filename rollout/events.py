@@ -270,6 +270,11 @@ class LeaseForceReleased(Event):
     epoch: int = 0
     kind: ClassVar[str] = "lease_force_released"
 
+    def text(self) -> str:
+        return (f"{self.key}: lease of {self.holder} (host {self.host}, pid {self.pid}) "
+                f"released by {self.by}; new epoch {self.epoch}, the old holder is "
+                "fenced out")
+
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls

@@ -11,7 +11,7 @@ from rollout import names
 from rollout.app.session import open_journal
 from rollout.app.workspace import Workspace
 from rollout.core.state import RolloutState
-from rollout.store.lease import Lease
+from rollout.store.lease_table import LeaseStatus
 
 
 def rollout_summary(state: RolloutState) -> dict[str, Any]:
@@ -28,22 +28,33 @@ def rollout_summary(state: RolloutState) -> dict[str, Any]:
 
 
 def pool_status(ws: Workspace, role: str | None = None) -> list[dict[str, Any]]:
-    """Each pool's unfinished rollout (if any), lock holder and last rollout."""
+    """Each pool's unfinished rollout (if any), lease holder and last rollout.
+    ``lock`` is None when the pool is free, else the holder, its host and PID,
+    the lease epoch, and the expiry judged by the store's clock (``expires_in``
+    is negative for an expired lease nobody has taken over yet)."""
     pools = [ws.pool(role)] if role else list(ws.env.pools.values())
     rows: list[dict[str, Any]] = []
     with closing(open_journal(ws)) as journal:
         for pool in pools:
             unfinished = journal.unfinished(pool.env, pool.role)
             last = journal.history(pool.env, pool.role, limit=1)
-            holder = Lease(journal, f"{pool.env}/{pool.role}", heartbeat=False).current()
+            lease = journal.lease_status(f"{pool.env}/{pool.role}")
             rows.append({
                 "env": pool.env, "role": pool.role,
                 "unfinished": rollout_summary(unfinished) if unfinished else None,
                 "last": rollout_summary(last[0].state) if last else None,
-                "lock": None if holder is None else {
-                    "host": holder.host, "pid": holder.pid, "expires_at": holder.expires_at},
+                "lock": None if lease is None else lease_summary(lease),
+                "state": journal.display_url,
             })
     return rows
+
+
+def lease_summary(lease: LeaseStatus) -> dict[str, Any]:
+    """A pool's lease as ``status`` shows it."""
+    return {"holder": lease.holder, "host": lease.host, "pid": lease.pid,
+            "epoch": lease.epoch, "acquired_at": lease.acquired_at,
+            "expires_at": lease.expires_at, "expires_in": round(lease.expires_in, 3),
+            "expired": lease.expired}
 
 
 def rollout_history(ws: Workspace, role: str | None = None,
@@ -76,4 +87,4 @@ def rollout_detail(ws: Workspace, rollout_id: str) -> dict[str, Any]:
     }
 
 
-__all__ = ["pool_status", "rollout_detail", "rollout_history", "rollout_summary"]
+__all__ = ["lease_summary", "pool_status", "rollout_detail", "rollout_history", "rollout_summary"]

@@ -10,19 +10,26 @@ through a :class:`~rollout.app.session.Session`.
 
 from __future__ import annotations
 
+import getpass
+import os
+import socket
+import time
 from collections.abc import Callable, Mapping
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 from rollout import names
+from rollout.app.history import lease_summary
 from rollout.app.plan import plan_for_session, refuse_over_lb
 from rollout.app.session import EventSink, Reports, Session, open_journal, resolve_target
 from rollout.app.workspace import Workspace
 from rollout.engine.controller import RolloutResult
 from rollout.engine.reap import ReapReport
 from rollout.errors import ConfigError
+from rollout.events import LeaseForceReleased
 from rollout.protocols import Clock
+from rollout.store.lease import alive
 
 
 def run_rollout(ws: Workspace, role: str, *, version: str | None = None,
@@ -84,6 +91,39 @@ def reap_pool(ws: Workspace, role: str, *, dry_run: bool = False, wait_lock: boo
         return session.reap(dry_run=dry_run)
 
 
+def pool_lease(ws: Workspace, role: str) -> dict[str, Any] | None:
+    """The pool's lease as ``status`` shows it (None when free), plus
+    ``alive_here``: whether the holder is a live process of this host (None
+    when it runs on another host, which this host cannot tell)."""
+    pool = ws.pool(role)
+    with closing(open_journal(ws)) as journal:
+        lease = journal.lease_status(f"{pool.env}/{pool.role}")
+    if lease is None:
+        return None
+    here = lease.host == socket.gethostname()
+    return lease_summary(lease) | {"alive_here": alive(lease.pid) if here else None}
+
+
+def unlock_pool(ws: Workspace, role: str, *,
+                on_event: EventSink = lambda e: None) -> LeaseForceReleased | None:
+    """Release the pool's lease whoever holds it (``rollout unlock --force``),
+    for an operator who knows the holder is dead. The lease's epoch goes up, so
+    a holder that was only frozen is fenced out when it thaws; the release is
+    journaled with who did it. None if the lease was free."""
+    pool = ws.pool(role)
+    key = f"{pool.env}/{pool.role}"
+    by = f"{getpass.getuser()}@{socket.gethostname()}:{os.getpid()}"
+    with closing(open_journal(ws)) as journal:
+        old = journal.force_release(key, by=by)
+    if old is None:
+        return None
+    # The store journaled the same event, stamped by its own clock.
+    event = LeaseForceReleased("", time.time(), key=key, by=by, holder=old.holder,
+                               host=old.host, pid=old.pid, epoch=old.epoch + 1)
+    on_event(event)
+    return event
+
+
 def rollout_role(ws: Workspace, role: str | None, rollout_id: str | None) -> str:
     """The pool role of a resume or abort: ``--role``, or the rollout's own."""
     if rollout_id is not None:
@@ -102,5 +142,5 @@ def rollout_role(ws: Workspace, role: str | None, rollout_id: str | None) -> str
     return role
 
 
-__all__ = ["RolloutResult", "abort_rollout", "reap_pool", "resume_rollout", "rollout_role",
-           "run_rollout"]
+__all__ = ["RolloutResult", "abort_rollout", "pool_lease", "reap_pool", "resume_rollout",
+           "rollout_role", "run_rollout", "unlock_pool"]

@@ -21,6 +21,7 @@ success or not, the JUnit and metrics files the command asked for are written.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -42,8 +43,10 @@ from rollout.errors import ConfigError, RolloutError
 from rollout.events import Event
 from rollout.model import Image
 from rollout.protocols import Clock, ImageStore
+from rollout.state_url import StateUrl
 from rollout.store.journal import Journal
 from rollout.store.lease import Lease
+from rollout.store.stores import ENV_VAR, open_store, resolve_url
 
 EventSink = Callable[[Event], None]
 
@@ -63,10 +66,36 @@ class Reports:
     metrics_file: Path | None = None
 
 
+def state_url(ws: Workspace) -> StateUrl:
+    """Where the journal and the leases live, the one place that decides it:
+    ``--state URL`` (:attr:`Workspace.state`), else ``ROLLOUT_STATE_URL``, else
+    the inventory's ``rollout_env.state``, else the SQLite file in the data
+    directory. A password belongs in ``PGPASSFILE``, the libpq environment or
+    ``ROLLOUT_STATE_URL``, never on the command line, where ``ps`` shows it to
+    every user of the host: ``--state`` with one is refused."""
+    if ws.state:
+        url = resolve_url(ws.state, ws.data.journal, "--state")
+        if url.url.password is not None or "password" in url.url.query:
+            raise ConfigError(
+                f"--state {url.display}: a password on the command line is visible to "
+                "every user of this host",
+                hint=f"leave it out of the URL and put it in PGPASSFILE (~/.pgpass) or "
+                f"PGPASSWORD, or pass the whole URL in {ENV_VAR}",
+            )
+        return url
+    from_env = os.environ.get(ENV_VAR)
+    if from_env:
+        return resolve_url(from_env, ws.data.journal, ENV_VAR)
+    return resolve_url(ws.env.settings.state, ws.data.journal,
+                       f"{ws.env.inventory}: rollout_env.state")
+
+
 def open_journal(ws: Workspace) -> Journal:
-    """The journal of the workspace's data directory (created if missing)."""
+    """The workspace's state store (see :func:`state_url`), opened, its schema
+    created or upgraded as needed. The data directory is created either way:
+    logs, evidence and images live there whatever holds the journal."""
     ws.data.ensure_root()
-    return Journal(ws.data.journal)
+    return open_store(state_url(ws))
 
 
 def with_overrides(pool: Pool, overrides: Mapping[str, Any]) -> Pool:
@@ -247,4 +276,4 @@ def _tee(first: EventSink, second: EventSink) -> EventSink:
 
 
 __all__ = ["OVERRIDABLE", "EventSink", "Reports", "Session", "open_journal",
-           "resolve_target", "with_overrides"]
+           "resolve_target", "state_url", "with_overrides"]

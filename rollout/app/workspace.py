@@ -38,10 +38,14 @@ class Workspace:
     env: Environment
     data: DataDir
     vault: VaultOptions = field(default_factory=VaultOptions)
+    #: The state store named on the command line (``--state URL``), if any; it
+    #: wins over ``ROLLOUT_STATE_URL`` and the inventory (see
+    #: :func:`rollout.app.session.state_url`). Never shown: it may hold a password.
+    state: str | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, project: Path | None, env: str, data_dir: Path | None,
-             vault: VaultOptions | None = None) -> Workspace:
+             vault: VaultOptions | None = None, state: str | None = None) -> Workspace:
         """Read and validate ``inventories/ENV`` of the project (found upwards
         from the working directory without ``project``); nothing is touched.
         ``vault`` says where the vault passwords are, for reading the inventory
@@ -52,7 +56,7 @@ class Workspace:
         vault = vault or VaultOptions()
         environment = load_environment(root, env, vault)
         ws = cls(project=root, env=environment, data=DataDir(data_dir or default_data_dir()),
-                 vault=vault)
+                 vault=vault, state=state)
         for pool in environment.pools.values():
             ws.backend(pool).validate(pool)
         return ws

@@ -33,9 +33,11 @@ class Options:
     output: str
     progress: bool = True  # the live view on a terminal (--no-progress: plain lines)
     vault: VaultOptions = field(default_factory=VaultOptions)
+    state: str | None = None
 
     def workspace(self) -> Workspace:
-        return Workspace.open(self.project, self.env, self.data_dir, self.vault)
+        return Workspace.open(self.project, self.env, self.data_dir, self.vault,
+                              state=self.state)
 
     def out(self) -> Output:
         return Output(self.output)
@@ -96,14 +98,19 @@ def common(func: F) -> F:
               envvar="ROLLOUT_PROJECT", help="Project directory (holds inventories/ and roles/).")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
               envvar="ROLLOUT_DATA_DIR", help="Base cache, images, journal and logs.")
+@click.option("--state", "state", default=None, metavar="URL",
+              help="Where the journal and leases live: sqlite:///PATH or "
+              "postgresql://USER@HOST/DB (password from PGPASSFILE or the libpq "
+              "environment). [ROLLOUT_STATE_URL, else the inventory's rollout_env.state, "
+              "else DATA_DIR/journal.sqlite]")
 @click.option("--env", default="lab", envvar="ROLLOUT_ENV", show_default=True,
               help="Environment (inventories/ENV).")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 @click.version_option(package_name="rollout")
 @click.pass_context
-def cli(ctx: click.Context, project: Path | None, data_dir: Path | None, env: str,
-        output: str) -> None:
+def cli(ctx: click.Context, project: Path | None, data_dir: Path | None,
+        state: str | None, env: str, output: str) -> None:
     """Phoenix rollouts of immutable, Ansible-baked images behind a load balancer.
 
     \b
@@ -112,7 +119,8 @@ def cli(ctx: click.Context, project: Path | None, data_dir: Path | None, env: st
     5 environment problem (root, programs, disk); 70 internal error;
     130 interrupted (pool left safe).
     """
-    ctx.obj = Options(project=project, data_dir=data_dir, env=env, output=output)
+    ctx.obj = Options(project=project, data_dir=data_dir, env=env, output=output,
+                      state=state)
     DATA_DIR.set(data_dir)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,14 +17,17 @@ from rollout.app.plan import plan_rollout
 from rollout.app.rollouts import (
     RolloutResult,
     abort_rollout,
+    pool_lease,
     reap_pool,
     resume_rollout,
     run_rollout,
+    unlock_pool,
 )
 from rollout.app.session import OVERRIDABLE
 from rollout.cli.base import STOP, Options, cli, common, pass_options
 from rollout.cli.live import live_wanted, progress
 from rollout.cli.output import Output
+from rollout.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -188,10 +192,54 @@ def status(opts: Options, role: str | None) -> None:
         out.line(f"{r['env']}/{r['role']}: "
                  + (f"UNFINISHED {un['id']} ({un['status']}): run 'rollout resume {un['id']}' "
                     f"or 'rollout abort {un['id']}'" if un else "no unfinished rollout")
-                 + (f"; locked by pid {r['lock']['pid']} on {r['lock']['host']}"
-                    if r["lock"] else "")
+                 + (f"; {_lock_text(r['lock'])}" if r["lock"] else "")
                  + (f"; last {last['id']} {last['status']} at {_when(last['finished_at'])}"
                     if last else ""))
+
+
+def _lock_text(lock: dict[str, Any]) -> str:
+    left = lock["expires_in"]
+    expiry = (f"expired {-left:.0f}s ago" if lock["expired"] else f"expires in {left:.0f}s")
+    return (f"locked by {lock['holder']} (host {lock['host']}, pid {lock['pid']}, "
+            f"epoch {lock['epoch']}, {expiry} at {_when(lock['expires_at'])})")
+
+
+@cli.command()
+@click.option("--role", required=True)
+@click.option("--force", is_flag=True,
+              help="Required: release the lease whoever holds it.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@common
+@pass_options
+def unlock(opts: Options, role: str, force: bool, yes: bool) -> None:
+    """Release a pool's lease whose holder you know is dead.
+
+    The lease's epoch goes up, so the old holder, if it was only frozen, is
+    refused at its next journal write and stops (exit 3). The release is
+    journaled with who did it. Asks for confirmation unless --yes."""
+    names.name(role, "role", "--role")
+    out = opts.out()
+    ws = opts.workspace()
+    if not force:
+        raise ConfigError(f"`rollout unlock --role {role}` releases the lease whoever holds "
+                          "it; pass --force to say you know its holder is dead",
+                          hint=f"see who holds it with `rollout status --role {role}`")
+    lock = pool_lease(ws, role)
+    if lock is None:
+        out.line(f"{ws.env.name}/{role}: not locked, nothing to release")
+        return
+    if not yes:
+        question = f"{ws.env.name}/{role}: {_lock_text(lock)}."
+        if lock["alive_here"]:
+            question += f" That process is ALIVE on this host (pid {lock['pid']})."
+        if not sys.stdin.isatty():
+            raise ConfigError(f"{question} Refusing to release it without confirmation",
+                              hint="run it in a terminal, or pass --yes")
+        if not click.confirm(f"{question} Release it?", default=False, err=True):
+            raise ConfigError(f"{ws.env.name}/{role}: left locked, as you answered")
+    event = unlock_pool(ws, role, on_event=out.event)
+    if event is None:
+        out.line(f"{ws.env.name}/{role}: the lease was released meanwhile, nothing to do")
 
 
 @cli.command()

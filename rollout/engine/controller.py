@@ -52,7 +52,8 @@ from rollout.engine.reap import ReapReport, reap
 from rollout.engine.result import RolloutResult, conclude
 from rollout.errors import (
     ConfigError,
-    LockHeldError,
+    FencedOut,
+    JournalError,
     NotFoundError,
     NothingToDo,
     RolloutError,
@@ -190,11 +191,7 @@ class Controller:
                 state = self._collect(state, inflight)
                 if self.lease is not None and self.lease.lost:
                     self._settle(state, inflight)
-                    raise LockHeldError(
-                        f"lost the lease {self.lease.key} while rollout {state.id} ran",
-                        hint=f"another controller may run it now; check `rollout status`, "
-                        f"then `rollout resume --role {state.role}`",
-                    )
+                    raise self._lost(state.id)
                 running = state.status is RolloutStatus.RUNNING
                 if running and not state.stopping and self.stop_requested():
                     state = self._commit(request_stop(state, self.clock.now()))
@@ -272,7 +269,34 @@ class Controller:
             inflight[future] = _Flight(action, step_id)
 
     def _perform(self, action: Action) -> Outcome:
+        # The intent was fenced when it was written, but a process frozen
+        # between that write and this call may thaw after another controller
+        # took the pool over: the lease counts as lost (on the monotonic
+        # clock) before anyone else can take it, so refuse the call then.
+        if self.lease is not None and self.lease.lost:
+            raise self._lost(None)
         return perform(action, self.provider, self.lb, self.smoke, self.clock)
+
+    def _lost(self, rollout_id: str | None) -> FencedOut:
+        """The error that stops a controller whose lease counts as lost, naming
+        whoever holds the pool now (when the store can say)."""
+        assert self.lease is not None
+        try:
+            holder = self.lease.current()
+        except JournalError:
+            holder = None
+        if holder is not None and holder.holder != self.lease.holder:
+            now = (f"{holder.holder} (host {holder.host}, pid {holder.pid}) holds it at "
+                   f"epoch {holder.epoch}")
+        else:
+            now = "it was not renewed in time, so it counts as lost"
+        during = f" while rollout {rollout_id} ran" if rollout_id else ""
+        return FencedOut(
+            f"pool {self.lease.key}: this controller ({self.lease.holder}) lost its lease "
+            f"(epoch {self.lease.epoch}){during}: {now}; it stopped before acting",
+            hint=f"check `rollout status --role {self.pool.role}`; the current holder "
+            f"carries on, or `rollout resume --role {self.pool.role}` once the pool is free",
+        )
 
     def _collect(self, state: RolloutState,
                  inflight: dict[futures.Future[Outcome], _Flight], apply: bool = True,

@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +42,10 @@ import pytest
 from rollout.backends.lab import haproxy_process
 from rollout.backends.lab.images import LabImageStore
 from rollout.drivers.haproxy.config import is_empty
+from rollout.store.stores import ENV_VAR
 from rollout.testing.lab import LabHandle
 from rollout.testing.loadgen import Load
+from rollout.testing.postgres import PostgresCluster
 
 pytestmark = pytest.mark.functional
 
@@ -274,8 +277,18 @@ def run_matrix(lab: LabHandle, indexes: list[int]) -> None:
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
 def test_kill_after_every_step_of_a_replacement_then_resume_converges(
-        lab: LabHandle) -> None:
+        lab: LabHandle, engine: str, request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replacement 0's boundaries, once with the data directory's SQLite
+    journal and once with the journal and leases in PostgreSQL (every
+    controller and resume this test starts inherits ROLLOUT_STATE_URL)."""
+    if engine == "postgresql":
+        cluster: PostgresCluster = request.getfixturevalue("postgres")
+        monkeypatch.setenv(ENV_VAR, cluster.create_database(f"km{uuid.uuid4().hex[:8]}"))
+    else:
+        monkeypatch.delenv(ENV_VAR, raising=False)
     run_matrix(lab, [0])
 
 
