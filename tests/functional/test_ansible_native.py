@@ -99,8 +99,9 @@ def _lay(root: Path, port: int, vault_marker: str) -> None:
         "# An INI inventory, as most estates keep theirs.\n"
         "[lb]\nlab-lb ansible_connection=local\n\n[web]\n\n[shop]\n\n"
         "[all:vars]\nshop_size=1\n")
-    lab = {"bridge": os.environ.get("ROLLOUT_LAB_BRIDGE", "rtest0"),
-           "subnet": os.environ.get("ROLLOUT_LAB_SUBNET", "10.231.250.0/24")}
+    # A lab of its own, beside the session's (its own bridge, subnet and ports).
+    lab = {"bridge": os.environ.get("ROLLOUT_LAB_NATIVE_BRIDGE", "rtnat0"),
+           "subnet": os.environ.get("ROLLOUT_LAB_NATIVE_SUBNET", "10.231.252.0/24")}
     (inv / "group_vars/all/lab.yml").write_text(yaml.safe_dump({"rollout_env": {"lab": lab}}))
     (inv / "group_vars/web/main.yml").write_text(
         yaml.safe_dump({"rollout": _web_settings(port)}))
@@ -124,7 +125,7 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     data = base / f"ansible-native-{secrets.token_hex(3)}"
     shared = os.environ.get("ROLLOUT_BASE_CACHE")
     share_base_cache(DataDir(data), Path(shared) if shared else None)
-    port = int(os.environ.get("ROLLOUT_LAB_PORT", "18250"))
+    port = int(os.environ.get("ROLLOUT_LAB_NATIVE_PORT", "18270"))
     project = Project(
         root=root, data=data, port=port,
         vault_marker=f"vault-marker-{secrets.token_hex(6)}",
