@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -200,10 +202,18 @@ def test_lab_up_refuses_a_non_root_user(tmp_path: Path) -> None:
         f"    lab_up(Path({str(REPO)!r}), env, DataDir(Path({str(data)!r})))\n"
         "except EnvironmentProblem as exc:\n    print(exc); sys.exit(5)\n"
     )
-    proc = subprocess.run(
-        [*as_nobody, sys.executable, "-c", code],
-        capture_output=True, text=True, timeout=60, cwd="/",
-    )
+    # A user of their own, with a home of their own: Ansible keeps its local
+    # temporary files there (setpriv would leave HOME pointing at root's).
+    home = Path(tempfile.mkdtemp(prefix="rollout-nobody-"))
+    home.chmod(0o777)
+    try:
+        proc = subprocess.run(
+            [*as_nobody, sys.executable, "-c", code],
+            capture_output=True, text=True, timeout=60, cwd="/",
+            env={**os.environ, "HOME": str(home)},
+        )
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     assert proc.returncode == 5, proc.stderr
     assert "lab up needs root" in proc.stdout
     assert not data.exists()  # refused before anything was touched
