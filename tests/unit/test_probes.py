@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.server
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -22,6 +21,7 @@ from rollout.config import HttpCheck
 from rollout.drivers.probe import ProbeError, http_get, tcp_open
 from rollout.drivers.smoke import http_check
 from rollout.model import Node, NodeState
+from tests.loopback import serve
 from tests.slow_server import SlowServer
 
 # Scheduling slack on a loaded 2-core machine.
@@ -53,12 +53,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[int]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd.server_address[1]
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(_Handler) as port:
+        yield port
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.server
 import os
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from rollout.drivers.smoke import (
 )
 from rollout.model import Image, Node, NodeState, SshTarget
 from rollout.protocols import SmokeRunner
+from tests.loopback import serve
 
 
 def test_ssh_config_carries_the_target_options(tmp_path: Path) -> None:
@@ -80,12 +80,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[int]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd.server_address[1]
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(_Handler) as port:
+        yield port
 
 
 def test_http_checks(server: int) -> None:
