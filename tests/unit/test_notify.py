@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from rollout.events import RolloutStarted
 from rollout.inventory import load_environment
 from rollout.paths import DataDir
 from rollout.testing import FakeWorld
+from tests.loopback import serve
 from tests.unit.test_session import REPO, FakeWorkspace
 
 
@@ -55,13 +56,9 @@ def receiver() -> Iterator[Receiver]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/T0/secret"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serve(Handler) as port:
+        state.url = f"http://127.0.0.1:{port}/hooks/T0/secret"
+        yield state
 
 
 def workspace(tmp_path: Path, *hooks: Webhook) -> tuple[FakeWorld, FakeWorkspace]:
