@@ -38,6 +38,7 @@ from rollout.inventory import load_environment
 from rollout.paths import DataDir
 from rollout.testing.lab import LabHandle, lab_skip_reason, make_project, share_base_cache
 from rollout.testing.postgres import PostgresCluster, skip_reason
+from tests.functional.leaks import leftovers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,8 +73,25 @@ def lab_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """FAILS the session when a node process, nspawn, HAProxy, netns, veth or
+    the bridge of this session's lab outlives the tests. Session scoped, and
+    ``lab_data`` asks for it, so it is set up before any lab (the contract
+    tests start the lab before the functional ones) and torn down after
+    ``lab down``."""
+    yield
+    roots = [tmp_path_factory.getbasetemp()]
+    if os.environ.get("ROLLOUT_TEST_DATA_DIR"):
+        roots.append(Path(os.environ["ROLLOUT_TEST_DATA_DIR"]))
+    bridge = os.environ.get("ROLLOUT_LAB_BRIDGE", "rtest0")
+    subnet = os.environ.get("ROLLOUT_LAB_SUBNET", "10.231.250.0/24")
+    left = leftovers(roots, bridge, subnet)
+    assert not left, "the functional session left these behind:\n" + "\n".join(left)
+
+
 @pytest.fixture(scope="session")
-def lab_data(tmp_path_factory: pytest.TempPathFactory) -> DataDir:
+def lab_data(tmp_path_factory: pytest.TempPathFactory, nothing_left_behind: None) -> DataDir:
     root = Path(os.environ.get("ROLLOUT_TEST_DATA_DIR") or tmp_path_factory.mktemp("data"))
     root.mkdir(parents=True, exist_ok=True)
     shared = os.environ.get("ROLLOUT_BASE_CACHE")
