@@ -77,6 +77,12 @@ class FencedOut(LockHeldError):
     the lease was not renewed in time). The controller stops before acting."""
 
 
+class JournalBusy(LockHeldError):
+    """A SQLite journal's write lock stayed held by another process past the
+    busy timeout (for example a controller frozen mid-write). Nothing was
+    written; the message names the process."""
+
+
 class UnfinishedRolloutError(RolloutError):
     """The pool has a rollout that must be resumed or aborted first."""
 

@@ -46,6 +46,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from rollout.errors import JournalError, JournalUnavailable, JournalUnusable
 from rollout.paths import PRIVATE_DIR, PRIVATE_FILE
 from rollout.state_url import Engine, StateUrl
+from rollout.store.file_locks import busy_error, is_locked_error
 
 T = TypeVar("T")
 
@@ -59,7 +60,8 @@ class Database:
 
     def __init__(self, url: StateUrl, *, durable: bool = True,
                  fault: Callable[[str], None] | None = None, retry_budget: float = 10.0,
-                 sleep: Callable[[float], None] = time.sleep, read_only: bool = False) -> None:
+                 sleep: Callable[[float], None] = time.sleep, read_only: bool = False,
+                 busy_timeout: float = 10.0) -> None:
         self.url = url
         self.read_only = read_only
         self.fault = fault
@@ -78,7 +80,7 @@ class Database:
             else:
                 _private_file(url.path)
             self.engine = create_engine(target, connect_args={
-                "timeout": 10.0, "isolation_level": None, "check_same_thread": False,
+                "timeout": busy_timeout, "isolation_level": None, "check_same_thread": False,
             })
             self._sqlite_events(durable)
         else:
@@ -174,6 +176,9 @@ class Database:
         if isinstance(exc, SQLAlchemyError) and self._transient(exc):
             self._drop()
             return _Retry(exc)
+        if self.busy(exc):
+            assert self.url.path is not None
+            return busy_error(self.url.path, op)
         if write:
             return JournalError(
                 f"{self.where}: cannot write the journal ({op}): {reason(exc)}",
@@ -189,6 +194,12 @@ class Database:
         if isinstance(exc, DBAPIError) and exc.connection_invalidated:
             return True
         return self.postgres and isinstance(exc, OperationalError | InterfaceError)
+
+    def busy(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is SQLite's "database is locked": another process kept
+        the file's write lock past the busy timeout (not damage, not a full disk)."""
+        return (not self.postgres and isinstance(exc, OperationalError)
+                and is_locked_error(reason(exc)))
 
     def _rollback(self, trans: Any) -> None:
         try:

@@ -32,16 +32,17 @@ from rollout.clock import SystemClock
 from rollout.core.state import Replacement, RolloutState, Wait
 from rollout.errors import (
     FencedOut,
-    JournalError,
     JournalUnavailable,
     JournalUnusable,
     NotFoundError,
+    RolloutError,
 )
 from rollout.events import Event
 from rollout.protocols import Clock
 from rollout.state_url import StateUrl, parse_state_url, sqlite_url
 from rollout.store import codec, migrate
 from rollout.store.database import Database, reason
+from rollout.store.file_locks import busy_error
 from rollout.store.lease_table import Fence, Holder, LeaseStatus, LeaseTable, check_fence
 from rollout.store.reads import JournalReads, Record, Step
 from rollout.store.schema import SCHEMA_VERSION, events, replacements, rollouts, steps, waits
@@ -75,8 +76,10 @@ class Journal(JournalReads):
     def __init__(self, location: Path | str | StateUrl, *,
                  fault: Callable[[str], None] | None = None, durable: bool = True,
                  retry_budget: float = 10.0, clock: Clock | None = None,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, busy_timeout: float = 10.0) -> None:
         """``durable=False`` skips the fsyncs: for tests only, never for a rollout.
+        ``busy_timeout``: how long a SQLite write waits for another writer's
+        lock before :class:`JournalBusy` names that writer.
         ``read_only=True`` (the dashboard): the engine refuses every write, and a
         store that is missing or not at the newest schema is refused, not made."""
         if isinstance(location, StateUrl):
@@ -92,7 +95,7 @@ class Journal(JournalReads):
             raise NotFoundError(f"{url.path}: no journal yet",
                                 hint="it is created by the first rollout command")
         self._db = Database(url, durable=durable, fault=fault, retry_budget=retry_budget,
-                            read_only=read_only)
+                            read_only=read_only, busy_timeout=busy_timeout)
         self.leases = LeaseTable(self._db)
         self._saved: dict[str, tuple[str, dict[int, Replacement]]] = {}
         self._pools: dict[str, str] = {}  # rollout id -> pool key, for the fences
@@ -110,11 +113,13 @@ class Journal(JournalReads):
             self._db.close()
             raise
 
-    def _open_error(self, exc: SQLAlchemyError | OSError) -> JournalError:
+    def _open_error(self, exc: SQLAlchemyError | OSError) -> RolloutError:
         where = self.where
         if isinstance(exc, OSError):
             return JournalUnusable(f"{where}: cannot open the journal: {exc}",
                                    hint="check the data directory's permissions and space")
+        if self.path is not None and self._db.busy(exc):
+            return busy_error(self.path, "open it")
         if self.path is None and isinstance(exc, OperationalError):
             return JournalUnavailable(
                 f"{where}: cannot reach the state store: {reason(exc)}",

@@ -35,7 +35,7 @@ from pathlib import Path
 from types import TracebackType
 
 from rollout.clock import SystemClock
-from rollout.errors import JournalError, LockHeldError
+from rollout.errors import JournalBusy, JournalError, LockHeldError
 from rollout.protocols import Clock
 from rollout.store.journal import Journal
 from rollout.store.lease_table import Fence, Holder, when
@@ -173,7 +173,7 @@ class Lease:
             try:
                 if not self.renew():
                     return
-            except JournalError:
+            except (JournalError, JournalBusy):
                 # Retried at the next beat; ``lost`` turns true by itself once
                 # the renewals have failed for TTL minus the margin.
                 if self.lost:
