@@ -150,6 +150,10 @@ class HAProxySettings(_Strict):
     check_interval: Duration = Field(0.5, gt=0)
     rise: int = Field(2, ge=1)
     fall: int = Field(2, ge=1)
+    # Retry a failed connection, and send the retry to another server
+    # (redispatch), before the client sees an error.
+    retries: int = Field(3, ge=0, le=10)
+    redispatch: bool = True
 
     @field_validator("runtime")
     @classmethod

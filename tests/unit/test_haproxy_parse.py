@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -268,6 +269,16 @@ def test_render_config_has_the_required_lines() -> None:
         assert expected in lines
     assert not any(line.startswith("add server") for line in lines)
     assert not any("ipv4@" in line for line in lines)
+
+
+def test_retries_and_redispatch_are_per_backend_and_can_be_turned_off() -> None:
+    strict = replace(WEB, name="strict", frontend_port=8081, retries=0, redispatch=False)
+    text = render(WEB, strict)
+    web, rest = text.split("backend web\n", 1)[1].split("backend strict\n", 1)
+    assert "    retries 3\n    option redispatch\n" in web
+    assert "    retries 0\n    no option redispatch\n" in rest
+    with pytest.raises(ConfigError, match="retries must be 0 to 10"):
+        replace(WEB, retries=11).validated()
 
 
 def test_render_config_tcp_admin_and_two_pools() -> None:

@@ -63,6 +63,12 @@ class BackendSpec:
     check_interval: float = 0.5  # seconds
     rise: int = 2
     fall: int = 2
+    # A failed connection is retried (and, with redispatch, sent to another
+    # server) before the client sees an error: kind to users, and it hides
+    # failures from a load test; both are pool settings so a test can turn
+    # them off.
+    retries: int = 3
+    redispatch: bool = True
 
     def validated(self) -> BackendSpec:
         """Self, after checking every value that goes into the config text."""
@@ -88,6 +94,9 @@ class BackendSpec:
         for key, value in (("rise", self.rise), ("fall", self.fall)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{where}: {key} must be a whole number ≥ 1 (got {value!r})")
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or not (
+                0 <= self.retries <= 10):
+            raise ConfigError(f"{where}: retries must be 0 to 10 (got {self.retries!r})")
         return self
 
 
@@ -110,6 +119,8 @@ def backend_spec(pool: Pool) -> BackendSpec:
         check_interval=hap.check_interval,
         rise=hap.rise,
         fall=hap.fall,
+        retries=hap.retries,
+        redispatch=hap.redispatch,
     ).validated()
 
 
@@ -173,8 +184,6 @@ def render_config(
         "",
         "defaults",
         "    mode http",
-        "    option redispatch",
-        "    retries 3",
         "    timeout connect 3s",
         "    timeout client 30s",
         "    timeout server 30s",
@@ -192,6 +201,8 @@ def render_config(
             f"    default_backend {spec.name}",
             "",
             f"backend {spec.name}",
+            f"    retries {spec.retries}",
+            "    option redispatch" if spec.redispatch else "    no option redispatch",
             f"    option httpchk GET {spec.health_path}",
             "    http-check expect status 200",
             f"    server-template {spec.slot_prefix} 1-{spec.slots} {EMPTY_FQDN}:{EMPTY_PORT}"
