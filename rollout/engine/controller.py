@@ -224,7 +224,7 @@ class Controller:
         """Observe; halt when that fails for good or for too long."""
         observer = self.observer
         try:
-            world = observer.observe(state, pool)
+            world = observer.observe(state, concurrent=pool is not None)
         except RolloutError as exc:
             # A declared driver error that is not transient (access denied, a
             # corrupt record, a misconfigured LB): waiting would only run into
