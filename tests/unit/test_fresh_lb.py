@@ -59,3 +59,25 @@ def test_resume_on_an_empty_lb_puts_the_pool_back_whole(tmp_path: Path, phase: s
         image = world.old.id  # the canary was missing from the LB: restored
     assert world.problems(4, image) == []
     assert ctl.journal.unfinished("lab", "web") is None
+
+
+def test_an_lb_back_empty_within_the_bound_and_the_rollout_carries_on(tmp_path: Path) -> None:
+    """The LB is down for about a second, well inside timeouts.observe, and
+    comes back empty while the canary boots: the same run re-adds the pool's
+    nodes and finishes."""
+    world = FakeWorld.create(4)
+    ctl = _controller(world, tmp_path)
+    done: list[bool] = []
+
+    def on_event(event: Event) -> None:
+        if event.kind == "phase_changed" and getattr(event, "phase", "") == "booting" \
+                and not done:
+            done.append(True)
+            world.lb.fail("members", times=10, raises=TransientError,
+                          error="connection refused")
+            world.lb._members.clear()
+
+    ctl.on_event = on_event
+    result = ctl.run(world.new)
+    assert done and result.status is RolloutStatus.SUCCEEDED
+    assert world.problems(4, world.new.id) == []
