@@ -98,6 +98,17 @@ class Provider(Protocol):
         this provider's destroy finishes on its own."""
         return None
 
+    def orphans(self) -> dict[str, str]:
+        """Machines of this provider's backend that still run (or hold
+        resources) but have no record, so :meth:`list` cannot show them:
+        name -> what is left of it. Read-only. The default: there are none."""
+        return {}
+
+    def remove_orphan(self, name: str) -> None:
+        """Kill and remove what :meth:`orphans` reported for ``name``; bounded
+        and idempotent. The default does nothing."""
+        return None
+
     def on_rollout_succeeded(self, image: Image) -> None:
         """After a rollout (or phoenix run, or replacement) of the pool succeeded
         and replaced nodes with ``image``, still under the pool's lease: leave

@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from rollout.config import PoolSettings
 from rollout.core.batches import Plan
+from rollout.core.members import SERVES, readd_missing
 from rollout.core.phases import Decision, Pass, advance, node_name
 from rollout.core.release import batch_events, fail_rollout, release_batches, start_pending, wait
 from rollout.core.state import (
@@ -106,6 +107,7 @@ def decide(
     release_batches(run)
     _check_rollout(run)
     start_pending(run)
+    readd_missing(run)
     batch_events(run)
     return _finish(run)
 
@@ -140,6 +142,10 @@ def _apply(run: Pass, action: Action, outcome: Outcome) -> bool:
     rep = run.reps[i]
     if rep.attempt != action.attempt or rep.phase is not action.phase:
         return False
+    if isinstance(action, AddMember) and rep.phase in SERVES:
+        # A settled node put back in the LB: nothing moves; if the add
+        # failed, the next pass sees it missing and adds it again.
+        return True
     if rep.phase in (Phase.RESTORING, Phase.RETIRING):
         if outcome.ok:
             if rep.retries:

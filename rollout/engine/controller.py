@@ -22,7 +22,6 @@ import socket
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent import futures
-from dataclasses import dataclass
 
 from rollout import names
 from rollout.config import Pool
@@ -46,6 +45,7 @@ from rollout.core.state import (
     SetAdmin,
     World,
 )
+from rollout.engine.flights import Flight, abandon_smokes
 from rollout.engine.observe import Observer
 from rollout.engine.perform import perform
 from rollout.engine.reap import ReapReport, reap
@@ -66,12 +66,6 @@ from rollout.store.journal import Journal
 from rollout.store.lease import Lease
 
 __all__ = ["Controller", "RolloutResult"]
-
-
-@dataclass
-class _Flight:
-    action: Action
-    step_id: int
 
 
 def _new_id() -> str:
@@ -185,7 +179,8 @@ class Controller:
 
     def _drive(self, state: RolloutState) -> RolloutState:
         pool = futures.ThreadPoolExecutor(self.workers) if self.workers > 0 else None
-        inflight: dict[futures.Future[Outcome], _Flight] = {}
+        inflight: dict[futures.Future[Outcome], Flight] = {}
+        abandoned = False  # smoke tests a stop left running (see rollout.engine.flights)
         try:
             while True:
                 state = self._collect(state, inflight)
@@ -195,6 +190,9 @@ class Controller:
                 running = state.status is RolloutStatus.RUNNING
                 if running and not state.stopping and self.stop_requested():
                     state = self._commit(request_stop(state, self.clock.now()))
+                if state.stopping:
+                    abandoned = abandon_smokes(state, inflight, self.journal, self.clock,
+                                               self.on_event) or abandoned
                 state, world = self._look(state, pool)
                 if world is not None:
                     busy = frozenset(f.action.index for f in inflight.values())
@@ -217,14 +215,14 @@ class Controller:
             raise
         finally:
             if pool is not None:
-                pool.shutdown(wait=True)
+                pool.shutdown(wait=not abandoned)
 
     def _look(self, state: RolloutState, pool: futures.ThreadPoolExecutor | None,
               ) -> tuple[RolloutState, World | None]:
         """Observe; halt when that fails for good or for too long."""
         observer = self.observer
         try:
-            world = observer.observe(state, pool)
+            world = observer.observe(state, concurrent=pool is not None)
         except RolloutError as exc:
             # A declared driver error that is not transient (access denied, a
             # corrupt record, a misconfigured LB): waiting would only run into
@@ -243,7 +241,7 @@ class Controller:
 
     def _start(self, state: RolloutState, actions: tuple[Action, ...],
                pool: futures.ThreadPoolExecutor | None,
-               inflight: dict[futures.Future[Outcome], _Flight]) -> None:
+               inflight: dict[futures.Future[Outcome], Flight]) -> None:
         if not actions:
             return
         now = self.clock.now()
@@ -266,7 +264,7 @@ class Controller:
                 future.set_result(self._perform(action))
             else:
                 future = pool.submit(self._perform, action)
-            inflight[future] = _Flight(action, step_id)
+            inflight[future] = Flight(action, step_id)
 
     def _perform(self, action: Action) -> Outcome:
         # The intent was fenced when it was written, but a process frozen
@@ -299,7 +297,7 @@ class Controller:
         )
 
     def _collect(self, state: RolloutState,
-                 inflight: dict[futures.Future[Outcome], _Flight], apply: bool = True,
+                 inflight: dict[futures.Future[Outcome], Flight], apply: bool = True,
                  ) -> RolloutState:
         """Journal the outcomes of every finished action and fold them into the
         state, all in one transaction."""
@@ -331,13 +329,13 @@ class Controller:
         return state
 
     def _settle(self, state: RolloutState,
-                inflight: dict[futures.Future[Outcome], _Flight]) -> None:
+                inflight: dict[futures.Future[Outcome], Flight]) -> None:
         """Let running actions finish and journal their outcomes (too late to matter)."""
         while inflight:
             futures.wait(list(inflight), return_when=futures.FIRST_COMPLETED)
             self._collect(state, inflight, apply=False)
 
-    def _pause(self, inflight: dict[futures.Future[Outcome], _Flight]) -> None:
+    def _pause(self, inflight: dict[futures.Future[Outcome], Flight]) -> None:
         if any(f.done() for f in inflight):
             return
         if inflight:

@@ -13,10 +13,22 @@ here, and nowhere else:
 |                                  | halts the rollout); a probe: ``failed``,  |
 |                                  | the node will not become ready by waiting |
 | anything else (a bug)            | propagates: an internal error             |
+
+Probes cannot stall the loop. With ``concurrent`` (the CLI's controller), each
+probe runs in a daemon thread of its own and the pass waits for it at most
+``probe_wait`` seconds; a probe still running then is left out of this pass's
+world (the core reads that as "no answer yet" and keeps its own deadlines)
+and its answer is taken by a later pass. So a node that answers one byte a
+second delays neither a stop request nor a deadline check by more than
+``probe_wait``, and a stopping controller never waits for such a probe (it
+ends by its own total deadline, see :mod:`rollout.drivers.probe`). Without
+``concurrent`` (``workers=0``), probes run inline, which keeps fake-clock
+tests deterministic.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent import futures
 
@@ -32,16 +44,18 @@ class Observer:
     """Observes one pool; remembers since when it has been unable to."""
 
     def __init__(self, provider: Provider, lb: LoadBalancer, clock: Clock,
-                 emit: Callable[[RolloutState, Event], None]) -> None:
+                 emit: Callable[[RolloutState, Event], None], *,
+                 probe_wait: float = 0.2) -> None:
         self.provider = provider
         self.lb = lb
         self.clock = clock
         self.emit = emit
+        self.probe_wait = probe_wait  # real seconds a pass waits for its probes
+        self._probes: dict[str, futures.Future[Readiness]] = {}  # node name -> running probe
         self.failing_since: float | None = None  # first transient failure in a row
         self.error = ""  # its message
 
-    def observe(self, state: RolloutState,
-                pool: futures.ThreadPoolExecutor | None) -> World | None:
+    def observe(self, state: RolloutState, concurrent: bool) -> World | None:
         """The world, or None after a transient error (see the module doc)."""
         try:
             nodes, members = self.provider.list(), self.lb.members()
@@ -56,12 +70,43 @@ class Observer:
         self.failing_since, self.error = None, ""
         world = World.of(nodes, members)
         wanted = [world.nodes[n] for n in sorted(wants_probe(state, world)) if n in world.nodes]
-        if pool is not None and len(wanted) > 1:
-            probes = dict(zip([n.name for n in wanted], pool.map(self.probe, wanted),
-                              strict=True))
+        if concurrent:
+            probes = self._probe_bounded(wanted)
         else:
             probes = {n.name: self.probe(n) for n in wanted}
         return World(world.nodes, world.members, probes)
+
+    def _probe_bounded(self, wanted: list[Node]) -> dict[str, Readiness]:
+        """The answers of the probes of ``wanted`` that finish within
+        ``probe_wait``; the others keep running for a later pass."""
+        names = {n.name for n in wanted}
+        for name in [n for n in self._probes if n not in names]:
+            del self._probes[name]  # no longer asked for: its answer is dropped
+        for node in wanted:
+            if node.name not in self._probes:
+                self._probes[node.name] = self._start_probe(node)
+        futures.wait([self._probes[n] for n in names], timeout=self.probe_wait)
+        answers: dict[str, Readiness] = {}
+        for name in sorted(names):
+            future = self._probes[name]
+            if future.done():
+                del self._probes[name]
+                answers[name] = future.result()  # a bug in the probe re-raises here
+        return answers
+
+    def _start_probe(self, node: Node) -> futures.Future[Readiness]:
+        # A daemon thread, not a pool's: a stopping controller (and the
+        # process) must not wait for a probe that hangs until its deadline.
+        future: futures.Future[Readiness] = futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(self.probe(node))
+            except BaseException as exc:  # handed to the loop, which re-raises it
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name=f"probe-{node.name}", daemon=True).start()
+        return future
 
     def probe(self, node: Node) -> Readiness:
         """One readiness probe. A transient error is a probe to repeat; another

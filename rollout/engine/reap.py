@@ -12,6 +12,10 @@ provider lists has its target and no unfinished rollout refers to it.
 A node whose removal was begun but never finished (listed ``REMOVING``: its
 controller died in between) is finished, whoever created it, unless an
 unfinished rollout names it (its ``resume`` finishes it).
+
+An orphan, a machine the provider can no longer list because its record is
+gone but that still runs or holds resources (:meth:`Provider.orphans`), is
+removed unless an unfinished rollout names it; each is reported as ``orphan``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 
 from rollout.config import Pool
 from rollout.core.state import Phase, RolloutState
+from rollout.errors import RolloutError
 from rollout.events import Event, NodeReaped
 from rollout.model import Member, Node, NodeState
 from rollout.protocols import Clock, LoadBalancer, Provider
@@ -109,6 +114,18 @@ def reap(pool: Pool, provider: Provider, lb: LoadBalancer, journal: Journal, clo
             continue
         act("node", node, member, why)
         destroyed.append(node.name)
+    listed = {n.name for n in nodes}
+    for name, left in sorted(provider.orphans().items()):
+        if name in listed:
+            continue
+        if name in busy_names:
+            kept.append((name, f"an orphan ({left}) an unfinished rollout names; resume or "
+                               "abort it"))
+            continue
+        if _reap_orphan(provider, journal, clock, on_event, name, left, dry_run):
+            destroyed.append(name)
+        else:
+            kept.append((name, f"an orphan ({left}): its removal failed"))
     known = {n.lb_target for n in nodes if n.state is not NodeState.GONE}
     for target, member in members.items():
         if target in known or target in busy_targets:
@@ -122,3 +139,23 @@ def reap(pool: Pool, provider: Provider, lb: LoadBalancer, journal: Journal, clo
         removed.append(target)
     done = [d for d in destroyed if d not in {k for k, _ in kept}]
     return ReapReport(tuple(done), tuple(removed), tuple(kept), dry_run)
+
+
+def _reap_orphan(provider: Provider, journal: Journal, clock: Clock,
+                 on_event: Callable[[Event], None], name: str, left: str,
+                 dry_run: bool) -> bool:
+    """Remove one record-less orphan, journaled like every reap; True when done."""
+    why = f"no record, but {left} is left"
+    on_event(NodeReaped("", clock.now(), node=name, what="orphan", reason=why,
+                        dry_run=dry_run))
+    if dry_run:
+        return True
+    step = journal.begin_step(None, None, "reap_orphan", name, clock.now(), why)
+    started = clock.now()
+    ok, error = True, ""
+    try:
+        provider.remove_orphan(name)
+    except RolloutError as exc:
+        ok, error = False, str(exc)
+    journal.finish_step(step, ok, error, clock.now(), clock.now() - started)
+    return ok

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout import names
-from rollout.backends.lab import haproxy_process, network, nodes, processes
+from rollout.backends.lab import haproxy_process, network, nodes, orphans
 from rollout.backends.lab.base import ensure_base
 from rollout.backends.lab.builder import bake_on_lab
 from rollout.backends.lab.images import LabImageStore
@@ -372,11 +372,11 @@ def lab_down(env: Environment, data: DataDir, *, on_event: Events = _quiet) -> N
     for rec in nodes.list_nodes(lab):
         on_event(f"removing {rec.name}")
         nodes.remove_node(lab, rec.name)
-    # Nodes whose nspawn died and whose record went (an earlier removal that
-    # missed their init): found by the marker their init carries.
-    for name in sorted(processes.lab_inits(lab)):
-        on_event(f"killing orphaned node {name}")
-        nodes.remove_node(lab, name)
+    # Nodes whose record went but whose init or netns did not (an earlier
+    # removal that missed them): found by their init's marker or their veth.
+    for name, left in orphans.find_orphans(lab).items():
+        on_event(f"killing orphaned node {name} ({left})")
+        orphans.remove_orphan(lab, name)
     if haproxy_process.haproxy_running(data):
         on_event("stopping HAProxy")
     haproxy_process.stop_haproxy(data)

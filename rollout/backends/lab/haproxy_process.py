@@ -130,6 +130,11 @@ def ensure_haproxy(data: DataDir, config_text: str, *, clock: Clock | None = Non
         cmd += ["-x", str(files.socket), "-sf", *map(str, running)]
     else:
         files.socket.unlink(missing_ok=True)
+        # A state file left by a HAProxy that died (SIGKILL, OOM) dates from
+        # its last reload: loaded now, it would fill slots with addresses that
+        # may since belong to other nodes. A fresh start begins empty; the
+        # rollout's journal (resume) or `lab up` puts the nodes back.
+        files.state.unlink(missing_ok=True)
     run(cmd, what=f"{'reload' if running else 'start'} HAProxy with {files.config}")
     _wait_socket(data, set(running), clock, timeout=10.0)
     if running:

@@ -25,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rollout import names
-from rollout.backends.lab import nodes
+from rollout.backends.lab import nodes, orphans
 from rollout.backends.lab.records import LabContext, NodeRecord, read_record, write_record
 from rollout.config import Pool
 from rollout.drivers.probe import ProbeError, http_get, tcp_open
@@ -204,6 +204,15 @@ class LabProvider(Provider):
             rec = read_record(self.lab, names.name(node.name, "node name"))
             if rec is not None and self._mine(rec) and rec.removing:
                 nodes.remove_node(self.lab, rec.name)
+
+    def orphans(self) -> dict[str, str]:
+        """This lab's nodes that have no record but still run or hold a netns
+        (of any pool: nothing owns them; see :mod:`rollout.backends.lab.orphans`)."""
+        return orphans.find_orphans(self.lab)
+
+    def remove_orphan(self, name: str) -> None:
+        with _cleanup_lock:
+            orphans.remove_orphan(self.lab, name)
 
     def ssh(self, node: Node) -> SshTarget:
         return nodes.ssh_target(self.lab, names.name(node.name, "node name"))
