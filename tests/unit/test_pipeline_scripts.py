@@ -155,3 +155,46 @@ def test_build_takes_the_last_registered_image(tmp_path: Path, events: bool, cod
         assert "no image_registered event" in done.stderr
         assert not (tmp_path / "image-id").exists()
     json.loads((tmp_path / "build.jsonl").read_text().splitlines()[0])
+
+
+RECORDING_ROLLOUT = """#!/bin/sh
+# Stands in for rollout: notes `ENV COMMAND...` (after --project P --data-dir D
+# --env ENV) in $CALLS and answers build and images as the real one would.
+shift 4
+env="$2"
+shift 2
+echo "$env $*" >> "$CALLS"
+case "$1" in
+    build) echo '{"event": "image_registered", "id": "web-1-cafe", "role": "web"}' ;;
+    images) echo '[{"id": "web-1-cafe", "passed_envs": ["dev", "prod", "staging"]}]' ;;
+esac
+"""
+
+TO_STAGING = ["dev lab up", "staging lab up", "prod lab up",
+              "dev build --role web --version 1 --output json",
+              "dev run --role web --image web-1-cafe --junit reports/dev/smoke.xml --output json",
+              "staging images --role web --output json",
+              "staging promote web-1-cafe --to staging",
+              "staging run --role web --image web-1-cafe --junit reports/staging/smoke.xml "
+              "--output json"]
+
+
+@pytest.mark.parametrize(("args", "calls", "said"), [
+    ([], TO_STAGING, "stopping before prod: web-1-cafe passed staging"),
+    (["--approve"], [*TO_STAGING, "prod images --role web --output json",
+                     "prod promote web-1-cafe --to prod",
+                     "prod run --role web --image web-1-cafe --junit reports/prod/smoke.xml "
+                     "--output json"], "web-1-cafe is in dev, staging and prod"),
+    (["--down"], ["dev lab down", "staging lab down", "prod lab down"], "lab down prod"),
+])
+def test_run_local_runs_the_stages_in_order_and_prod_only_when_approved(
+        tmp_path: Path, args: list[str], calls: list[str], said: str) -> None:
+    fake = tmp_path / "rollout"
+    fake.write_text(RECORDING_ROLLOUT)
+    fake.chmod(0o755)
+    done = run("run-local.sh", *args, data=tmp_path / "data", cwd=tmp_path,
+               ROLLOUT_BIN=str(fake), PYTHON_BIN=sys.executable, CALLS=str(tmp_path / "calls"),
+               VERSION="1")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "calls").read_text().splitlines() == calls
+    assert said in done.stderr
