@@ -1,8 +1,9 @@
 """A harness for tests and benchmarks that drive the REAL lab.
 
 ``make_project`` copies a project so its lab uses its own bridge, subnet and
-frontend port; ``LabHandle`` wraps ``lab_up``/``lab_down``/``lab_status`` for
-that copy and can GET the frontend to see which nodes answer.
+frontend port (``relocate_lab`` does that for any environment of the copy);
+``LabHandle`` wraps ``lab_up``/``lab_down``/``lab_status`` for that copy and
+can GET the frontend to see which nodes answer.
 """
 
 from __future__ import annotations
@@ -67,7 +68,14 @@ def make_project(
     shutil.copytree(repo / "smoke", dest / "smoke")
     for name in ("roles", "playbooks"):
         (dest / name).symlink_to(repo / name)
-    gv = dest / "inventories" / "lab" / "group_vars"
+    relocate_lab(dest, "lab", bridge=bridge, subnet=subnet, port=port)
+    return dest
+
+
+def relocate_lab(project: Path, env: str, *, bridge: str, subnet: str, port: int) -> None:
+    """Rewrite ``inventories/ENV`` of a project copy so its lab uses ``bridge``,
+    ``subnet`` and web frontend ``port`` (group_vars/all.yml and web.yml)."""
+    gv = project / "inventories" / env / "group_vars"
     all_vars = yaml.safe_load((gv / "all.yml").read_text()) or {}
     lab = all_vars.setdefault("rollout_env", {}).setdefault("lab", {})
     lab.update({"bridge": bridge, "subnet": subnet})
@@ -75,7 +83,6 @@ def make_project(
     web = yaml.safe_load((gv / "web.yml").read_text())
     web["rollout"]["haproxy"]["frontend_port"] = port
     (gv / "web.yml").write_text(yaml.safe_dump(web, sort_keys=False))
-    return dest
 
 
 @dataclass

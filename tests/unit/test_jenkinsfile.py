@@ -1,17 +1,17 @@
-"""The Jenkinsfile and the CLI contract it relies on.
+"""The Jenkinsfile, the pipeline scripts it calls, and the CLI contract they rely on.
 
-The Jenkinsfile is read as text: its stages and their order, the rollout calls
-in its ``sh`` steps, and the flags those calls pass, which must all exist in
-``rollout.cli.cli``. A CLI change that breaks the pipeline fails here first.
+The Jenkinsfile is read as text: its stages and their order, and the one
+``scripts/pipeline/...`` call of each stage's ``sh`` step. The scripts are read
+as text too: every ``rollout_in ENV COMMAND --flag`` they run must name a
+command and flags of ``rollout.cli.cli``. A CLI change that breaks the
+pipeline fails here first. What the scripts do is in test_pipeline_scripts.py.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import click
@@ -19,10 +19,12 @@ import pytest
 
 from rollout.cli import cli
 
-JENKINSFILE = Path(__file__).resolve().parents[2] / "Jenkinsfile"
-TEXT = JENKINSFILE.read_text()
-ROLLOUT = ".venv/bin/rollout"
-DEPLOYS = {"Deploy dev": "dev", "Deploy staging": "staging", "Deploy prod": "prod"}
+REPO = Path(__file__).resolve().parents[2]
+TEXT = (REPO / "Jenkinsfile").read_text()
+SCRIPTS = REPO / "scripts" / "pipeline"
+ENVS = ("dev", "staging", "prod")
+DEPLOYS = {f"Deploy {env}": env for env in ENVS}
+PROMOTES = {"Promote staging": "staging", "Promote prod": "prod"}
 
 
 def _block(text: str, start: int) -> str:
@@ -42,58 +44,28 @@ def stages() -> dict[str, str]:
 
 
 def shell_lines(body: str) -> list[str]:
-    """The lines of the ``sh '''...'''`` steps of a stage body."""
+    """The lines of the ``sh '''...'''`` steps of a stage body (``script:`` ones too)."""
     lines = []
-    for script in re.findall(r"sh\s*'''(.*?)'''", body, flags=re.S):
+    for script in re.findall(r"(?:sh|script:)\s*'''(.*?)'''", body, flags=re.S):
         lines += [line.strip() for line in script.replace("\\\n", " ").splitlines()
                   if line.strip()]
     return lines
 
 
-def rollout_calls(body: str) -> list[list[str]]:
-    return [shlex.split(line) for line in shell_lines(body) if line.startswith(ROLLOUT)]
-
-
-def split_call(argv: list[str]) -> tuple[list[str], str, list[str], str | None]:
-    """(global options, subcommand, subcommand arguments, stdout redirect target)."""
-    assert argv[0] == ROLLOUT
-    redirect = None
-    if ">" in argv:
-        at = argv.index(">")
-        redirect, argv = argv[at + 1], argv[:at]
-    i = 1
-    while argv[i].startswith("--"):
-        i += 2  # every global option takes a value
-    return argv[1:i], argv[i], argv[i + 1:], redirect
-
-
-def flags(args: list[str]) -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
-    i = 0
-    while i < len(args):
-        assert args[i].startswith("--"), f"unexpected positional argument {args[i]!r}"
-        if i + 1 < len(args) and not args[i + 1].startswith("--"):
-            found[args[i]] = args[i + 1]
-            i += 2
-        else:
-            found[args[i]] = None
-            i += 1
-    return found
-
-
-def option_names(command: click.Command) -> set[str]:
-    return {opt for param in command.params for opt in param.opts}
-
-
-def all_calls() -> list[tuple[str, list[str]]]:
-    return [(name, call) for name, body in stages().items() for call in rollout_calls(body)]
+def script_call(stage: str) -> list[str]:
+    """The one command of a stage: ``scripts/pipeline/NAME [ARGS]``."""
+    lines = shell_lines(stages()[stage])
+    assert len(lines) == 1, f"{stage}: one script call and nothing else, got {lines}"
+    argv = shlex.split(lines[0])
+    assert argv[0].startswith("scripts/pipeline/"), f"{stage}: calls {argv[0]}"
+    return argv
 
 
 # -- the pipeline's shape ---------------------------------------------------------
 
 def test_stages_in_order() -> None:
-    assert list(stages()) == ["Build", "Deploy dev", "Deploy staging", "Approve prod",
-                              "Deploy prod"]
+    assert list(stages()) == ["Build", "Deploy dev", "Promote staging", "Deploy staging",
+                              "Approve prod", "Promote prod", "Deploy prod"]
 
 
 def test_parameters() -> None:
@@ -101,91 +73,109 @@ def test_parameters() -> None:
     assert re.search(r"string\(name: 'VERSION'", TEXT)
 
 
-def test_the_build_stage_bakes_once_and_exports_the_image_id() -> None:
+def test_every_stage_but_the_approval_calls_one_pipeline_script() -> None:
+    expected = {"Build": ["scripts/pipeline/build"]}
+    expected |= {stage: ["scripts/pipeline/deploy", env] for stage, env in DEPLOYS.items()}
+    expected |= {stage: ["scripts/pipeline/promote", env] for stage, env in PROMOTES.items()}
+    assert {stage: script_call(stage) for stage in expected} == expected
+    assert not shell_lines(stages()["Approve prod"])
+    # nothing else in the file runs rollout directly
+    assert ".venv/bin/rollout " not in TEXT
+
+
+def test_every_called_script_exists_and_is_executable() -> None:
+    for stage in [s for s in stages() if s != "Approve prod"]:
+        path = REPO / script_call(stage)[0]
+        assert path.is_file() and os.access(path, os.X_OK), f"{stage}: {path}"
+
+
+def test_the_build_stage_passes_the_image_id_to_every_later_stage() -> None:
     build = stages()["Build"]
-    calls = rollout_calls(build)
-    assert len(calls) == 1
-    _, sub, args, redirect = split_call(calls[0])
-    assert sub == "build"
-    assert flags(args) == {"--role": "$ROLE", "--version": "$VERSION", "--output": "json"}
-    assert redirect == "build.jsonl"
-    assert "env.IMAGE_ID = sh(returnStdout: true" in build
-    # nowhere else does the pipeline bake
-    assert [s for s, c in all_calls() if split_call(c)[1] == "build"] == ["Build"]
-
-
-def _extractor() -> str:
-    match = re.search(r"\.venv/bin/python -c '(.*?)'\n", stages()["Build"])
-    assert match, "the Build stage extracts the image id with .venv/bin/python -c"
-    return match.group(1)
-
-
-@pytest.mark.parametrize(
-    ("events", "expected", "code"),
-    [
-        ([{"event": "message", "text": "baking"},
-          {"event": "image_registered", "id": "web-1.0-0badcafe", "role": "web"}],
-         "web-1.0-0badcafe", 0),
-        ([{"event": "message", "text": "baking"}], "", 1),
-    ],
-)
-def test_the_image_id_extraction(tmp_path: Path, events: list[dict[str, str]], expected: str,
-                                 code: int) -> None:
-    (tmp_path / "build.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events) + "\n")
-    done = subprocess.run([sys.executable, "-c", _extractor()], cwd=tmp_path,
-                          capture_output=True, text=True, check=False)
-    assert done.returncode == code, done.stderr
-    assert done.stdout.strip() == expected
-
-
-@pytest.mark.parametrize(("stage", "env"), list(DEPLOYS.items()))
-def test_each_deploy_rolls_out_the_built_image(stage: str, env: str) -> None:
-    calls = rollout_calls(stages()[stage])
-    assert len(calls) == 1
-    global_opts, sub, args, redirect = split_call(calls[0])
-    assert sub == "run"
-    assert flags(global_opts) == {"--env": env}
-    assert flags(args) == {"--role": "$ROLE", "--image": "$IMAGE_ID",
-                           "--junit": f"reports/{env}.xml", "--output": "json"}
-    assert redirect == f"events-{env}.jsonl"
+    assert re.search(r"env\.IMAGE_ID = sh\(returnStdout: true, script: '''\s*"
+                     r"scripts/pipeline/build\s*'''\)\.trim\(\)", build)
+    # Later stages neither bake nor choose an image: deploy and promote take
+    # $IMAGE_ID, which env.IMAGE_ID puts in their environment.
+    later = [s for s in stages() if s != "Build"]
+    for stage in later:
+        assert "IMAGE_ID =" not in stages()[stage], f"{stage} sets the image id"
+        assert "scripts/pipeline/build" not in stages()[stage]
+    lib = (SCRIPTS / "lib.sh").read_text()
+    assert 'if [[ -n "${IMAGE_ID:-}" ]]; then' in lib
+    for name in ("deploy", "promote"):
+        assert 'id="$(image_id)"' in (SCRIPTS / name).read_text()
 
 
 @pytest.mark.parametrize(("stage", "env"), list(DEPLOYS.items()))
 def test_each_deploy_publishes_junit_and_events_even_on_failure(stage: str, env: str) -> None:
     body = stages()[stage]
     always = _block(body, body.index("always"))
-    assert f"junit testResults: 'reports/{env}.xml'" in always
-    assert f"archiveArtifacts artifacts: 'events-{env}.jsonl'" in always
+    assert f"junit testResults: 'reports/{env}/*.xml'" in always
+    assert f"archiveArtifacts artifacts: 'reports/{env}/events.jsonl'" in always
+    deploy = (SCRIPTS / "deploy").read_text()
+    assert '--junit "reports/$env/smoke.xml"' in deploy
+    assert '> "reports/$env/events.jsonl"' in deploy
 
 
-def test_a_failing_rollout_fails_its_stage() -> None:
+def test_a_failing_step_fails_its_stage() -> None:
     # sh fails the stage on a non-zero exit, unless a pipe or `|| true` hides it.
     for stage, body in stages().items():
         for line in shell_lines(body):
-            if line.startswith(ROLLOUT):
-                assert "|" not in line, f"{stage}: a pipe hides rollout's exit code"
+            assert "|" not in line, f"{stage}: a pipe or || hides the exit code"
     assert "returnStatus" not in TEXT
+    assert "set -euo pipefail" in (SCRIPTS / "lib.sh").read_text()
+    for name in ("lib.sh", "build", "deploy", "promote", "run-local.sh"):
+        text = (SCRIPTS / name).read_text()
+        assert "|| true" not in text, f"scripts/pipeline/{name} hides a failure"
+        if name != "lib.sh":
+            assert 'source "$(dirname "$0")/lib.sh"' in text
 
 
 def test_prod_waits_for_a_person() -> None:
+    names = list(stages())
     approve = stages()["Approve prod"]
     assert "input message:" in approve
-    assert not rollout_calls(approve)
+    assert "submitterParameter" in approve  # the approver is who promotes
+    assert names.index("Approve prod") < names.index("Promote prod") < names.index("Deploy prod")
 
 
 # -- the CLI contract -----------------------------------------------------------------
 
-@pytest.mark.parametrize(("stage", "call"), all_calls(), ids=[s for s, _ in all_calls()])
-def test_every_flag_exists_in_the_cli(stage: str, call: list[str]) -> None:
-    global_opts, sub, args, _ = split_call(call)
-    assert set(flags(global_opts)) <= option_names(cli), f"{stage}: unknown global option"
-    assert sub in cli.commands, f"{stage}: `rollout {sub}` is not a command of the CLI"
-    command = cli.commands[sub]
-    missing = set(flags(args)) - option_names(command)
-    assert not missing, f"{stage}: `rollout {sub}` has no option {sorted(missing)}"
+def rollout_calls() -> list[tuple[str, list[str]]]:
+    """(script, argv after ``rollout_in ENV``) of every rollout call in the scripts."""
+    calls = []
+    for path in sorted(SCRIPTS.iterdir()):
+        text = path.read_text().replace("\\\n", " ")
+        for line in text.splitlines():
+            if "rollout_in " not in line or line.strip().startswith(("#", "rollout_in()")):
+                continue
+            call = line[line.index("rollout_in "):].split(" | ")[0]
+            argv = shlex.split(call)[2:]
+            if argv:
+                for stop in (">", ">&2"):
+                    if stop in argv:
+                        argv = argv[:argv.index(stop)]
+                calls.append((path.name, argv))
+    return calls
 
 
-def test_the_promote_command_exists() -> None:
-    # The pipeline records passes through `run`; people promote with this.
-    assert "promote" in cli.commands
-    assert "--to" in option_names(cli.commands["promote"])
+def option_names(command: click.Command) -> set[str]:
+    return {opt for param in command.params for opt in param.opts}
+
+
+def test_the_scripts_run_build_run_promote_and_lab() -> None:
+    assert {argv[0] for _, argv in rollout_calls()} == {"build", "run", "images", "promote",
+                                                        "lab"}
+
+
+@pytest.mark.parametrize(("script", "argv"), rollout_calls(),
+                         ids=[f"{s}-{a[0]}" for s, a in rollout_calls()])
+def test_every_command_and_flag_exists_in_the_cli(script: str, argv: list[str]) -> None:
+    argv = list(argv)
+    command: click.Command = cli
+    while isinstance(command, click.Group):
+        sub = argv.pop(0)
+        assert sub in command.commands, f"{script}: `rollout ... {sub}` is not a command"
+        command = command.commands[sub]
+    missing = {a for a in argv if a.startswith("--")} - option_names(command)
+    assert not missing, f"{script}: `{command.name}` has no option {sorted(missing)}"
+    assert {"--project", "--data-dir", "--env"} <= option_names(cli)
