@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Any
 
 from rollout import names
-from rollout.app import reports
+from rollout.app import faults, reports
 from rollout.app.notify import Notifier
 from rollout.app.workspace import PoolDrivers, Workspace
 from rollout.clock import SystemClock
@@ -213,7 +213,8 @@ class Session:
         d = self.drivers
         return Controller(pool=self.pool, provider=d.provider, lb=d.lb, smoke=d.smoke,
                           journal=self.journal, clock=self.clock, on_event=self.on_event,
-                          stop_requested=self.stop_requested, lease=self._lease)
+                          stop_requested=self.stop_requested, lease=self._lease,
+                          after_effect=faults.from_environment())
 
     def run(self, target: Image, *, only: list[str] | None = None,
             kind: str = "rollout") -> RolloutResult:

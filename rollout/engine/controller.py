@@ -90,6 +90,7 @@ class Controller:
         workers: int = 8,
         lease: Lease | None = None,
         new_id: Callable[[], str] = _new_id,
+        after_effect: Callable[[Action, Outcome], None] | None = None,
     ) -> None:
         self.pool = pool
         self.provider = provider
@@ -103,6 +104,9 @@ class Controller:
         self.workers = workers
         self.lease = lease
         self.new_id = new_id
+        # Called with each driver call's outcome before it is committed (the
+        # crash tests' fault hook, rollout.app.faults).
+        self.after_effect = after_effect
         self.observer = Observer(provider, lb, clock, self._emit)
 
     # --- entry points ---------------------------------------------------------------
@@ -273,7 +277,10 @@ class Controller:
         # clock) before anyone else can take it, so refuse the call then.
         if self.lease is not None and self.lease.lost:
             raise self._lost(None)
-        return perform(action, self.provider, self.lb, self.smoke, self.clock)
+        outcome = perform(action, self.provider, self.lb, self.smoke, self.clock)
+        if self.after_effect is not None:
+            self.after_effect(action, outcome)
+        return outcome
 
     def _lost(self, rollout_id: str | None) -> FencedOut:
         """The error that stops a controller whose lease counts as lost, naming

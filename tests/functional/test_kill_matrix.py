@@ -13,8 +13,11 @@ node UP (none left drained or in maintenance), every non-empty LB slot pointing
 at a running node of the pool, one slot per node, the rollout ``succeeded``,
 and 0 failed requests from a load that runs throughout.
 
-The default test kills in replacement 0 only (about 2 minutes). The exhaustive
-variant kills at every boundary of every replacement (about 10 minutes); CI
+The default tests kill in replacement 0 only (about 2 minutes each): once
+just after each outcome was committed, and once inside each effect→outcome
+window (the controller SIGKILLs itself after the driver call returned and
+before its outcome is committed, through ROLLOUT_FAULT_KILL_AFTER_EFFECT).
+The exhaustive variants kill at every boundary of every replacement (about 10 minutes); CI
 skips it unless ROLLOUT_KILL_MATRIX_FULL=1::
 
     ROLLOUT_KILL_MATRIX_FULL=1 ROLLOUT_LAB_BRIDGE=rtst9 ROLLOUT_LAB_SUBNET=10.231.9.0/24 \\
@@ -39,6 +42,7 @@ from typing import Any
 
 import pytest
 
+from rollout.app.faults import ENV_VAR as FAULT_VAR
 from rollout.backends.lab import haproxy_process
 from rollout.backends.lab.images import LabImageStore
 from rollout.drivers.haproxy.config import is_empty
@@ -199,6 +203,22 @@ def kill_after(lab: LabHandle, image_id: str, at: Boundary) -> tuple[str, float,
     return rollout_id, time.monotonic() - started, ended
 
 
+def kill_in_effect(lab: LabHandle, image_id: str, at: Boundary) -> tuple[str, float, str]:
+    """Start a rollout that SIGKILLs itself inside ``at``'s effect→outcome
+    window: right after the driver call returned, before its outcome is
+    committed (rollout.app.faults). Same return as :func:`kill_after`."""
+    started = time.monotonic()
+    env = os.environ | {FAULT_VAR: f"{at.index}:{at.kind}:{at.nth}"}
+    proc = subprocess.run(cli(lab, "run", "--role", ROLE, "--image", image_id, *PACING,
+                              "--output", "json"), capture_output=True, text=True,
+                          timeout=300, env=env)
+    ids = [json.loads(x).get("rollout_id") for x in proc.stdout.splitlines() if x.strip()]
+    rollout_id = next((i for i in reversed(ids) if i), "")
+    ended = "" if proc.returncode == -signal.SIGKILL else (
+        f"the rollout exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
+    return rollout_id, time.monotonic() - started, ended
+
+
 def heal(lab: LabHandle, pair: tuple[str, str]) -> None:
     """After a failed cell: abort what is unfinished, converge the lab and put the
     whole pool on one image of the pair, so the next cell (and the next test)
@@ -212,11 +232,14 @@ def heal(lab: LabHandle, pair: tuple[str, str]) -> None:
                        capture_output=True, timeout=300)
 
 
-def kill_cell(lab: LabHandle, pair: tuple[str, str], cell: Boundary) -> tuple[str, ...]:
-    """One cell of the matrix: (ran, resume took, failed/requests, problems)."""
+def kill_cell(lab: LabHandle, pair: tuple[str, str], cell: Boundary,
+              window: bool = False) -> tuple[str, ...]:
+    """One cell of the matrix: (ran, resume took, failed/requests, problems).
+    ``window``: kill inside the effect→outcome window rather than after the
+    outcome was committed."""
     target = other_image(lab, pair)
     with Load(lab.status().frontend, concurrency=4, rate=RATE) as load:
-        rollout_id, ran, ended = kill_after(lab, target, cell)
+        rollout_id, ran, ended = (kill_in_effect if window else kill_after)(lab, target, cell)
         if ended:  # the rollout finished or failed on its own: not a kill verdict
             return f"{ran:.1f}s", "-", "-", f"RETRY: not reached: {ended}"
         started = time.monotonic()
@@ -242,7 +265,7 @@ def kill_cell(lab: LabHandle, pair: tuple[str, str], cell: Boundary) -> tuple[st
             "; ".join(problems))
 
 
-def run_matrix(lab: LabHandle, indexes: list[int]) -> None:
+def run_matrix(lab: LabHandle, indexes: list[int], window: bool = False) -> None:
     lab.up()
     pair = image_pair(lab)
     journal = run_to_completion(lab, other_image(lab, pair))
@@ -258,7 +281,7 @@ def run_matrix(lab: LabHandle, indexes: list[int]) -> None:
             # and systemd is "degraded"), says nothing about the kill: the pool
             # was restored; heal and try that cell once more.
             for attempt in (1, 2):
-                row = kill_cell(lab, pair, cell)
+                row = kill_cell(lab, pair, cell, window)
                 if row[-1]:
                     heal(lab, pair)
                 if attempt == 2 or not row[-1].startswith("RETRY"):
@@ -268,7 +291,8 @@ def run_matrix(lab: LabHandle, indexes: list[int]) -> None:
             if row[-1]:
                 failures.append(f"{cell}: {row[-1]}")
     finally:
-        table = ["| killed just after | ran | resume to converged | failed/requests | result |",
+        where = "killed inside the effect of" if window else "killed just after"
+        table = [f"| {where} | ran | resume to converged | failed/requests | result |",
                  "|---|---|---|---|---|"]
         table += ["| " + " | ".join(r).replace("\n", " ") + " |" for r in rows]
         print("\n" + "\n".join(table))
@@ -292,9 +316,27 @@ def test_kill_after_every_step_of_a_replacement_then_resume_converges(
     run_matrix(lab, [0])
 
 
+def test_kill_inside_every_effect_of_a_replacement_then_resume_converges(
+        lab: LabHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replacement 0 again, each kill landing after the driver call returned
+    and before its outcome was committed: the journal holds only the intent
+    of an effect that happened, and ``resume`` must reconcile it."""
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    run_matrix(lab, [0], window=True)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("ROLLOUT_KILL_MATRIX_FULL") != "1",
                     reason="the exhaustive kill matrix (~10 min): set ROLLOUT_KILL_MATRIX_FULL=1")
 def test_kill_after_every_step_of_every_replacement_then_resume_converges(
         lab: LabHandle) -> None:
     run_matrix(lab, list(range(POOL_SIZE)))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("ROLLOUT_KILL_MATRIX_FULL") != "1",
+                    reason="the exhaustive effect-window matrix (~10 min): "
+                    "set ROLLOUT_KILL_MATRIX_FULL=1")
+def test_kill_inside_every_effect_of_every_replacement_then_resume_converges(
+        lab: LabHandle) -> None:
+    run_matrix(lab, list(range(POOL_SIZE)), window=True)
