@@ -72,6 +72,7 @@ from enum import StrEnum
 
 from rollout.config import PoolSettings
 from rollout.config import Strategy as Strategy
+from rollout.hooks import HookCall
 from rollout.model import (
     Admin,
     FailureKind,
@@ -208,6 +209,9 @@ class RolloutState:
     # What started it: "rollout", or a workflow ("phoenix", "replace") that
     # replaces chosen nodes on the image they run; phoenix budgets count these.
     kind: str = "rollout"
+    # The controller's hooks (before_rollout, after_rollout) that passed; a
+    # replacement's own hooks are marked in its ``entered``.
+    hooks_done: frozenset[str] = frozenset()
 
     @property
     def strategy(self) -> Strategy:
@@ -321,6 +325,19 @@ class JoinGroup(Action):
 @dataclass(frozen=True)
 class FinishRemoval(Action):
     kind = "finish_removal"
+
+
+#: The index of an action about the rollout as a whole (a controller hook).
+ROLLOUT_INDEX = -1
+
+
+@dataclass(frozen=True)
+class RunHook(Action):
+    """Run a lifecycle hook (``call``); ``node`` is the node it is about, or a
+    stand-in named after the rollout for a hook on the controller."""
+
+    call: HookCall | None = None
+    kind = "hook"
 
 
 @dataclass(frozen=True)

@@ -38,11 +38,13 @@ from rollout.core.decide import (
     resume_state,
 )
 from rollout.core.state import (
+    ROLLOUT_INDEX,
     Action,
     Launch,
     Outcome,
     RolloutState,
     RolloutStatus,
+    RunHook,
     SetAdmin,
     World,
 )
@@ -61,7 +63,7 @@ from rollout.errors import (
 )
 from rollout.events import Event, RolloutStarted, StepFinished, StepStarted
 from rollout.model import Image
-from rollout.protocols import Clock, LoadBalancer, Provider, SmokeRunner
+from rollout.protocols import Clock, HookRunner, LoadBalancer, Provider, SmokeRunner
 from rollout.store.journal import Journal
 from rollout.store.lease import Lease
 
@@ -72,6 +74,11 @@ __all__ = ["Controller", "RolloutResult"]
 class _Flight:
     action: Action
     step_id: int
+
+
+def _index(action: Action) -> int | None:
+    """The replacement an action is for, None for the rollout as a whole."""
+    return None if action.index == ROLLOUT_INDEX else action.index
 
 
 def _new_id() -> str:
@@ -96,6 +103,7 @@ class Controller:
         workers: int = 8,
         lease: Lease | None = None,
         new_id: Callable[[], str] = _new_id,
+        hooks: HookRunner | None = None,
     ) -> None:
         self.pool = pool
         self.provider = provider
@@ -109,6 +117,7 @@ class Controller:
         self.workers = workers
         self.lease = lease
         self.new_id = new_id
+        self.hooks = hooks
         self.observer = Observer(provider, lb, clock, self._emit)
 
     # --- entry points ---------------------------------------------------------------
@@ -252,9 +261,11 @@ class Controller:
             detail = action.admin.value if isinstance(action, SetAdmin) else ""
             if isinstance(action, Launch) and action.spec is not None:
                 detail = action.spec.image.id
-            intents.append((action.index, action.kind, action.node.name, now, detail))
-        started = tuple(StepStarted(state.id, now, index=a.index, node=a.node.name, step=a.kind)
-                        for a in actions)
+            if isinstance(action, RunHook) and action.call is not None:
+                detail = action.call.point.value
+            intents.append((_index(action), action.kind, action.node.name, now, detail))
+        started = tuple(StepStarted(state.id, now, index=_index(a), node=a.node.name,
+                                    step=a.kind) for a in actions)
         # Every intent is durable (one transaction, one fsync for the whole
         # decision) before any of the side effects starts.
         step_ids = self.journal.begin_steps(state.id, intents, started)
@@ -275,7 +286,7 @@ class Controller:
         # clock) before anyone else can take it, so refuse the call then.
         if self.lease is not None and self.lease.lost:
             raise self._lost(None)
-        return perform(action, self.provider, self.lb, self.smoke, self.clock)
+        return perform(action, self.provider, self.lb, self.smoke, self.clock, self.hooks)
 
     def _lost(self, rollout_id: str | None) -> FencedOut:
         """The error that stops a controller whose lease counts as lost, naming
@@ -318,7 +329,7 @@ class Controller:
             error = outcome.error or (outcome.smoke.summary if outcome.smoke and not ok else "")
             finished.append((flight.step_id, ok, error, now, outcome.duration))
             events.append(StepFinished(
-                state.id, now, index=action.index, node=action.node.name,
+                state.id, now, index=_index(action), node=action.node.name,
                 step=action.kind, ok=ok, duration=outcome.duration, error=error,
             ))
             outcomes.append((action, outcome))
