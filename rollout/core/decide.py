@@ -304,6 +304,9 @@ def _outcome(run: Pass) -> tuple[RolloutStatus | None, str]:
     if run.failing:
         return RolloutStatus.FAILED, run.failing
     if lifecycle.awaiting_after_rollout(run):
+        if state.stopping:
+            return (RolloutStatus.INTERRUPTED,
+                    "interrupted before the after_rollout hook; resume to run it")
         return None, ""
     done = sum(1 for r in reps if r.phase is Phase.DONE)
     note = f"; {len(restored)} restored within failure_budget: {', '.join(restored)}" if (

@@ -74,15 +74,19 @@ def before_rollout(run: Pass) -> bool:
 
 
 def awaiting_after_rollout(run: Pass) -> bool:
-    """Whether a rollout that would succeed must first run its after_rollout hook."""
+    """Whether a rollout that would succeed must first run its after_rollout
+    hook (a stop request does not skip it: the rollout is interrupted instead,
+    and resume runs it)."""
     hook = run.settings.hooks.after_rollout
+    state = run.state
     return (hook is not None and HookPoint.AFTER_ROLLOUT.value not in run.hooks_done
-            and _quiet(run) and all(r.phase.terminal for r in run.reps))
+            and not (run.failing or run.halted or state.aborting)
+            and all(r.phase.terminal for r in run.reps))
 
 
 def after_rollout(run: Pass) -> None:
     """Emit the after_rollout hook once every replacement has ended well."""
-    if awaiting_after_rollout(run):
+    if awaiting_after_rollout(run) and not run.state.stopping:
         _controller_hook(run, HookPoint.AFTER_ROLLOUT)
 
 

@@ -55,6 +55,13 @@ batch in place, so nothing more dips)::
 
     RESTORING (volume, old stopped) --new out of LB, destroyed--> start old -> ...
 
+Lifecycle hooks (:mod:`rollout.hooks`, :mod:`rollout.core.lifecycle`) run
+inside these phases, each before the phase's own step: after_boot in SMOKING,
+before_traffic in ADDING, after_traffic in RISING (once UP), before_drain in
+DRAINING, before_destroy in STANDBY (surge) or PARKING (in place); a failing
+hook fails the replacement like any step. before_rollout holds the first
+batch; after_rollout holds the end of a rollout that would succeed.
+
 Errors while RESTORING or RETIRING are retried with backoff on the clock; after
 :data:`MAX_RETRIES` the rollout halts (status ``halted``: resume or abort).
 Terminal phases: DONE, RESTORED, SKIPPED.
@@ -252,6 +259,9 @@ class World:
 
 # --- actions: one bounded driver call each, always idempotent -----------------
 
+#: The index of an action about the rollout as a whole (a controller hook).
+ROLLOUT_INDEX = -1
+
 
 @dataclass(frozen=True)
 class Action:
@@ -267,6 +277,11 @@ class Action:
     node: Node
 
     kind = "action"
+
+    @property
+    def replacement(self) -> int | None:
+        """The replacement this action is for; None for the rollout as a whole."""
+        return None if self.index == ROLLOUT_INDEX else self.index
 
 
 @dataclass(frozen=True)
@@ -325,10 +340,6 @@ class JoinGroup(Action):
 @dataclass(frozen=True)
 class FinishRemoval(Action):
     kind = "finish_removal"
-
-
-#: The index of an action about the rollout as a whole (a controller hook).
-ROLLOUT_INDEX = -1
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,6 @@ from rollout.core.decide import (
     resume_state,
 )
 from rollout.core.state import (
-    ROLLOUT_INDEX,
     Action,
     Launch,
     Outcome,
@@ -74,11 +73,6 @@ __all__ = ["Controller", "RolloutResult"]
 class _Flight:
     action: Action
     step_id: int
-
-
-def _index(action: Action) -> int | None:
-    """The replacement an action is for, None for the rollout as a whole."""
-    return None if action.index == ROLLOUT_INDEX else action.index
 
 
 def _new_id() -> str:
@@ -263,8 +257,8 @@ class Controller:
                 detail = action.spec.image.id
             if isinstance(action, RunHook) and action.call is not None:
                 detail = action.call.point.value
-            intents.append((_index(action), action.kind, action.node.name, now, detail))
-        started = tuple(StepStarted(state.id, now, index=_index(a), node=a.node.name,
+            intents.append((action.replacement, action.kind, action.node.name, now, detail))
+        started = tuple(StepStarted(state.id, now, index=a.replacement, node=a.node.name,
                                     step=a.kind) for a in actions)
         # Every intent is durable (one transaction, one fsync for the whole
         # decision) before any of the side effects starts.
@@ -329,7 +323,7 @@ class Controller:
             error = outcome.error or (outcome.smoke.summary if outcome.smoke and not ok else "")
             finished.append((flight.step_id, ok, error, now, outcome.duration))
             events.append(StepFinished(
-                state.id, now, index=_index(action), node=action.node.name,
+                state.id, now, index=action.replacement, node=action.node.name,
                 step=action.kind, ok=ok, duration=outcome.duration, error=error,
             ))
             outcomes.append((action, outcome))

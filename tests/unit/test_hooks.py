@@ -12,7 +12,7 @@ import pytest
 from rollout.config import Pool
 from rollout.core.state import Phase, RolloutStatus
 from rollout.engine.controller import Controller
-from rollout.errors import ConfigError, RolloutFailed
+from rollout.errors import ConfigError, Interrupted, RolloutFailed
 from rollout.hooks import HookPoint
 from rollout.inventory import load_environment
 from rollout.store.journal import Journal
@@ -145,6 +145,25 @@ def test_a_failing_after_rollout_hook_leaves_the_pool_whole(tmp_path: Path) -> N
     assert "nothing was restored" in failed.value.message
     state = ctl.journal.history("lab", "web", limit=1)[0].state
     assert [r.phase for r in state.replacements] == [Phase.DONE, Phase.DONE]
+
+
+def test_a_stop_before_after_rollout_interrupts_and_resume_runs_it(tmp_path: Path) -> None:
+    world = FakeWorld.create(2)
+    path = tmp_path / "j.sqlite"
+    with pytest.raises(Crash):  # killed while after_rollout runs
+        _controller(world, path, CrashingHooks(world, 12), pool_size=2).run(world.new)
+    hooks = FakeHookRunner(world.clock)
+    stopping = _controller(world, path, hooks, pool_size=2)
+    stopping.stop_requested = lambda: True
+    with pytest.raises(Interrupted):
+        stopping.resume()
+    assert hooks.runs == []
+    state = stopping.journal.history("lab", "web", limit=1)[0].state
+    assert state.status is RolloutStatus.INTERRUPTED
+    assert _controller(world, path, hooks, pool_size=2).resume().status is (
+        RolloutStatus.SUCCEEDED)
+    assert hooks.points() == ["after_rollout"]
+    assert world.problems(2, world.new.id) == []
 
 
 def test_pool_without_hooks_runs_none(tmp_path: Path) -> None:
