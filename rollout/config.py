@@ -29,6 +29,7 @@ from pydantic import (
 from rollout import names
 from rollout.durations import parse_duration, resolve_floor
 from rollout.errors import ConfigError, NotFoundError
+from rollout.hooks import HookSettings
 from rollout.state_url import parse_state_url
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -279,6 +280,10 @@ class PoolSettings(_Strict):
     lease_ttl: Duration = Field(30.0, ge=1.0, le=3600.0)
     # Webhooks told of the rollout's start and end (see rollout.app.notify).
     notify: tuple[Webhook, ...] = ()
+    # --- lifecycle hooks (rollout.hooks, docs/HOOKS.md) ---
+    # Playbooks run at points of the rollout; their files are checked to exist
+    # inside the project by the loader (rollout.inventory).
+    hooks: HookSettings = HookSettings()
 
     @model_validator(mode="after")
     def _coherent(self) -> PoolSettings:

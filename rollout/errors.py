@@ -108,6 +108,10 @@ class TransientError(DriverError):
     an observation stops the loop at once."""
 
 
+class HookFailed(DriverError):
+    """A lifecycle hook's playbook failed or ran past its timeout."""
+
+
 class BakeError(RolloutError):
     """An image bake failed; no image was registered and no builder is left."""
 

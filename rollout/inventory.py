@@ -85,12 +85,27 @@ def load_environment(project: Path, env: str,
                     f"inside {project}",
                     hint="point it at the role's testinfra suite, e.g. smoke/web",
                 )
+        _check_hooks(project, path, settings)
         pools[group] = Pool(env=env, role=group, settings=settings, source=path)
     _distinct_frontends(pools)
     return Environment(
         name=env, path=base, settings=env_settings, pools=pools, inventory=inventory,
         groups=found.groups,
     )
+
+
+def _check_hooks(project: Path, source: Path, settings: PoolSettings) -> None:
+    """Each hook's playbook is a file inside the project (a symlink out of it is
+    refused too), before anything runs."""
+    root = project.resolve()
+    for point, hook in settings.hooks.configured():
+        playbook = (project / hook.playbook).resolve()
+        if not playbook.is_file() or not playbook.is_relative_to(root):
+            raise ConfigError(
+                f"{source}: {POOL_KEY}.hooks.{point.value}.playbook: {hook.playbook!r} is not "
+                f"a playbook file inside {project}",
+                hint="give a path relative to the project, e.g. playbooks/hooks/carry-state.yml",
+            )
 
 
 def _distinct_frontends(pools: dict[str, Pool]) -> None:

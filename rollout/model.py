@@ -75,6 +75,7 @@ class FailureKind(StrEnum):
     LB = "lb"  # the new node did not come UP in the load balancer in time
     GONE = "gone"  # the new node disappeared before it served
     DRIVER = "driver"  # a driver call (launch, LB change, stop...) raised
+    HOOK = "hook"  # a lifecycle hook's playbook failed or ran past its timeout
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from rollout.config import Pool
 from rollout.errors import ConfigError
+from rollout.hooks import HookCall
 from rollout.model import (
     Admin,
     BakeRequest,
@@ -152,6 +153,16 @@ class SmokeRunner(Protocol):
     """Runs the role's smoke suite and HTTP checks directly against one node."""
 
     def run(self, node: Node, image: Image) -> SmokeResult: ...
+
+
+@runtime_checkable
+class HookRunner(Protocol):
+    """Runs the pool's lifecycle hooks (playbooks) at the rollout's points."""
+
+    def run(self, call: HookCall) -> None:
+        """Run one hook to its end, within ``call.hook.timeout``. Raises
+        :class:`~rollout.errors.HookFailed` when it fails or times out."""
+        ...
 
 
 @runtime_checkable

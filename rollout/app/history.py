@@ -82,7 +82,8 @@ def rollout_detail(ws: Workspace, rollout_id: str) -> dict[str, Any]:
             "restore_reason": r.restore_reason.value if r.restore_reason else None,
             "drain_timed_out": r.drain_timed_out} for r in state.replacements],
         "steps": [{"kind": s.kind, "node": s.node, "started_at": s.started_at,
-                   "ok": s.ok, "duration": s.duration, "error": s.error} for s in steps],
+                   "ok": s.ok, "duration": s.duration, "error": s.error,
+                   "detail": s.detail} for s in steps],
         "waits": waits, "overhead": overhead,
     }
 

@@ -37,6 +37,7 @@ from rollout.clock import SystemClock
 from rollout.config import Pool
 from rollout.core.promotion import check_promotion
 from rollout.core.state import RolloutStatus
+from rollout.drivers.hooks import AnsibleHookRunner
 from rollout.engine.controller import Controller, RolloutResult
 from rollout.engine.reap import ReapReport
 from rollout.errors import ConfigError, RolloutError
@@ -211,9 +212,13 @@ class Session:
         if self._lease is None:
             raise RuntimeError("take the pool's lease first: `with session.lease():`")
         d = self.drivers
+        hooks = AnsibleHookRunner(
+            self.ws.project, self.pool.role, d.provider.ssh, log_dir=self.ws.data.logs,
+            store_root=self.ws.data.root / "hooks", inventory=self.ws.env.path,
+            vault=self.ws.vault)
         return Controller(pool=self.pool, provider=d.provider, lb=d.lb, smoke=d.smoke,
                           journal=self.journal, clock=self.clock, on_event=self.on_event,
-                          stop_requested=self.stop_requested, lease=self._lease,
+                          stop_requested=self.stop_requested, lease=self._lease, hooks=hooks,
                           after_effect=faults.from_environment())
 
     def run(self, target: Image, *, only: list[str] | None = None,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from rollout.config import PoolSettings
+from rollout.core import lifecycle
 from rollout.core.batches import Plan
 from rollout.core.members import SERVES, readd_missing
 from rollout.core.phases import Decision, Pass, advance, node_name
@@ -29,6 +30,7 @@ from rollout.core.state import (
     RestoreReason,
     RolloutState,
     RolloutStatus,
+    RunHook,
     RunSmoke,
     World,
 )
@@ -106,9 +108,11 @@ def decide(
         advance(run, i)
     release_batches(run)
     _check_rollout(run)
-    start_pending(run)
+    if lifecycle.before_rollout(run):
+        start_pending(run)
     readd_missing(run)
     batch_events(run)
+    lifecycle.after_rollout(run)
     return _finish(run)
 
 
@@ -138,6 +142,9 @@ def apply_outcomes(
 def _apply(run: Pass, action: Action, outcome: Outcome) -> bool:
     """Fold one outcome into ``run``; False when it is late and changes nothing."""
     state, now = run.state, run.now
+    if isinstance(action, RunHook) and action.index < 0:
+        lifecycle.apply_hook(run, action, outcome)  # a hook on the controller
+        return True
     i = action.index
     rep = run.reps[i]
     if rep.attempt != action.attempt or rep.phase is not action.phase:
@@ -152,6 +159,8 @@ def _apply(run: Pass, action: Action, outcome: Outcome) -> bool:
                 run.set(i, retries=0, retry_at=0.0)
         else:
             _retry(run, i, action, outcome.error)
+    elif isinstance(action, RunHook):
+        lifecycle.apply_hook(run, action, outcome)
     elif not outcome.ok:
         run.fail(i, FailureKind.DRIVER,
                  f"{action.kind} of {action.node.name} failed: {outcome.error}")
@@ -259,6 +268,7 @@ def _state(run: Pass, status: RolloutStatus | None = None, message: str = "") ->
         soak=run.soak,
         soaked=run.soaked,
         batches_done=run.batches_done,
+        hooks_done=run.hooks_done,
         status=status or state.status,
         finished_at=run.now if status not in (None, RolloutStatus.RUNNING) else state.finished_at,
         message=message or state.message,
@@ -299,6 +309,11 @@ def _outcome(run: Pass) -> tuple[RolloutStatus | None, str]:
         return None, ""
     if run.failing:
         return RolloutStatus.FAILED, run.failing
+    if lifecycle.awaiting_after_rollout(run):
+        if state.stopping:
+            return (RolloutStatus.INTERRUPTED,
+                    "interrupted before the after_rollout hook; resume to run it")
+        return None, ""
     done = sum(1 for r in reps if r.phase is Phase.DONE)
     note = f"; {len(restored)} restored within failure_budget: {', '.join(restored)}" if (
         restored) else ""

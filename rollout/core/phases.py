@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rollout.core.decision import Decision, Pass, node_name
+from rollout.core.lifecycle import node_hook
 from rollout.core.restore import restoring
 from rollout.core.state import (
     AddMember,
@@ -26,6 +27,7 @@ from rollout.core.state import (
     placeholder,
 )
 from rollout.events import NodeRelaunched, ReplacementDone
+from rollout.hooks import HookPoint
 from rollout.model import Admin, FailureKind, Health, LaunchSpec, NodeState
 
 __all__ = ["Decision", "Pass", "advance", "node_name"]
@@ -126,6 +128,8 @@ def smoking(run: Pass, i: int, rep: Replacement) -> bool:
     if new is None:
         return run.fail(i, FailureKind.GONE,
                         f"new node {rep.new_name} disappeared before its smoke test")
+    if not node_hook(run, i, HookPoint.AFTER_BOOT, new):
+        return False
     return run.act(i, RunSmoke, new, image=run.state.target)
 
 
@@ -134,6 +138,8 @@ def adding(run: Pass, i: int, rep: Replacement) -> bool:
     if new is None:
         return run.fail(i, FailureKind.GONE,
                         f"new node {rep.new_name} disappeared before joining the LB")
+    if not node_hook(run, i, HookPoint.BEFORE_TRAFFIC, new):
+        return False
     member = run.member(new.lb_target)
     if member is not None and member.admin is Admin.READY:
         run.move(i, Phase.RISING)
@@ -157,6 +163,8 @@ def rising(run: Pass, i: int, rep: Replacement) -> bool:
         if "up" not in rep.entered:
             run.record(i, "lb_rise", run.since(rep, Phase.ADDING))
             rep = run.set(i, entered={**rep.entered, "up": run.now})
+        if not node_hook(run, i, HookPoint.AFTER_TRAFFIC, new):
+            return False
         if run.state.strategy is Strategy.IN_PLACE:
             run.move(i, Phase.STANDBY)
             return True
@@ -175,6 +183,9 @@ def rising(run: Pass, i: int, rep: Replacement) -> bool:
 def draining(run: Pass, i: int, rep: Replacement) -> bool:
     after = Phase.STANDBY if run.state.strategy is Strategy.SURGE else Phase.PARKING
     member = run.member(rep.old_target)
+    old = run.node(rep.old_name)
+    if old is not None and not node_hook(run, i, HookPoint.BEFORE_DRAIN, old):
+        return False
     if member is not None and member.admin is Admin.READY:
         return run.act(i, SetAdmin, run.old_node(rep), admin=Admin.DRAIN)
     if member is not None and member.admin is Admin.DRAIN and member.sessions > 0:
@@ -188,7 +199,12 @@ def draining(run: Pass, i: int, rep: Replacement) -> bool:
 
 
 def park(run: Pass, i: int, rep: Replacement, stop: bool) -> bool:
-    """Old node to MAINT (and stopped if asked); True once it is so."""
+    """Old node to MAINT (and stopped if asked); True once it is so. The
+    before_destroy hook runs first: the node is drained but still running."""
+    old = run.node(rep.old_name)
+    if old is not None and old.state is NodeState.RUNNING and not node_hook(
+            run, i, HookPoint.BEFORE_DESTROY, old):
+        return False
     member = run.member(rep.old_target)
     if member is not None and member.admin is not Admin.MAINT:
         return run.act(i, SetAdmin, run.old_node(rep), admin=Admin.MAINT)

@@ -55,6 +55,13 @@ batch in place, so nothing more dips)::
 
     RESTORING (volume, old stopped) --new out of LB, destroyed--> start old -> ...
 
+Lifecycle hooks (:mod:`rollout.hooks`, :mod:`rollout.core.lifecycle`) run
+inside these phases, each before the phase's own step: after_boot in SMOKING,
+before_traffic in ADDING, after_traffic in RISING (once UP), before_drain in
+DRAINING, before_destroy in STANDBY (surge) or PARKING (in place); a failing
+hook fails the replacement like any step. before_rollout holds the first
+batch; after_rollout holds the end of a rollout that would succeed.
+
 Errors while RESTORING or RETIRING are retried with backoff on the clock; after
 :data:`MAX_RETRIES` the rollout halts (status ``halted``: resume or abort).
 Terminal phases: DONE, RESTORED, SKIPPED.
@@ -72,6 +79,7 @@ from enum import StrEnum
 
 from rollout.config import PoolSettings
 from rollout.config import Strategy as Strategy
+from rollout.hooks import HookCall
 from rollout.model import (
     Admin,
     FailureKind,
@@ -208,6 +216,9 @@ class RolloutState:
     # What started it: "rollout", or a workflow ("phoenix", "replace") that
     # replaces chosen nodes on the image they run; phoenix budgets count these.
     kind: str = "rollout"
+    # The controller's hooks (before_rollout, after_rollout) that passed; a
+    # replacement's own hooks are marked in its ``entered``.
+    hooks_done: frozenset[str] = frozenset()
 
     @property
     def strategy(self) -> Strategy:
@@ -248,6 +259,9 @@ class World:
 
 # --- actions: one bounded driver call each, always idempotent -----------------
 
+#: The index of an action about the rollout as a whole (a controller hook).
+ROLLOUT_INDEX = -1
+
 
 @dataclass(frozen=True)
 class Action:
@@ -263,6 +277,11 @@ class Action:
     node: Node
 
     kind = "action"
+
+    @property
+    def replacement(self) -> int | None:
+        """The replacement this action is for; None for the rollout as a whole."""
+        return None if self.index == ROLLOUT_INDEX else self.index
 
 
 @dataclass(frozen=True)
@@ -321,6 +340,15 @@ class JoinGroup(Action):
 @dataclass(frozen=True)
 class FinishRemoval(Action):
     kind = "finish_removal"
+
+
+@dataclass(frozen=True)
+class RunHook(Action):
+    """Run a lifecycle hook (``call``); ``node`` is the node it is about, or a
+    stand-in named after the rollout for a hook on the controller."""
+
+    call: HookCall | None = None
+    kind = "hook"
 
 
 @dataclass(frozen=True)

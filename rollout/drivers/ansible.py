@@ -102,11 +102,13 @@ class PlaybookFailed(BakeError):
 
 def build_inventory(
     hosts: Mapping[str, SshTarget], group: str | None = None,
-    member_of: Sequence[str] = (),
+    member_of: Sequence[str] = (), host_groups: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """An ansible inventory (as ansible-runner takes it) reaching each host over
     SSH; the hosts are put in ``group`` when one is given, and that group in
-    each group of ``member_of`` (so their group_vars apply to the hosts)."""
+    each group of ``member_of`` (so their group_vars apply to the hosts).
+    ``host_groups`` adds groups holding some of the hosts each (a hook's
+    ``new`` and ``old``), so a play can pick its host by role in the step."""
     entries: dict[str, dict[str, Any]] = {}
     for host_name, target in hosts.items():
         names.name(host_name, "inventory host name")
@@ -126,7 +128,15 @@ def build_inventory(
         for parent in member_of:
             names.name(parent, "inventory group name")
             children[parent] = {"children": {group: {}}}
+    else:
+        children = {}
+    for extra, members in (host_groups or {}).items():
+        names.name(extra, "inventory group name")
+        children[extra] = {"hosts": {h: {} for h in members if h in entries}}
+    if group is not None:
         return {"all": {"children": children}}
+    if children:
+        return {"all": {"hosts": entries, "children": children}}
     return {"all": {"hosts": entries}}
 
 
@@ -229,6 +239,7 @@ def run_playbook(
     vault: VaultOptions | None = None,
     inventory: Path | None = None,
     member_of: Sequence[str] = (),
+    host_groups: Mapping[str, Sequence[str]] | None = None,
 ) -> PlaybookResult:
     """Run ``project/playbook`` against ``hosts`` and return what happened.
 
@@ -239,7 +250,8 @@ def run_playbook(
     hosts in an inventory group of that name, itself in the groups ``member_of``;
     ``inventory`` is an inventory source read as well (an environment's
     directory: its group_vars, vault files included, then apply to the hosts
-    through ``member_of``); ``vault`` says where the vault passwords are (as
+    through ``member_of``); ``host_groups`` are more groups of some of the
+    hosts (see :func:`build_inventory`); ``vault`` says where the vault passwords are (as
     ansible-playbook's options). With ``check`` (the
     default) a run that did not succeed raises :class:`PlaybookFailed`.
     The full ansible output is kept in ``log_dir`` (as ``log_name``.log if given).
@@ -288,7 +300,8 @@ def run_playbook(
         if extravars:
             write_extravars(work / "private", extravars)
         sources = [str(_write_inventory(work / "private",
-                                        build_inventory(hosts, group, member_of)))]
+                                        build_inventory(hosts, group, member_of,
+                                                        host_groups)))]
         if inventory is not None:
             sources.append(str(inventory))
         try:

@@ -42,6 +42,7 @@ from rollout.core.state import (
     Outcome,
     RolloutState,
     RolloutStatus,
+    RunHook,
     SetAdmin,
     World,
 )
@@ -61,7 +62,7 @@ from rollout.errors import (
 )
 from rollout.events import Event, RolloutStarted, StepFinished, StepStarted
 from rollout.model import Image
-from rollout.protocols import Clock, LoadBalancer, Provider, SmokeRunner
+from rollout.protocols import Clock, HookRunner, LoadBalancer, Provider, SmokeRunner
 from rollout.store.journal import Journal
 from rollout.store.lease import Lease
 
@@ -91,6 +92,7 @@ class Controller:
         lease: Lease | None = None,
         new_id: Callable[[], str] = _new_id,
         after_effect: Callable[[Action, Outcome], None] | None = None,
+        hooks: HookRunner | None = None,
     ) -> None:
         self.pool = pool
         self.provider = provider
@@ -107,6 +109,7 @@ class Controller:
         # Called with each driver call's outcome before it is committed (the
         # crash tests' fault hook, rollout.app.faults).
         self.after_effect = after_effect
+        self.hooks = hooks
         self.observer = Observer(provider, lb, clock, self._emit)
 
     # --- entry points ---------------------------------------------------------------
@@ -254,9 +257,11 @@ class Controller:
             detail = action.admin.value if isinstance(action, SetAdmin) else ""
             if isinstance(action, Launch) and action.spec is not None:
                 detail = action.spec.image.id
-            intents.append((action.index, action.kind, action.node.name, now, detail))
-        started = tuple(StepStarted(state.id, now, index=a.index, node=a.node.name, step=a.kind)
-                        for a in actions)
+            if isinstance(action, RunHook) and action.call is not None:
+                detail = action.call.point.value
+            intents.append((action.replacement, action.kind, action.node.name, now, detail))
+        started = tuple(StepStarted(state.id, now, index=a.replacement, node=a.node.name,
+                                    step=a.kind) for a in actions)
         # Every intent is durable (one transaction, one fsync for the whole
         # decision) before any of the side effects starts.
         step_ids = self.journal.begin_steps(state.id, intents, started)
@@ -277,7 +282,7 @@ class Controller:
         # clock) before anyone else can take it, so refuse the call then.
         if self.lease is not None and self.lease.lost:
             raise self._lost(None)
-        outcome = perform(action, self.provider, self.lb, self.smoke, self.clock)
+        outcome = perform(action, self.provider, self.lb, self.smoke, self.clock, self.hooks)
         if self.after_effect is not None:
             self.after_effect(action, outcome)
         return outcome
@@ -323,7 +328,7 @@ class Controller:
             error = outcome.error or (outcome.smoke.summary if outcome.smoke and not ok else "")
             finished.append((flight.step_id, ok, error, now, outcome.duration))
             events.append(StepFinished(
-                state.id, now, index=action.index, node=action.node.name,
+                state.id, now, index=action.replacement, node=action.node.name,
                 step=action.kind, ok=ok, duration=outcome.duration, error=error,
             ))
             outcomes.append((action, outcome))

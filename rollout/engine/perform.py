@@ -13,17 +13,27 @@ from rollout.core.state import (
     Launch,
     Outcome,
     RemoveMember,
+    RunHook,
     RunSmoke,
     SetAdmin,
     StartNode,
     StopNode,
 )
-from rollout.errors import RolloutError
-from rollout.protocols import Clock, LoadBalancer, Provider, SmokeRunner
+from rollout.errors import ConfigError, RolloutError
+from rollout.hooks import HookCall
+from rollout.protocols import Clock, HookRunner, LoadBalancer, Provider, SmokeRunner
+
+
+class NoHooks(HookRunner):
+    """The hook runner of a controller given none: it refuses to run a hook."""
+
+    def run(self, call: HookCall) -> None:
+        raise ConfigError(f"{call.point.value} hook {call.hook.playbook}: this controller "
+                          "has no hook runner")
 
 
 def perform(action: Action, provider: Provider, lb: LoadBalancer, runner: SmokeRunner,
-            clock: Clock) -> Outcome:
+            clock: Clock, hooks: HookRunner | None = None) -> Outcome:
     """One driver call. Any Exception is an outcome; BaseException is not."""
     started = clock.now()
     node = smoke = None
@@ -32,6 +42,8 @@ def perform(action: Action, provider: Provider, lb: LoadBalancer, runner: SmokeR
             node = provider.launch(action.spec)
         elif isinstance(action, RunSmoke) and action.image is not None:
             smoke = runner.run(action.node, action.image)
+        elif isinstance(action, RunHook) and action.call is not None:
+            (hooks or NoHooks()).run(action.call)
         elif isinstance(action, AddMember):
             lb.add(action.node)
         elif isinstance(action, SetAdmin):

@@ -45,7 +45,7 @@ def state_json(state: RolloutState) -> str:
         "failing": state.failing, "halted": state.halted,
         "batches_done": sorted(state.batches_done),
         "skipped_nodes": list(state.skipped_nodes), "message": state.message,
-        "kind": state.kind,
+        "kind": state.kind, "hooks_done": sorted(state.hooks_done),
     }, sort_keys=True)
 
 
@@ -112,4 +112,5 @@ def rollout_state(row: Row, reps: Sequence[Row]) -> RolloutState:
         skipped_nodes=tuple(extra["skipped_nodes"]),
         previous_images=tuple(json.loads(row["previous_images"])),
         message=extra["message"], kind=extra.get("kind", "rollout"),
+        hooks_done=frozenset(extra.get("hooks_done", ())),
     )

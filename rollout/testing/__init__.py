@@ -3,6 +3,7 @@ drivers with them.
 
 - :mod:`rollout.testing.fakes`: in-memory Provider, LoadBalancer, SmokeRunner,
   ImageStore and a FakeClock, plus :class:`FakeWorld` wiring them together.
+- :mod:`rollout.testing.fake_hooks`: a lifecycle hook runner that fails as told.
 - :mod:`rollout.testing.builder`: an in-memory Builder and Ansible stand-in
   for the bake pipeline.
 - :mod:`rollout.testing.loadgen`: a bounded HTTP load generator that counts
@@ -12,6 +13,7 @@ drivers with them.
 """
 
 from rollout.testing.builder import FakeBuilder, FakePlaybook
+from rollout.testing.fake_hooks import FakeHookRunner
 from rollout.testing.fakes import (
     FakeClock,
     FakeImageStore,
@@ -26,6 +28,7 @@ from rollout.testing.fakes import (
 __all__ = [
     "FakeBuilder",
     "FakeClock",
+    "FakeHookRunner",
     "FakeImageStore",
     "FakeLoadBalancer",
     "FakePlaybook",
