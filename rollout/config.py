@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from rollout import names
+from rollout.config_analysis import Analysis
 from rollout.durations import parse_duration, resolve_floor
 from rollout.errors import ConfigError, NotFoundError
 from rollout.state_url import parse_state_url
@@ -275,9 +276,20 @@ class PoolSettings(_Strict):
     lease_ttl: Duration = Field(30.0, ge=1.0, le=3600.0)
     # Webhooks told of the rollout's start and end (see rollout.app.notify).
     notify: tuple[Webhook, ...] = ()
+    # --- analyses (issue 13; models in rollout.config_analysis) ---
+    # Named measurements; ``analysis`` judges the canary soak by one of them
+    # instead of the LB's 5xx rates, ``post_analysis`` the pool after the rollout.
+    analyses: dict[Name, Analysis] = Field(default_factory=dict)
+    analysis: Name | None = None
+    post_analysis: Name | None = None
+    # --- end of analyses ---
 
     @model_validator(mode="after")
     def _coherent(self) -> PoolSettings:
+        for key, chosen in (("analysis", self.analysis), ("post_analysis", self.post_analysis)):
+            if chosen is not None and chosen not in self.analyses:
+                known = ", ".join(sorted(self.analyses)) or "none is defined"
+                raise ValueError(f"{key} {chosen!r} is not one of rollout.analyses ({known})")
         if self.batch_size > self.pool_size:
             raise ValueError(
                 f"batch_size ({self.batch_size}) is larger than pool_size ({self.pool_size})"
@@ -344,6 +356,10 @@ class LabSettings(_Strict):
     bridge: Name = "rollout0"
     subnet: str = "10.231.0.0/24"
     nat: bool = True
+    # The HAProxy Prometheus exporter's and the lab Prometheus' ports (unset:
+    # the first HAProxy pool's frontend_port + 1001 and + 1000).
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    prometheus_port: int | None = Field(None, ge=1, le=65535)
 
     @field_validator("bridge")
     @classmethod

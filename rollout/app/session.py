@@ -53,7 +53,8 @@ EventSink = Callable[[Event], None]
 #: Pool settings that ``rollout run`` (and ``plan``) may override on the command line.
 OVERRIDABLE = (
     "strategy", "batch_size", "max_unavailable", "min_healthy", "canary", "soak",
-    "failure_budget", "standby", "ready", "smoke", "lb_up", "drain", "progress_deadline",
+    "failure_budget", "analysis", "standby", "ready", "smoke", "lb_up", "drain",
+    "progress_deadline",
 )
 
 
@@ -213,7 +214,8 @@ class Session:
         d = self.drivers
         return Controller(pool=self.pool, provider=d.provider, lb=d.lb, smoke=d.smoke,
                           journal=self.journal, clock=self.clock, on_event=self.on_event,
-                          stop_requested=self.stop_requested, lease=self._lease)
+                          stop_requested=self.stop_requested, lease=self._lease,
+                          analyzer=d.analyzer)
 
     def run(self, target: Image, *, only: list[str] | None = None,
             kind: str = "rollout") -> RolloutResult:

@@ -43,6 +43,8 @@ def pacing_options(func: F) -> F:
         click.option("--canary", type=int, default=None, help="Nodes in the first batch."),
         click.option("--soak", default=None, help="Canary soak, e.g. 30s."),
         click.option("--failure-budget", type=int, default=None),
+        click.option("--analysis", default=None,
+                     help="Judge the canary soak by this analysis of rollout.analyses."),
         click.option("--standby", type=click.Choice(["running", "stopped"]), default=None),
         click.option("--ready-timeout", "ready", default=None),
         click.option("--smoke-timeout", "smoke", default=None),

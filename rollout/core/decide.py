@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from rollout.config import PoolSettings
+from rollout.core import gate
 from rollout.core.batches import Plan
 from rollout.core.phases import Decision, Pass, advance, node_name
 from rollout.core.release import batch_events, fail_rollout, release_batches, start_pending, wait
@@ -28,6 +29,7 @@ from rollout.core.state import (
     RestoreReason,
     RolloutState,
     RolloutStatus,
+    RunAnalysis,
     RunSmoke,
     World,
 )
@@ -146,6 +148,8 @@ def _apply(run: Pass, action: Action, outcome: Outcome) -> bool:
                 run.set(i, retries=0, retry_at=0.0)
         else:
             _retry(run, i, action, outcome.error)
+    elif isinstance(action, RunAnalysis):
+        gate.conclude(run, action, outcome)
     elif not outcome.ok:
         run.fail(i, FailureKind.DRIVER,
                  f"{action.kind} of {action.node.name} failed: {outcome.error}")

@@ -61,7 +61,7 @@ from rollout.errors import (
 )
 from rollout.events import Event, RolloutStarted, StepFinished, StepStarted
 from rollout.model import Image
-from rollout.protocols import Clock, LoadBalancer, Provider, SmokeRunner
+from rollout.protocols import Analyzer, Clock, LoadBalancer, Provider, SmokeRunner
 from rollout.store.journal import Journal
 from rollout.store.lease import Lease
 
@@ -96,6 +96,7 @@ class Controller:
         workers: int = 8,
         lease: Lease | None = None,
         new_id: Callable[[], str] = _new_id,
+        analyzer: Analyzer | None = None,
     ) -> None:
         self.pool = pool
         self.provider = provider
@@ -109,6 +110,7 @@ class Controller:
         self.workers = workers
         self.lease = lease
         self.new_id = new_id
+        self.analyzer = analyzer  # runs rollout.analyses (None: the pool uses none)
         self.observer = Observer(provider, lb, clock, self._emit)
 
     # --- entry points ---------------------------------------------------------------
@@ -275,7 +277,7 @@ class Controller:
         # clock) before anyone else can take it, so refuse the call then.
         if self.lease is not None and self.lease.lost:
             raise self._lost(None)
-        return perform(action, self.provider, self.lb, self.smoke, self.clock)
+        return perform(action, self.provider, self.lb, self.smoke, self.clock, self.analyzer)
 
     def _lost(self, rollout_id: str | None) -> FencedOut:
         """The error that stops a controller whose lease counts as lost, naming

@@ -13,25 +13,30 @@ from rollout.core.state import (
     Launch,
     Outcome,
     RemoveMember,
+    RunAnalysis,
     RunSmoke,
     SetAdmin,
     StartNode,
     StopNode,
 )
 from rollout.errors import RolloutError
-from rollout.protocols import Clock, LoadBalancer, Provider, SmokeRunner
+from rollout.protocols import Analyzer, Clock, LoadBalancer, Provider, SmokeRunner
 
 
 def perform(action: Action, provider: Provider, lb: LoadBalancer, runner: SmokeRunner,
-            clock: Clock) -> Outcome:
+            clock: Clock, analyzer: Analyzer | None = None) -> Outcome:
     """One driver call. Any Exception is an outcome; BaseException is not."""
     started = clock.now()
-    node = smoke = None
+    node = smoke = verdict = None
     try:
         if isinstance(action, Launch) and action.spec is not None:
             node = provider.launch(action.spec)
         elif isinstance(action, RunSmoke) and action.image is not None:
             smoke = runner.run(action.node, action.image)
+        elif isinstance(action, RunAnalysis) and action.context is not None:
+            if analyzer is None:
+                raise RolloutError(f"analysis {action.name}: this command runs no analyses")
+            verdict = analyzer.analyze(action.name, action.context)
         elif isinstance(action, AddMember):
             lb.add(action.node)
         elif isinstance(action, SetAdmin):
@@ -55,4 +60,4 @@ def perform(action: Action, provider: Provider, lb: LoadBalancer, runner: SmokeR
     except Exception as exc:
         error = str(exc) if isinstance(exc, RolloutError) else f"{type(exc).__name__}: {exc}"
         return Outcome(False, clock.now() - started, error=error)
-    return Outcome(True, clock.now() - started, node=node, smoke=smoke)
+    return Outcome(True, clock.now() - started, node=node, smoke=smoke, verdict=verdict)
