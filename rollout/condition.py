@@ -190,13 +190,13 @@ class _Parser:
     def sum(self) -> _Node:
         node = self.product()
         while self.peek() in ("+", "-"):
-            node = _Node(self.take(), (node, self._number(self.product())))
+            node = _Node(self.take(), (self._number(node), self._number(self.product())))
         return node
 
     def product(self) -> _Node:
         node = self.unary()
         while self.peek() in ("*", "/"):
-            node = _Node(self.take(), (node, self._number(self.unary())))
+            node = _Node(self.take(), (self._number(node), self._number(self.unary())))
         return node
 
     def _number(self, node: _Node) -> _Node:
