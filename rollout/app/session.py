@@ -40,7 +40,7 @@ from rollout.core.state import RolloutStatus
 from rollout.engine.controller import Controller, RolloutResult
 from rollout.engine.reap import ReapReport
 from rollout.errors import ConfigError, RolloutError
-from rollout.events import Event
+from rollout.events import AnalysisVerdict, Event
 from rollout.model import Image
 from rollout.protocols import Clock, ImageStore
 from rollout.state_url import StateUrl
@@ -262,7 +262,10 @@ class Session:
         if self.reports.junit is not None:
             reports.write_junit(self.ws.data, state, self.reports.junit)
         if self.reports.metrics_file is not None:
-            reports.write_metrics(state, self.reports.metrics_file, now=self.clock.now())
+            verdicts = [e.verdict for e in self.journal.events(state.id)
+                        if isinstance(e, AnalysisVerdict)]
+            reports.write_metrics(state, self.reports.metrics_file, now=self.clock.now(),
+                                  verdicts=verdicts)
 
     def _latest_id(self) -> str | None:
         records = self.journal.history(self.pool.env, self.pool.role, limit=1)
