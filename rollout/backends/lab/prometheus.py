@@ -11,6 +11,7 @@ trusted only when ``/proc/PID/cmdline`` is prometheus with *our* config file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -155,6 +156,9 @@ def stop_prometheus(data: DataDir, *, timeout: float = 10.0, clock: Clock | None
             clock.sleep(0.1)
         if _ours(pid, files.config):
             os.kill(pid, signal.SIGKILL)
+        # Started by this process (a test's in-process lab): reap it.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
     for path in (files.pidfile, files.config):
         path.unlink(missing_ok=True)
 
