@@ -278,18 +278,17 @@ class PoolSettings(_Strict):
     notify: tuple[Webhook, ...] = ()
     # --- analyses (issue 13; models in rollout.config_analysis) ---
     # Named measurements; ``analysis`` judges the canary soak by one of them
-    # instead of the LB's 5xx rates, ``post_analysis`` the pool after the rollout.
+    # instead of the LB's 5xx rates.
     analyses: dict[Name, Analysis] = Field(default_factory=dict)
     analysis: Name | None = None
-    post_analysis: Name | None = None
     # --- end of analyses ---
 
     @model_validator(mode="after")
     def _coherent(self) -> PoolSettings:
-        for key, chosen in (("analysis", self.analysis), ("post_analysis", self.post_analysis)):
-            if chosen is not None and chosen not in self.analyses:
-                known = ", ".join(sorted(self.analyses)) or "none is defined"
-                raise ValueError(f"{key} {chosen!r} is not one of rollout.analyses ({known})")
+        if self.analysis is not None and self.analysis not in self.analyses:
+            known = ", ".join(sorted(self.analyses)) or "none is defined"
+            raise ValueError(f"analysis {self.analysis!r} is not one of rollout.analyses "
+                             f"({known})")
         if self.batch_size > self.pool_size:
             raise ValueError(
                 f"batch_size ({self.batch_size}) is larger than pool_size ({self.pool_size})"
