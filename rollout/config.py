@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from rollout import names
+from rollout.config_analysis import Analysis
 from rollout.durations import parse_duration, resolve_floor
 from rollout.errors import ConfigError, NotFoundError
 from rollout.hooks import HookSettings
@@ -284,9 +285,19 @@ class PoolSettings(_Strict):
     # Playbooks run at points of the rollout; their files are checked to exist
     # inside the project by the loader (rollout.inventory).
     hooks: HookSettings = HookSettings()
+    # --- analyses (issue 13; models in rollout.config_analysis) ---
+    # Named measurements; ``analysis`` judges the canary soak by one of them
+    # instead of the LB's 5xx rates.
+    analyses: dict[Name, Analysis] = Field(default_factory=dict)
+    analysis: Name | None = None
+    # --- end of analyses ---
 
     @model_validator(mode="after")
     def _coherent(self) -> PoolSettings:
+        if self.analysis is not None and self.analysis not in self.analyses:
+            known = ", ".join(sorted(self.analyses)) or "none is defined"
+            raise ValueError(f"analysis {self.analysis!r} is not one of rollout.analyses "
+                             f"({known})")
         if self.batch_size > self.pool_size:
             raise ValueError(
                 f"batch_size ({self.batch_size}) is larger than pool_size ({self.pool_size})"
@@ -353,6 +364,10 @@ class LabSettings(_Strict):
     bridge: Name = "rollout0"
     subnet: str = "10.231.0.0/24"
     nat: bool = True
+    # The HAProxy Prometheus exporter's and the lab Prometheus' ports (unset:
+    # the first HAProxy pool's frontend_port + 1001 and + 1000).
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    prometheus_port: int | None = Field(None, ge=1, le=65535)
 
     @field_validator("bridge")
     @classmethod

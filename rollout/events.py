@@ -226,6 +226,42 @@ class SoakVerdict(Event):
 
 
 @dataclass(frozen=True)
+class AnalysisMeasured(Event):
+    """One measurement of an analysis (journaled, printed by ``rollout show``)."""
+
+    analysis: str = ""
+    outcome: str = ""  # successful, failed or inconclusive
+    result: float | None = None
+    baseline: float | None = None
+    detail: str = ""
+    measured_at: float = 0.0
+    kind: ClassVar[str] = "analysis_measured"
+
+    def text(self) -> str:
+        value = "no value" if self.result is None else f"result {self.result:.4g}"
+        if self.baseline is not None:
+            value += f", baseline {self.baseline:.4g}"
+        return f"analysis {self.analysis}: {self.outcome} ({value}; {self.detail})"
+
+
+@dataclass(frozen=True)
+class AnalysisVerdict(Event):
+    """An analysis as a whole: passed, failed or inconclusive."""
+
+    analysis: str = ""
+    verdict: str = ""
+    measurements: int = 0
+    reason: str = ""
+    kind: ClassVar[str] = "analysis_verdict"
+    style: ClassVar[str | None] = "cyan"
+
+    def text(self) -> str:
+        tail = f": {self.reason}" if self.reason else ""
+        return (f"analysis {self.analysis} {self.verdict} after {self.measurements} "
+                f"measurement(s){tail}")
+
+
+@dataclass(frozen=True)
 class RolloutFinished(Event):
     status: str = ""
     replaced: int = 0
@@ -291,6 +327,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RetryScheduled,
         BatchDone,
         SoakVerdict,
+        AnalysisMeasured,
+        AnalysisVerdict,
         RolloutFinished,
         NodeReaped,
         LeaseForceReleased,

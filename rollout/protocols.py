@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from rollout.config import Pool
+from rollout.core.analysis import AnalysisContext, Verdict
 from rollout.errors import ConfigError
 from rollout.hooks import HookCall
 from rollout.model import (
@@ -203,6 +204,17 @@ class Clock(Protocol):
     def sleep(self, seconds: float) -> None: ...
 
 
+class Analyzer(Protocol):
+    """Runs the pool's named analyses (``rollout.analyses``): the one call the
+    engine makes to judge a canary by its metrics."""
+
+    def analyze(self, name: str, context: AnalysisContext) -> Verdict:
+        """Measure analysis ``name`` for ``context`` until its verdict is clear.
+        Raises NotFoundError for an unknown name, ConfigError for an unusable
+        definition; a provider that cannot be read gives inconclusive readings."""
+        ...
+
+
 @runtime_checkable
 class Builder(Protocol):
     """Boots a writable machine for ONE bake and turns it into a registered image.
@@ -272,6 +284,11 @@ class Backend(Protocol):
         ...
 
     def smoke_runner(self, pool: Pool, provider: Provider) -> SmokeRunner: ...
+
+    def prometheus_url(self, pool: Pool) -> str | None:
+        """The Prometheus the backend runs for ``pool`` (the default address of
+        its ``prometheus`` analyses), or None when it runs none."""
+        ...
 
     def builder(self, pool: Pool | None, *, clock: Clock,
                 on_event: Callable[[str], None]) -> Builder:

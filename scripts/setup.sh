@@ -12,7 +12,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 step() { echo "setup: [$1/4] $2"; }
 
-packages=(python3 python3-venv python3-dev openssh-client openssh-server haproxy
+packages=(python3 python3-venv python3-dev openssh-client openssh-server haproxy prometheus
           systemd-container debootstrap iproute2 iptables wrk socat sqlite3 postgresql git
           ca-certificates curl chromium chromium-driver)
 missing=()

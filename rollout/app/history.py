@@ -11,6 +11,7 @@ from rollout import names
 from rollout.app.session import open_journal
 from rollout.app.workspace import Workspace
 from rollout.core.state import RolloutState
+from rollout.events import AnalysisMeasured
 from rollout.store.lease_table import LeaseStatus
 
 
@@ -75,6 +76,7 @@ def rollout_detail(ws: Workspace, rollout_id: str) -> dict[str, Any]:
         steps = journal.steps(rollout_id)
         waits = journal.wait_totals(rollout_id)
         overhead = journal.overhead(rollout_id)
+        measured = [e for e in journal.events(rollout_id) if isinstance(e, AnalysisMeasured)]
     return rollout_summary(state) | {
         "replacements": [{
             "index": r.index, "batch": r.batch, "old": r.old_name, "new": r.new_name,
@@ -85,6 +87,9 @@ def rollout_detail(ws: Workspace, rollout_id: str) -> dict[str, Any]:
                    "ok": s.ok, "duration": s.duration, "error": s.error,
                    "detail": s.detail} for s in steps],
         "waits": waits, "overhead": overhead,
+        "analysis": [{"analysis": m.analysis, "at": m.measured_at, "outcome": m.outcome,
+                      "result": m.result, "baseline": m.baseline, "detail": m.detail}
+                     for m in measured],
     }
 
 

@@ -9,6 +9,7 @@ Each function takes the rollout's journaled state, never a message.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 
@@ -55,9 +56,10 @@ def write_junit(data: DataDir, state: RolloutState, path: Path) -> Path:
     return path
 
 
-def write_metrics(state: RolloutState, path: Path, *, now: float) -> None:
+def write_metrics(state: RolloutState, path: Path, *, now: float,
+                  verdicts: Sequence[str] = ()) -> None:
     """Merge the rollout's series into the textfile at ``path``
-    (:mod:`rollout.app.metrics`)."""
+    (:mod:`rollout.app.metrics`); ``verdicts`` are its analyses' verdicts."""
     finished = state.finished_at or now
     record_rollout(path, RolloutMetrics(
         env=state.env, role=state.role, outcome=state.status.value,
@@ -65,6 +67,7 @@ def write_metrics(state: RolloutState, path: Path, *, now: float) -> None:
         nodes_replaced=sum(1 for r in state.replacements if r.phase is Phase.DONE),
         restores=sum(1 for r in state.replacements if r.phase is Phase.RESTORED),
         finished_at=finished,
+        analysis_verdicts=tuple(verdicts),
     ))
 
 

@@ -41,7 +41,7 @@ from rollout.drivers.hooks import AnsibleHookRunner
 from rollout.engine.controller import Controller, RolloutResult
 from rollout.engine.reap import ReapReport
 from rollout.errors import ConfigError, RolloutError
-from rollout.events import Event
+from rollout.events import AnalysisVerdict, Event
 from rollout.model import Image
 from rollout.protocols import Clock, ImageStore
 from rollout.state_url import StateUrl
@@ -54,7 +54,8 @@ EventSink = Callable[[Event], None]
 #: Pool settings that ``rollout run`` (and ``plan``) may override on the command line.
 OVERRIDABLE = (
     "strategy", "batch_size", "max_unavailable", "min_healthy", "canary", "soak",
-    "failure_budget", "standby", "ready", "smoke", "lb_up", "drain", "progress_deadline",
+    "failure_budget", "analysis", "standby", "ready", "smoke", "lb_up", "drain",
+    "progress_deadline",
 )
 
 
@@ -219,7 +220,7 @@ class Session:
         return Controller(pool=self.pool, provider=d.provider, lb=d.lb, smoke=d.smoke,
                           journal=self.journal, clock=self.clock, on_event=self.on_event,
                           stop_requested=self.stop_requested, lease=self._lease, hooks=hooks,
-                          after_effect=faults.from_environment())
+                          analyzer=d.analyzer, after_effect=faults.from_environment())
 
     def run(self, target: Image, *, only: list[str] | None = None,
             kind: str = "rollout") -> RolloutResult:
@@ -266,7 +267,10 @@ class Session:
         if self.reports.junit is not None:
             reports.write_junit(self.ws.data, state, self.reports.junit)
         if self.reports.metrics_file is not None:
-            reports.write_metrics(state, self.reports.metrics_file, now=self.clock.now())
+            verdicts = [e.verdict for e in self.journal.events(state.id)
+                        if isinstance(e, AnalysisVerdict)]
+            reports.write_metrics(state, self.reports.metrics_file, now=self.clock.now(),
+                                  verdicts=verdicts)
 
     def _latest_id(self) -> str | None:
         records = self.journal.history(self.pool.env, self.pool.role, limit=1)

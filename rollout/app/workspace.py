@@ -12,13 +12,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rollout.backends import DEFAULT, Site, backend_for, get_backend
+from rollout.clock import SystemClock
 from rollout.config import Environment, Pool
+from rollout.drivers.analysis import Analyses
 from rollout.errors import ConfigError, NotFoundError
 from rollout.inventory import load_environment, project_root
 from rollout.model import Image, VaultOptions
 from rollout.paths import DataDir
 from rollout.paths import default_data_dir as default_data_dir
-from rollout.protocols import Backend, ImageStore, LoadBalancer, Provider, SmokeRunner
+from rollout.protocols import (
+    Analyzer,
+    Backend,
+    ImageStore,
+    LoadBalancer,
+    Provider,
+    SmokeRunner,
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,7 @@ class PoolDrivers:
     lb: LoadBalancer
     smoke: SmokeRunner
     images: ImageStore
+    analyzer: Analyzer | None = None
 
 
 @dataclass(frozen=True)
@@ -120,8 +130,13 @@ class Workspace:
         backend = self.backend(pool)
         images = backend.image_store(pool)
         provider = backend.provider(pool, images)
-        return PoolDrivers(pool=pool, provider=provider, lb=backend.load_balancer(pool),
-                           smoke=backend.smoke_runner(pool, provider), images=images)
+        lb = backend.load_balancer(pool)
+        analyzer = Analyses(pool.settings.analyses, lb, SystemClock(),
+                            prometheus=backend.prometheus_url(pool),
+                            where=f"{pool.source}: rollout.analyses")
+        return PoolDrivers(pool=pool, provider=provider, lb=lb,
+                           smoke=backend.smoke_runner(pool, provider), images=images,
+                           analyzer=analyzer)
 
 
 __all__ = ["PoolDrivers", "Workspace", "default_data_dir"]

@@ -64,6 +64,8 @@ def _print_lab_status(out: Output, status: LabStatus) -> None:
     for pool in pools:
         label = f"{pool['role']} " if len(pools) > 1 else ""
         out.line(f"{label}frontend: {pool['frontend']}")
+    if data.get("prometheus"):
+        out.line(f"prometheus: {data['prometheus']}")
     if not data["nodes"]:
         out.line("the lab has no nodes: bring it up with `sudo rollout lab up`")
         return

@@ -43,6 +43,8 @@ def pacing_options(func: F) -> F:
         click.option("--canary", type=int, default=None, help="Nodes in the first batch."),
         click.option("--soak", default=None, help="Canary soak, e.g. 30s."),
         click.option("--failure-budget", type=int, default=None),
+        click.option("--analysis", default=None,
+                     help="Judge the canary soak by this analysis of rollout.analyses."),
         click.option("--standby", type=click.Choice(["running", "stopped"]), default=None),
         click.option("--ready-timeout", "ready", default=None),
         click.option("--smoke-timeout", "smoke", default=None),
@@ -282,6 +284,12 @@ def show(opts: Options, rollout_id: str) -> None:
               [[s["kind"], s["node"], "-" if s["ok"] is None else str(s["ok"]),
                 f"{s['duration']:.2f}" if s["duration"] is not None else "-", s["error"] or ""]
                for s in data["steps"]])
+    if data["analysis"]:
+        out.table("analysis", ["analysis", "outcome", "result", "baseline", "detail"],
+                  [[m["analysis"], m["outcome"],
+                    "-" if m["result"] is None else f"{m['result']:.4g}",
+                    "-" if m["baseline"] is None else f"{m['baseline']:.4g}", m["detail"]]
+                   for m in data["analysis"]])
     if waits:
         out.line("waits: " + ", ".join(f"{k} {v:.1f}s" for k, v in sorted(waits.items()))
                  + (f"; overhead ratio {overhead:.3f}" if overhead else ""))

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from rollout.config import PoolSettings
-from rollout.core import lifecycle
+from rollout.core import gate, lifecycle
 from rollout.core.batches import Plan
 from rollout.core.members import SERVES, readd_missing
 from rollout.core.phases import Decision, Pass, advance, node_name
@@ -30,6 +30,7 @@ from rollout.core.state import (
     RestoreReason,
     RolloutState,
     RolloutStatus,
+    RunAnalysis,
     RunHook,
     RunSmoke,
     World,
@@ -161,6 +162,8 @@ def _apply(run: Pass, action: Action, outcome: Outcome) -> bool:
             _retry(run, i, action, outcome.error)
     elif isinstance(action, RunHook):
         lifecycle.apply_hook(run, action, outcome)
+    elif isinstance(action, RunAnalysis):
+        gate.conclude(run, action, outcome)
     elif not outcome.ok:
         run.fail(i, FailureKind.DRIVER,
                  f"{action.kind} of {action.node.name} failed: {outcome.error}")

@@ -5,6 +5,7 @@ Pure, like the rest of the core."""
 
 from __future__ import annotations
 
+from rollout.core import gate
 from rollout.core import soak as soaking
 from rollout.core.phases import Pass, advance
 from rollout.core.state import Counters, Phase, Replacement, RestoreReason, Soak, Strategy, Wait
@@ -25,7 +26,8 @@ def fail_rollout(run: Pass, reason: str, why: RestoreReason) -> None:
 
 def _needs_soak(run: Pass, batch: int) -> bool:
     s = run.settings
-    return batch == 0 and s.canary > 0 and s.soak > 0 and not run.state.soaked
+    judged = s.soak > 0 or s.analysis is not None
+    return batch == 0 and s.canary > 0 and judged and not run.state.soaked
 
 
 def release_batches(run: Pass) -> None:
@@ -53,6 +55,12 @@ def release_batches(run: Pass) -> None:
             ours = {r.new_target for r in run.reps if r.new_target}
             verdict = soaking.verdict(soak, run.world.members, news, ours, run.settings)
             elapsed = run.now - soak.started
+            analysis = run.settings.analysis
+            if analysis is not None and (verdict.passed or not verdict.at_once):
+                # The analysis decides (rollout.core.gate), once the soak time is up.
+                if elapsed >= run.settings.soak:
+                    gate.request(run, analysis, standby, ours)
+                continue
             if verdict.passed and elapsed < run.settings.soak:
                 continue
             if not verdict.passed and not verdict.at_once and elapsed < run.settings.soak:

@@ -79,6 +79,7 @@ from enum import StrEnum
 
 from rollout.config import PoolSettings
 from rollout.config import Strategy as Strategy
+from rollout.core.analysis import AnalysisContext, Verdict
 from rollout.hooks import HookCall
 from rollout.model import (
     Admin,
@@ -352,14 +353,26 @@ class RunHook(Action):
 
 
 @dataclass(frozen=True)
+class RunAnalysis(Action):
+    """Judge the canary batch by analysis ``name`` (``context`` says which nodes);
+    taken for the batch's first replacement. It may take minutes."""
+
+    name: str = ""
+    context: AnalysisContext | None = None
+    kind = "analysis"
+
+
+@dataclass(frozen=True)
 class Outcome:
-    """What an action returned: ``ok`` and, for a launch or a smoke, the result."""
+    """What an action returned: ``ok`` and, for a launch, a smoke or an
+    analysis, the result."""
 
     ok: bool
     duration: float = 0.0
     error: str = ""
     node: Node | None = None
     smoke: SmokeResult | None = None
+    verdict: Verdict | None = None
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ from rollout.errors import (
 )
 from rollout.events import Event, RolloutStarted, StepFinished, StepStarted
 from rollout.model import Image
-from rollout.protocols import Clock, HookRunner, LoadBalancer, Provider, SmokeRunner
+from rollout.protocols import Analyzer, Clock, HookRunner, LoadBalancer, Provider, SmokeRunner
 from rollout.store.journal import Journal
 from rollout.store.lease import Lease
 
@@ -93,6 +93,7 @@ class Controller:
         new_id: Callable[[], str] = _new_id,
         after_effect: Callable[[Action, Outcome], None] | None = None,
         hooks: HookRunner | None = None,
+        analyzer: Analyzer | None = None,
     ) -> None:
         self.pool = pool
         self.provider = provider
@@ -110,6 +111,7 @@ class Controller:
         # crash tests' fault hook, rollout.app.faults).
         self.after_effect = after_effect
         self.hooks = hooks
+        self.analyzer = analyzer  # runs rollout.analyses (None: the pool uses none)
         self.observer = Observer(provider, lb, clock, self._emit)
 
     # --- entry points ---------------------------------------------------------------
@@ -282,7 +284,8 @@ class Controller:
         # clock) before anyone else can take it, so refuse the call then.
         if self.lease is not None and self.lease.lost:
             raise self._lost(None)
-        outcome = perform(action, self.provider, self.lb, self.smoke, self.clock, self.hooks)
+        outcome = perform(action, self.provider, self.lb, self.smoke, self.clock,
+                          hooks=self.hooks, analyzer=self.analyzer)
         if self.after_effect is not None:
             self.after_effect(action, outcome)
         return outcome

@@ -13,6 +13,7 @@ from rollout.core.state import (
     Launch,
     Outcome,
     RemoveMember,
+    RunAnalysis,
     RunHook,
     RunSmoke,
     SetAdmin,
@@ -21,7 +22,7 @@ from rollout.core.state import (
 )
 from rollout.errors import ConfigError, RolloutError
 from rollout.hooks import HookCall
-from rollout.protocols import Clock, HookRunner, LoadBalancer, Provider, SmokeRunner
+from rollout.protocols import Analyzer, Clock, HookRunner, LoadBalancer, Provider, SmokeRunner
 
 
 class NoHooks(HookRunner):
@@ -33,10 +34,11 @@ class NoHooks(HookRunner):
 
 
 def perform(action: Action, provider: Provider, lb: LoadBalancer, runner: SmokeRunner,
-            clock: Clock, hooks: HookRunner | None = None) -> Outcome:
+            clock: Clock, hooks: HookRunner | None = None,
+            analyzer: Analyzer | None = None) -> Outcome:
     """One driver call. Any Exception is an outcome; BaseException is not."""
     started = clock.now()
-    node = smoke = None
+    node = smoke = verdict = None
     try:
         if isinstance(action, Launch) and action.spec is not None:
             node = provider.launch(action.spec)
@@ -44,6 +46,10 @@ def perform(action: Action, provider: Provider, lb: LoadBalancer, runner: SmokeR
             smoke = runner.run(action.node, action.image)
         elif isinstance(action, RunHook) and action.call is not None:
             (hooks or NoHooks()).run(action.call)
+        elif isinstance(action, RunAnalysis) and action.context is not None:
+            if analyzer is None:
+                raise RolloutError(f"analysis {action.name}: this command runs no analyses")
+            verdict = analyzer.analyze(action.name, action.context)
         elif isinstance(action, AddMember):
             lb.add(action.node)
         elif isinstance(action, SetAdmin):
@@ -67,4 +73,4 @@ def perform(action: Action, provider: Provider, lb: LoadBalancer, runner: SmokeR
     except Exception as exc:
         error = str(exc) if isinstance(exc, RolloutError) else f"{type(exc).__name__}: {exc}"
         return Outcome(False, clock.now() - started, error=error)
-    return Outcome(True, clock.now() - started, node=node, smoke=smoke)
+    return Outcome(True, clock.now() - started, node=node, smoke=smoke, verdict=verdict)

@@ -1,6 +1,6 @@
 """What a functional session left running on the host, limited to this
 session: its data directories (node inits carry their node directory, nspawns
-and HAProxys name files under it), its bridge and its subnet. Other agents'
+HAProxys and Prometheus name files under it), its bridge and its subnet. Other agents'
 labs on the same machine are never counted."""
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def _container_processes(roots: list[Path]) -> list[str]:
 
 
 def leftovers(roots: list[Path], bridge: str, subnet: str) -> list[str]:
-    """One line per thing still there: node inits, nspawns, HAProxys, netns, veths."""
+    """One line per thing still there: node inits, nspawns, HAProxys,
+    Prometheus, netns, veths."""
     found: list[str] = []
     for pid, value in sorted(marked_inits().items()):
         if _under(value, roots):
@@ -76,7 +77,10 @@ def leftovers(roots: list[Path], bridge: str, subnet: str) -> list[str]:
         if not argv:
             continue
         prog = os.path.basename(argv[0])
-        if prog in ("systemd-nspawn", "haproxy") and any(_under(a, roots) for a in argv):
+        # Prometheus names its files as --flag=PATH.
+        paths = [a.partition("=")[2] if a.startswith("--") else a for a in argv]
+        ours = any(_under(a, roots) for a in paths)
+        if prog in ("systemd-nspawn", "haproxy", "prometheus") and ours:
             found.append(f"{prog} pid {entry.name}: {' '.join(argv)[:160]}")
     net = ipaddress.ip_network(subnet)
     netns = Path("/run/netns")

@@ -75,6 +75,10 @@ class AwsBackend(Backend):
         self.validate(pool)
         return Elbv2LoadBalancer.from_settings(self._aws(pool))
 
+    def prometheus_url(self, pool: Pool) -> str | None:
+        """None: an AWS pool's ``prometheus`` analyses name their ``address``."""
+        return None
+
     def smoke_runner(self, pool: Pool, provider: Provider) -> SmokeRunner:
         return TestinfraSmokeRunner.for_pool(
             self.site.project, pool, provider.ssh,

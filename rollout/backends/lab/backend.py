@@ -14,6 +14,7 @@ from collections.abc import Callable
 from rollout.backends import Site
 from rollout.backends.lab.builder import LabBuilder
 from rollout.backends.lab.images import LabImageStore
+from rollout.backends.lab.prometheus import lab_metrics_ports
 from rollout.backends.lab.provider import LabProvider
 from rollout.backends.lab.records import LabContext
 from rollout.config import Pool
@@ -79,6 +80,11 @@ class LabBackend(Backend):
         return TestinfraSmokeRunner.for_pool(
             self.site.project, pool, provider.ssh,
             self.site.data.pool_evidence(pool.env, pool.role))
+
+    def prometheus_url(self, pool: Pool) -> str | None:
+        """The lab's own Prometheus (``lab up`` starts it)."""
+        ports = lab_metrics_ports(self.site.env)
+        return None if ports is None else ports.url
 
     def builder(self, pool: Pool | None, *, clock: Clock,
                 on_event: Callable[[str], None]) -> Builder:

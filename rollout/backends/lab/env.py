@@ -31,13 +31,19 @@ from pathlib import Path
 from typing import Any
 
 from rollout import names
-from rollout.backends.lab import haproxy_process, network, nodes, orphans
+from rollout.backends.lab import haproxy_process, network, nodes, orphans, prometheus
 from rollout.backends.lab.base import ensure_base
 from rollout.backends.lab.builder import bake_on_lab
 from rollout.backends.lab.images import LabImageStore
+from rollout.backends.lab.prometheus import lab_metrics_ports
 from rollout.backends.lab.provider import LabProvider
 from rollout.backends.lab.records import LabContext
-from rollout.backends.lab.system import LAB_PROGRAMS, require_programs, require_root
+from rollout.backends.lab.system import (
+    LAB_PROGRAMS,
+    find_program,
+    require_programs,
+    require_root,
+)
 from rollout.cleanup import shielded
 from rollout.clock import SystemClock
 from rollout.config import Environment, Pool
@@ -91,6 +97,7 @@ class LabStatus:
     subnet: str
     warnings: list[str] = field(default_factory=list)
     builders: list[str] = field(default_factory=list)  # bakes' builder nodes running now
+    prometheus: str = ""  # the lab Prometheus' URL while it runs
 
     @property
     def frontend(self) -> str:
@@ -117,6 +124,7 @@ class LabStatus:
             "nodes": [n.to_json() for n in self.nodes],
             "builders": list(self.builders),
             "warnings": list(self.warnings),
+            "prometheus": self.prometheus or None,
         }
 
 
@@ -132,7 +140,9 @@ def _load_balancer(data: DataDir, pool: Pool) -> LoadBalancer:
 def haproxy_config_text(env: Environment, data: DataDir) -> str:
     files = haproxy_process.HAProxyFiles.of(data)
     specs = [backend_spec(p) for p in lab_pools(env) if p.settings.load_balancer == "haproxy"]
-    return render_config(specs, socket_path=files.socket, state_file=files.state)
+    ports = lab_metrics_ports(env)
+    return render_config(specs, socket_path=files.socket, state_file=files.state,
+                         metrics_port=None if ports is None else ports.exporter)
 
 
 def _lb_state(member: Member | None) -> str:
@@ -220,6 +230,14 @@ def _up(
     how = haproxy_process.ensure_haproxy(data, haproxy_config_text(env, data), clock=clock)
     if how != "unchanged":
         on_event(f"HAProxy {how}")
+    ports = lab_metrics_ports(env)
+    if ports is not None and find_program(prometheus.PROGRAM) is None:
+        on_event("prometheus is not installed (apt-get install prometheus): the lab runs "
+                 "without it, and its prometheus analyses are inconclusive")
+    elif ports is not None:
+        how = prometheus.ensure_prometheus(data, ports, clock=clock)
+        if how != "unchanged":
+            on_event(f"Prometheus {how} on {ports.url}")
     for pool in pools:
         want = size if size is not None else pool.settings.pool_size
         _warn_no_surge_room(pool, want, on_event)
@@ -380,6 +398,9 @@ def lab_down(env: Environment, data: DataDir, *, on_event: Events = _quiet) -> N
     if haproxy_process.haproxy_running(data):
         on_event("stopping HAProxy")
     haproxy_process.stop_haproxy(data)
+    if prometheus.prometheus_pid(data) is not None:
+        on_event("stopping Prometheus")
+    prometheus.stop_prometheus(data)
     on_event(f"removing bridge {lab.settings.bridge} and its NAT rules")
     network.remove_network(lab.settings)
 
@@ -421,5 +442,11 @@ def lab_status(env: Environment, data: DataDir) -> LabStatus:
     return LabStatus(
         env=env.name, frontends=frontends, nodes=statuses, haproxy=running,
         bridge=lab.settings.bridge, subnet=lab.settings.subnet, warnings=warnings,
-        builders=builders,
+        builders=builders, prometheus=_prometheus_url(env, data),
     )
+
+
+def _prometheus_url(env: Environment, data: DataDir) -> str:
+    ports = lab_metrics_ports(env)
+    running = ports is not None and prometheus.prometheus_pid(data) is not None
+    return ports.url if ports is not None and running else ""

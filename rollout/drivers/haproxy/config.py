@@ -160,8 +160,11 @@ def render_config(
     socket_path: Path,
     state_file: Path,
     tcp_admin: str | None = None,
+    metrics_port: int | None = None,
 ) -> str:
-    """The whole haproxy.cfg for these backends. Pure: writes nothing."""
+    """The whole haproxy.cfg for these backends. Pure: writes nothing.
+    ``metrics_port``: serve HAProxy's built-in Prometheus exporter on
+    127.0.0.1:PORT/metrics (Debian builds HAProxy with it)."""
     specs = [spec.validated() for spec in backends]
     seen: dict[str, str] = {}
     for spec in specs:
@@ -191,7 +194,19 @@ def render_config(
         "    timeout queue 10s",
         "    timeout check 2s",
         "    load-server-state-from-file global",
+        # Nodes tell LB traffic from local checks (smoke runs on the node) by it.
+        "    option forwardfor",
     ]
+    if metrics_port is not None:
+        port = names.port(metrics_port, "HAProxy config: metrics_port")
+        out += [
+            "",
+            "frontend fe_rollout_metrics",
+            f"    bind 127.0.0.1:{port}",
+            "    no log",
+            "    http-request use-service prometheus-exporter if { path /metrics }",
+            "    http-request return status 404",
+        ]
     for spec in specs:
         inter = _ms(spec.check_interval)
         out += [
