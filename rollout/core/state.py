@@ -72,6 +72,7 @@ from enum import StrEnum
 
 from rollout.config import PoolSettings
 from rollout.config import Strategy as Strategy
+from rollout.core.bluegreen_state import BlueGreen
 from rollout.model import (
     Admin,
     FailureKind,
@@ -99,6 +100,8 @@ class Phase(StrEnum):
     RELAUNCHING = "relaunching"  # the new node failed to boot: destroy it, launch another
     PARKING = "parking"  # in place only: old MAINT and stopped before the launch
     STANDBY = "standby"
+    STAGED = "staged"  # blue-green: green in the LB, drained, until the switch
+    WARM = "warm"  # blue-green: switched; blue drained and warm for scale_down_delay
     RETIRING = "retiring"
     DONE = "done"
     RESTORING = "restoring"
@@ -208,6 +211,8 @@ class RolloutState:
     # What started it: "rollout", or a workflow ("phoenix", "replace") that
     # replaces chosen nodes on the image they run; phoenix budgets count these.
     kind: str = "rollout"
+    # strategy blue_green only: which side takes the traffic (rollout.core.bluegreen)
+    blue_green: BlueGreen | None = None
 
     @property
     def strategy(self) -> Strategy:
@@ -321,6 +326,23 @@ class JoinGroup(Action):
 @dataclass(frozen=True)
 class FinishRemoval(Action):
     kind = "finish_removal"
+
+
+@dataclass(frozen=True)
+class SwitchTraffic(Action):
+    """Blue-green: put ``ready`` in service and drain ``drain``, in one LB
+    call. Journaled on replacement ``index`` (the first one); not tied to its phase."""
+
+    ready: tuple[Node, ...] = ()
+    drain: tuple[Node, ...] = ()
+    kind = "lb_switch"
+
+
+@dataclass(frozen=True)
+class StageMember(Action):
+    """Blue-green: put the green node in the LB drained, health checks on."""
+
+    kind = "lb_stage"
 
 
 @dataclass(frozen=True)
