@@ -115,3 +115,65 @@ def test_abort_during_the_delay_switches_back_to_blue_in_one_call(tmp_path: Path
     switches = [e for e in events if isinstance(e, StepStarted) and e.step == "lb_switch"]
     assert len(switches) == 2  # to green, then back to blue at once
     assert [e.side for e in events if isinstance(e, SideChosen)] == ["green", "blue"]
+
+
+class Crash(BaseException):
+    pass
+
+
+class HalfSwitch:
+    """An LB whose switch dies half-way: green in service, blue not drained yet
+    (as a SIGKILL between two runtime commands would leave it)."""
+
+    def __init__(self, inner: Any, then: Any = None) -> None:
+        self._inner = inner
+        self._then = then
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def switch(self, ready: Any, drain: Any) -> None:
+        self._inner.switch(ready, ())
+        if self._then is not None:
+            self._then()
+        raise Crash("killed mid-switch")
+
+
+def _crash_mid_switch(world: FakeWorld, tmp_path: Path, then: Any = None) -> Controller:
+    events: list[Event] = []
+    ctl = controller(world, tmp_path, events)
+    ctl.lb = ctl.observer.lb = HalfSwitch(world.lb, then)  # type: ignore[assignment]
+    with pytest.raises(Crash):
+        ctl.run(world.new)
+    mixed = {n.image_id for n in world.provider.live()
+             if any(m.in_service and m.target == n.lb_target for m in world.lb.members())}
+    assert mixed == {world.old.id, world.new.id}  # the kill left a mix
+    return controller(world, tmp_path, [])
+
+
+def test_a_kill_mid_switch_resumes_to_all_green_when_green_is_up(tmp_path: Path) -> None:
+    world = FakeWorld.create(2)
+    resumed = _crash_mid_switch(world, tmp_path)
+    said: list[Event] = []
+    resumed.on_event = said.append
+    assert resumed.resume().status is RolloutStatus.SUCCEEDED
+    assert world.problems(2, world.new.id) == []
+    chosen = [e for e in said if isinstance(e, SideChosen)]
+    assert chosen[0].side == "green" and "completing" in chosen[0].reason
+
+
+def test_a_kill_mid_switch_resumes_to_all_blue_when_a_green_node_died(tmp_path: Path) -> None:
+    world = FakeWorld.create(2)
+
+    def kill_a_green() -> None:
+        green = next(n for n in world.provider.live() if n.image_id == world.new.id)
+        world.provider.destroy(green)
+
+    resumed = _crash_mid_switch(world, tmp_path, then=kill_a_green)
+    said: list[Event] = []
+    resumed.on_event = said.append
+    with pytest.raises(RolloutFailed):
+        resumed.resume()
+    assert world.problems(2, world.old.id) == []
+    chosen = [e for e in said if isinstance(e, SideChosen)]
+    assert chosen[0].side == "blue" and "not UP" in chosen[0].reason
