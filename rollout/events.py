@@ -307,6 +307,18 @@ class TrafficSwitched(Event):
         return f"all traffic on {self.side}: {', '.join(self.nodes)}"
 
 
+@dataclass(frozen=True)
+class RollbackRequested(Event):
+    """``rollout rollback`` asked the controller that holds the pool to switch
+    back to the warm blue pool; journaled, honoured within one loop pass."""
+
+    by: str = ""
+    kind: ClassVar[str] = "rollback_requested"
+
+    def text(self) -> str:
+        return f"rollback requested by {self.by}"
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -327,6 +339,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         LeaseForceReleased,
         SideChosen,
         TrafficSwitched,
+        RollbackRequested,
     )
 }
 

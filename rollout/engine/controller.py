@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from rollout import names
 from rollout.config import Pool
 from rollout.core.batches import plan_batches, pool_nodes
+from rollout.core.bluegreen import rollback_refusal
 from rollout.core.decide import (
     Decision,
     apply_outcomes,
@@ -34,6 +35,7 @@ from rollout.core.decide import (
     halt,
     new_state,
     request_abort,
+    request_rollback,
     request_stop,
     resume_state,
 )
@@ -59,7 +61,7 @@ from rollout.errors import (
     RolloutError,
     UnfinishedRolloutError,
 )
-from rollout.events import Event, RolloutStarted, StepFinished, StepStarted
+from rollout.events import Event, RollbackRequested, RolloutStarted, StepFinished, StepStarted
 from rollout.model import Image
 from rollout.protocols import Clock, LoadBalancer, Provider, SmokeRunner
 from rollout.store.journal import Journal
@@ -176,6 +178,18 @@ class Controller:
         self._claim(state)
         return self._conclude(self._drive(state))
 
+    def rollback(self, rollout_id: str | None = None) -> RolloutResult:
+        """Blue-green, within scale_down_delay, no live controller: switch back
+        to the warm blue pool at once, then remove the green one."""
+        state = self._unfinished(rollout_id, "roll back")
+        refusal = rollback_refusal(state)
+        if refusal is not None:
+            raise ConfigError(refusal, hint=f"see `rollout history --role {state.role}`")
+        state = resume_state(state, self.clock.now())
+        state = self._commit(request_rollback(state, self.clock.now()))
+        self._claim(state)
+        return self._conclude(self._drive(state))
+
     def reap(self, *, dry_run: bool = False) -> ReapReport:
         """Remove nodes and LB members that rollouts created but no journal owns."""
         return reap(self.pool, self.provider, self.lb, self.journal, self.clock,
@@ -195,6 +209,8 @@ class Controller:
                 running = state.status is RolloutStatus.RUNNING
                 if running and not state.stopping and self.stop_requested():
                     state = self._commit(request_stop(state, self.clock.now()))
+                if running and state.blue_green is not None:
+                    state = self._honour_rollback(state)
                 state, world = self._look(state, pool)
                 if world is not None:
                     busy = frozenset(f.action.index for f in inflight.values())
@@ -218,6 +234,15 @@ class Controller:
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
+
+    def _honour_rollback(self, state: RolloutState) -> RolloutState:
+        """A ``rollback_requested`` event journaled by `rollout rollback` while
+        this controller holds the pool in a blue-green scale_down_delay."""
+        if rollback_refusal(state) is not None:
+            return state
+        if not self.journal.requested(state.id, RollbackRequested.kind):
+            return state
+        return self._commit(request_rollback(state, self.clock.now()))
 
     def _look(self, state: RolloutState, pool: futures.ThreadPoolExecutor | None,
               ) -> tuple[RolloutState, World | None]:
