@@ -22,10 +22,11 @@ import socket
 from collections.abc import Callable
 from contextlib import closing
 
-from rollout.app.rollouts import pool_lease, run_rollout
+from rollout.app.rollouts import run_rollout
 from rollout.app.session import EventSink, Session, open_journal
 from rollout.app.workspace import Workspace
 from rollout.clock import SystemClock
+from rollout.core.bluegreen import rollback_refusal
 from rollout.core.rollback import RollbackTarget, rollback_target
 from rollout.core.state import RolloutStatus
 from rollout.engine.controller import RolloutResult
@@ -33,6 +34,8 @@ from rollout.engine.result import conclude
 from rollout.errors import ConfigError, LockHeldError
 from rollout.events import RollbackRequested
 from rollout.protocols import Clock
+from rollout.store.journal import Journal
+from rollout.store.lease import alive
 
 #: How often a rollback that handed its request to the live controller looks
 #: at the journal for the end of the rollout.
@@ -52,6 +55,23 @@ def rollback_pool(ws: Workspace, role: str, *, wait_lock: bool = False,
                   stop_requested: Callable[[], bool] = lambda: False,
                   clock: Clock | None = None) -> RolloutResult:
     """Roll the pool of ``role`` back; see the module doc."""
+    pool = ws.pool(role)
+    # The switch back is timed from the command's start: one journal, and the
+    # unfinished rollout read first, before any history.
+    with closing(open_journal(ws)) as journal:
+        unfinished = journal.unfinished(pool.env, pool.role)
+        if unfinished is not None and rollback_refusal(unfinished) is None:
+            lease = journal.lease_status(f"{pool.env}/{pool.role}")
+            if lease is not None:
+                if lease.host == socket.gethostname() and not alive(lease.pid):
+                    raise LockHeldError(
+                        f"pool {pool.env}/{role}: its lease is held by pid {lease.pid}, "
+                        "which is no longer running", hint=f"`rollout unlock --role {role} "
+                        "--force`, then `rollout rollback` again")
+                t = pool.settings.timeouts
+                patience = t.drain + t.lb_up + pool.settings.lease_ttl
+                return _ask_holder(journal, unfinished.id, on_event, clock or SystemClock(),
+                                   patience)
     target = rollback_of(ws, role)
     if target is None:
         raise ConfigError(
@@ -61,55 +81,43 @@ def rollback_pool(ws: Workspace, role: str, *, wait_lock: bool = False,
     if target.how == "previous_image":
         return run_rollout(ws, role, image_id=target.image_id, wait_lock=wait_lock,
                            on_event=on_event, stop_requested=stop_requested, clock=clock)
-    lease = pool_lease(ws, role)
-    if lease is not None:
-        if lease["alive_here"] is False:
-            raise LockHeldError(
-                f"pool {ws.env.name}/{role}: its lease is held by pid {lease['pid']}, which "
-                "is no longer running", hint=f"`rollout unlock --role {role} --force`, then "
-                "`rollout rollback` again")
-        pool = ws.pool(role)
-        t = pool.settings.timeouts
-        patience = t.drain + t.lb_up + pool.settings.lease_ttl
-        return _ask_holder(ws, target, on_event, clock or SystemClock(), patience)
     with Session(ws, role, on_event=on_event, stop_requested=stop_requested,
                  clock=clock) as session, session.lease(wait=wait_lock):
         return session.rollback(target.rollout_id)
 
 
-def _ask_holder(ws: Workspace, target: RollbackTarget, on_event: EventSink,
+def _ask_holder(journal: Journal, rollout_id: str, on_event: EventSink,
                 clock: Clock, patience: float) -> RolloutResult:
     """Journal the request for the live controller, then wait for the end
     (at most ``patience`` seconds: drain, LB rise and a lease's lifetime)."""
     by = f"{getpass.getuser()}@{socket.gethostname()}:{os.getpid()}"
-    event = RollbackRequested(target.rollout_id, clock.now(), by=by)
-    with closing(open_journal(ws)) as journal:
-        journal.record(target.rollout_id, events=(event,))
-        on_event(event)
-        seen = 0
-        deadline = clock.now() + patience
-        while True:
-            state = journal.get(target.rollout_id)
-            news = journal.events(target.rollout_id)
-            for later in news[seen:]:
-                if later.kind != RollbackRequested.kind:
-                    on_event(later)
-            seen = len(news)
-            if not state.status.unfinished or state.status is not RolloutStatus.RUNNING:
-                break
-            if clock.now() > deadline:
-                raise LockHeldError(
-                    f"rollout {state.id}: the controller holding the pool did not finish the "
-                    f"rollback within {patience:g}s", hint=f"see `rollout status --role "
-                    f"{state.role}`; if its process is gone, `rollout rollback` again once "
-                    "its lease expired")
-            clock.sleep(POLL_SECONDS)
-        if state.status is RolloutStatus.SUCCEEDED:
-            raise ConfigError(
-                f"rollout {state.id} finished (blue retired) before it saw the rollback "
-                "request", hint=f"`rollout rollback --role {state.role}` again rolls out "
-                "the previous image")
-        return conclude(state, journal.wait_totals(state.id), clock.now())
+    event = RollbackRequested(rollout_id, clock.now(), by=by)
+    journal.record(rollout_id, events=(event,))
+    on_event(event)
+    seen = 0
+    deadline = clock.now() + patience
+    while True:
+        state = journal.get(rollout_id)
+        news = journal.events(rollout_id)
+        for later in news[seen:]:
+            if later.kind != RollbackRequested.kind:
+                on_event(later)
+        seen = len(news)
+        if not state.status.unfinished or state.status is not RolloutStatus.RUNNING:
+            break
+        if clock.now() > deadline:
+            raise LockHeldError(
+                f"rollout {state.id}: the controller holding the pool did not finish the "
+                f"rollback within {patience:g}s", hint=f"see `rollout status --role "
+                f"{state.role}`; if its process is gone, `rollout rollback` again once "
+                "its lease expired")
+        clock.sleep(POLL_SECONDS)
+    if state.status is RolloutStatus.SUCCEEDED:
+        raise ConfigError(
+            f"rollout {state.id} finished (blue retired) before it saw the rollback "
+            "request", hint=f"`rollout rollback --role {state.role}` again rolls out "
+            "the previous image")
+    return conclude(state, journal.wait_totals(state.id), clock.now())
 
 
 __all__ = ["rollback_of", "rollback_pool"]

@@ -209,9 +209,11 @@ class Controller:
                 running = state.status is RolloutStatus.RUNNING
                 if running and not state.stopping and self.stop_requested():
                     state = self._commit(request_stop(state, self.clock.now()))
-                if running and state.blue_green is not None:
-                    state = self._honour_rollback(state)
                 state, world = self._look(state, pool)
+                if running and state.blue_green is not None:
+                    # After the observation, so a request that came in while
+                    # the pool was observed is acted on in this very pass.
+                    state = self._honour_rollback(state)
                 if world is not None:
                     busy = frozenset(f.action.index for f in inflight.values())
                     decision = decide(state, world, self.clock.now(), busy)
