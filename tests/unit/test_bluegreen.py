@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from rollout.config import Pool
+from rollout.core.plan import build_plan
 from rollout.core.state import RolloutStatus
 from rollout.engine.controller import Controller
 from rollout.errors import RolloutFailed
@@ -177,3 +178,20 @@ def test_a_kill_mid_switch_resumes_to_all_blue_when_a_green_node_died(tmp_path: 
     assert world.problems(2, world.old.id) == []
     chosen = [e for e in said if isinstance(e, SideChosen)]
     assert chosen[0].side == "blue" and "not UP" in chosen[0].reason
+
+
+def test_plan_shows_the_doubled_peak_and_the_config_checks_slots_and_max_nodes() -> None:
+    world = FakeWorld.create(2)
+    settings = pool_settings(**BG)
+    report = build_plan(env="lab", role="web", target=world.new, settings=settings,
+                        nodes=world.provider.list(), members=world.lb.members(), samples={},
+                        lb_capacity=world.lb.capacity())
+    assert report.batches == (tuple(sorted(n.name for n in world.provider.live())),)
+    assert max(s.nodes for s in report.steps) == 4
+    assert min(s.in_service for s in report.steps) == 2  # never below the pool
+    assert report.lb_peak == 4
+    with pytest.raises(ValueError, match="max_nodes 3"):
+        pool_settings(**BG, max_nodes=3)
+    with pytest.raises(ValueError, match="haproxy.slots"):
+        pool_settings(pool_size=4, strategy="blue_green",
+                      haproxy={"backend": "web", "frontend_port": 8080, "slots": 6})
