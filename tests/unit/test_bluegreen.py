@@ -192,6 +192,6 @@ def test_plan_shows_the_doubled_peak_and_the_config_checks_slots_and_max_nodes()
     assert report.lb_peak == 4
     with pytest.raises(ValueError, match="max_nodes 3"):
         pool_settings(**BG, max_nodes=3)
-    with pytest.raises(ValueError, match="haproxy.slots"):
+    with pytest.raises(ValueError, match=r"haproxy\.slots"):
         pool_settings(pool_size=4, strategy="blue_green",
                       haproxy={"backend": "web", "frontend_port": 8080, "slots": 6})
