@@ -98,9 +98,11 @@ def test_blue_green_switches_every_request_to_a_full_green_pool(bg_lab: LabHandl
     target = next_target(lab)
     with _load(lab) as load:
         run = Running(lab, "run", "--role", ROLE, "--version", target, "--strategy",
-                      "blue_green", "--scale-down-delay", "5s")
+                      "blue_green", "--scale-down-delay", "20s")
         switched = run.wait_for(lambda e: e.get("event") == "traffic_switched")
-        peak = pool(lab)  # blue is warm: the whole green pool runs beside it
+        # Blue is warm: the whole green pool runs beside it. (The delay leaves
+        # room for `lab status`, which takes seconds on a busy host.)
+        peak = pool(lab)
         code = run.finish()
     report = load.report
     assert code == 0, run.stderr
