@@ -97,6 +97,9 @@ class Strategy(StrEnum):
 
     SURGE = "surge"
     IN_PLACE = "in_place"
+    # A whole new pool beside the old one, all traffic switched at once, the
+    # old pool kept warm for scale_down_delay (rollout.core.bluegreen).
+    BLUE_GREEN = "blue_green"
 
 
 class _Strict(BaseModel):
@@ -291,6 +294,13 @@ class PoolSettings(_Strict):
     analyses: dict[Name, Analysis] = Field(default_factory=dict)
     analysis: Name | None = None
     # --- end of analyses ---
+    # --- blue-green (strategy blue_green; see rollout.core.bluegreen) ---------------
+    # How long the old (blue) pool stays warm, drained and out of service, after
+    # the switch: `rollout rollback` switches back to it at once until then.
+    scale_down_delay: Duration = Field(30.0, ge=0)
+    # The most machines the pool may have at once (a blue-green peak is twice
+    # the pool); None: no cap besides the load balancer's.
+    max_nodes: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _coherent(self) -> PoolSettings:
@@ -332,6 +342,8 @@ class PoolSettings(_Strict):
                 f"{self.pool_size - self.batch_size} of {self.pool_size} nodes in service, "
                 f"below min_healthy ({floor}); lower min_healthy or use strategy surge"
             )
+        if self.strategy is Strategy.BLUE_GREEN:
+            _check_blue_green(self)
         if self.haproxy is not None and self.haproxy.slots < self.pool_size + self.batch_size:
             raise ValueError(
                 f"haproxy.slots ({self.haproxy.slots}) must be at least pool_size + batch_size "
@@ -406,6 +418,22 @@ class EnvSettings(_Strict):
             except ValueError as exc:
                 raise ValueError(f"state: {exc}") from None
         return self
+
+
+def _check_blue_green(s: PoolSettings) -> None:
+    """Blue-green launches a whole second pool before anything leaves."""
+    peak = 2 * s.pool_size
+    if s.max_nodes is not None and peak > s.max_nodes:
+        raise ValueError(
+            f"strategy blue_green runs {peak} nodes at its peak (twice pool_size "
+            f"{s.pool_size}), more than max_nodes {s.max_nodes}; raise max_nodes or use "
+            "strategy surge"
+        )
+    if s.haproxy is not None and s.haproxy.slots < peak:
+        raise ValueError(
+            f"strategy blue_green needs haproxy.slots ≥ {peak} (twice pool_size "
+            f"{s.pool_size}: the green pool joins beside the blue one), got {s.haproxy.slots}"
+        )
 
 
 @dataclass(frozen=True)

@@ -312,6 +312,49 @@ class LeaseForceReleased(Event):
                 "fenced out")
 
 
+# --- blue-green (rollout.core.bluegreen) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class SideChosen(Event):
+    """A blue-green rollout chose which pool takes the traffic, and why (also
+    on resume, where it says which side it converges to)."""
+
+    side: str = ""  # "blue" or "green"
+    reason: str = ""
+    kind: ClassVar[str] = "side_chosen"
+    style: ClassVar[str | None] = "bold"
+
+    def text(self) -> str:
+        return f"traffic to {self.side}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class TrafficSwitched(Event):
+    """The load balancer was seen with every node of ``side`` in service and
+    the other side drained."""
+
+    side: str = ""
+    nodes: tuple[str, ...] = ()
+    kind: ClassVar[str] = "traffic_switched"
+    style: ClassVar[str | None] = "bold"
+
+    def text(self) -> str:
+        return f"all traffic on {self.side}: {', '.join(self.nodes)}"
+
+
+@dataclass(frozen=True)
+class RollbackRequested(Event):
+    """``rollout rollback`` asked the controller that holds the pool to switch
+    back to the warm blue pool; journaled, honoured within one loop pass."""
+
+    by: str = ""
+    kind: ClassVar[str] = "rollback_requested"
+
+    def text(self) -> str:
+        return f"rollback requested by {self.by}"
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -332,6 +375,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RolloutFinished,
         NodeReaped,
         LeaseForceReleased,
+        SideChosen,
+        TrafficSwitched,
+        RollbackRequested,
     )
 }
 

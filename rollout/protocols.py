@@ -25,7 +25,7 @@ subclasses the protocol to inherit them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from rollout.config import Pool
@@ -140,6 +140,18 @@ class LoadBalancer(Protocol):
     def remove(self, node: Node) -> None:
         """Take the node out of the pool entirely (MAINT first, then free the
         slot or deregister). Idempotent."""
+        ...
+
+    def stage(self, node: Node) -> Member:
+        """Blue-green: put ``node`` in the pool drained (DRAIN, health checks
+        on), so that it is checked but takes no traffic until :meth:`switch`.
+        Idempotent. A load balancer that cannot stage raises ``ConfigError``."""
+        ...
+
+    def switch(self, ready: Sequence[Node], drain: Sequence[Node]) -> None:
+        """Blue-green: put every ``ready`` member in service and drain every
+        ``drain`` member, as close to at once as the LB allows (one call), the
+        ready ones first so that the pool is never empty. Idempotent."""
         ...
 
     def capacity(self) -> LbCapacity | None:

@@ -10,6 +10,7 @@ from typing import Any
 from rollout import names
 from rollout.app.session import open_journal
 from rollout.app.workspace import Workspace
+from rollout.core.rollback import rollback_to
 from rollout.core.state import RolloutState
 from rollout.events import AnalysisMeasured
 from rollout.store.lease_table import LeaseStatus
@@ -65,7 +66,9 @@ def rollout_history(ws: Workspace, role: str | None = None,
         ws.pool(role)
     with closing(open_journal(ws)) as journal:
         records = journal.history(ws.env.name, role, limit=limit)
-    return [rollout_summary(r.state) | {"pid": r.pid, "host": r.host} for r in records]
+    return [rollout_summary(r.state) | {"pid": r.pid, "host": r.host,
+                                        "rollback_to": rollback_to(r.state)}
+            for r in records]
 
 
 def rollout_detail(ws: Workspace, rollout_id: str) -> dict[str, Any]:

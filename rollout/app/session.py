@@ -56,6 +56,7 @@ OVERRIDABLE = (
     "strategy", "batch_size", "max_unavailable", "min_healthy", "canary", "soak",
     "failure_budget", "analysis", "standby", "ready", "smoke", "lb_up", "drain",
     "progress_deadline",
+    "scale_down_delay",
 )
 
 
@@ -232,6 +233,9 @@ class Session:
 
     def abort(self, rollout_id: str | None = None) -> RolloutResult:
         return self._conclude(lambda c: c.abort(rollout_id))
+
+    def rollback(self, rollout_id: str | None = None) -> RolloutResult:
+        return self._conclude(lambda c: c.rollback(rollout_id))
 
     def reap(self, *, dry_run: bool = False) -> ReapReport:
         return self.controller().reap(dry_run=dry_run)

@@ -1,4 +1,4 @@
-"""`rollout run`, `resume`, `abort`, `reap`, `status`, `history`, `show`."""
+"""`rollout run`, `resume`, `abort`, `rollback`, `reap`, `status`, `history`, `show`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import click
 from rollout import names
 from rollout.app.history import pool_status, rollout_detail, rollout_history
 from rollout.app.plan import plan_rollout
+from rollout.app.rollback import rollback_of, rollback_pool
 from rollout.app.rollouts import (
     RolloutResult,
     abort_rollout,
@@ -36,7 +37,8 @@ def pacing_options(func: F) -> F:
     """Command-line overrides of the pool's pacing settings (shared by run, plan,
     phoenix and replace). Unset means: as in the inventory."""
     options = [
-        click.option("--strategy", type=click.Choice(["surge", "in_place"]), default=None),
+        click.option("--strategy", type=click.Choice(["surge", "in_place", "blue_green"]),
+                     default=None),
         click.option("--batch-size", type=int, default=None),
         click.option("--max-unavailable", type=int, default=None),
         click.option("--min-healthy", default=None, help="A count (3) or a share ('75%').",),
@@ -51,6 +53,9 @@ def pacing_options(func: F) -> F:
         click.option("--lb-up-timeout", "lb_up", default=None),
         click.option("--drain-timeout", "drain", default=None),
         click.option("--progress-deadline", default=None),
+        click.option("--scale-down-delay", default=None,
+                     help="blue_green: how long the old pool stays warm for `rollout "
+                     "rollback`, e.g. 10m."),
     ]
 
     @functools.wraps(func)
@@ -156,6 +161,22 @@ def abort(opts: Options, rollout_id: str | None, role: str | None, wait_lock: bo
 
 @cli.command()
 @click.option("--role", required=True)
+@click.option("--wait-lock", is_flag=True)
+@common
+@pass_options
+def rollback(opts: Options, role: str, wait_lock: bool) -> None:
+    """Within a blue-green scale_down_delay, switch back to the warm old pool at
+    once; otherwise roll out the image the last succeeded rollout replaced
+    (`rollout history --role R` shows which). Exit 2: nothing to go back to."""
+    out = opts.out()
+    STOP.install()
+    result = rollback_pool(opts.workspace(), role, wait_lock=wait_lock, on_event=out.event,
+                           stop_requested=STOP.requested)
+    _report(out, result)
+
+
+@cli.command()
+@click.option("--role", required=True)
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
 @click.option("--wait-lock", is_flag=True)
 @common
@@ -251,7 +272,8 @@ def unlock(opts: Options, role: str, force: bool, yes: bool) -> None:
 @pass_options
 def history(opts: Options, role: str | None, limit: int) -> None:
     """Past rollouts, newest first."""
-    records = rollout_history(opts.workspace(), role, limit=limit)
+    ws = opts.workspace()
+    records = rollout_history(ws, role, limit=limit)
     out = opts.out()
     if out.json:
         out.document(records)
@@ -259,6 +281,10 @@ def history(opts: Options, role: str | None, limit: int) -> None:
     out.table("rollouts", ["id", "pool", "status", "target", "started", "finished"],
               [[r["id"], f"{r['env']}/{r['role']}", r["status"], r["target_version"],
                 _when(r["started_at"]), _when(r["finished_at"])] for r in records])
+    if role is not None:
+        back = rollback_of(ws, role)
+        out.line(f"`rollout rollback --role {role}` would "
+                 + (back.text() if back is not None else "refuse: nothing to go back to"))
 
 
 @cli.command()

@@ -81,6 +81,9 @@ def plan_batches(nodes: Sequence[Node], target: Image, settings: PoolSettings,
         skipped = tuple(sorted((n for n in nodes if n.image_id == target.id),
                                key=lambda n: n.name))
     batches: list[tuple[Node, ...]] = []
+    if settings.strategy is Strategy.BLUE_GREEN:
+        # The whole green pool comes up at once; the switch is its canary.
+        return Plan(batches=(tuple(todo),) if todo else (), skipped=skipped, canary=False)
     canary = settings.canary > 0 and bool(todo)
     if canary:
         batches.append(tuple(todo[: settings.canary]))
@@ -107,7 +110,12 @@ def capacity_steps(plan: Plan, settings: PoolSettings, pool_size: int | None = N
 
     for number, batch in enumerate(plan.batches):
         n = len(batch)
-        if settings.strategy is Strategy.SURGE:
+        if settings.strategy is Strategy.BLUE_GREEN:
+            add(number, "launch green", size, size + n)
+            add(number, "switch to green", size, size + n)
+            add(number, "blue warm (scale_down_delay)", size, size + n)
+            add(number, "retire blue", size, size)
+        elif settings.strategy is Strategy.SURGE:
             add(number, "launch", size, size + n)
             add(number, "add to LB", size + n, size + n)
             add(number, "drain old", size, size + n)

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from rollout.config import PoolSettings
-from rollout.core import gate, lifecycle
+from rollout.config import PoolSettings, Strategy
+from rollout.core import bluegreen, gate, lifecycle
 from rollout.core.batches import Plan
 from rollout.core.members import SERVES, readd_missing
 from rollout.core.phases import Decision, Pass, advance, node_name
@@ -33,6 +33,7 @@ from rollout.core.state import (
     RunAnalysis,
     RunHook,
     RunSmoke,
+    SwitchTraffic,
     World,
 )
 from rollout.events import RetryScheduled, RolloutFinished
@@ -46,6 +47,7 @@ __all__ = [
     "halt",
     "new_state",
     "request_abort",
+    "request_rollback",
     "request_stop",
     "resume_state",
     "wants_probe",
@@ -77,6 +79,7 @@ def new_state(
         id=rollout_id, env=env, role=role, target=target, settings=settings,
         replacements=tuple(reps), started_at=now, last_progress=now,
         skipped_nodes=tuple(n.name for n in plan.skipped), previous_images=previous, kind=kind,
+        blue_green=bluegreen.BlueGreen() if settings.strategy is Strategy.BLUE_GREEN else None,
     )
 
 
@@ -105,6 +108,7 @@ def decide(
         return Decision(state)
     run = Pass(state, world, now, busy)
     _check_rollout(run)
+    bluegreen.step(run)  # the side first: it may hold every replacement this pass
     for i in range(len(run.reps)):
         advance(run, i)
     release_batches(run)
@@ -146,6 +150,8 @@ def _apply(run: Pass, action: Action, outcome: Outcome) -> bool:
     if isinstance(action, RunHook) and action.index < 0:
         lifecycle.apply_hook(run, action, outcome)  # a hook on the controller
         return True
+    if isinstance(action, SwitchTraffic):
+        return bluegreen.switch_outcome(run, action, outcome)
     i = action.index
     rep = run.reps[i]
     if rep.attempt != action.attempt or rep.phase is not action.phase:
@@ -182,7 +188,8 @@ def _apply(run: Pass, action: Action, outcome: Outcome) -> bool:
                      f"more than timeouts.smoke {limit:g}s")
         else:
             run.waits.append(wait(i, "smoke", outcome.duration, now))
-            run.move(i, Phase.ADDING)
+            blue_green = state.strategy is Strategy.BLUE_GREEN
+            run.move(i, Phase.STAGED if blue_green else Phase.ADDING)
     elif isinstance(action, AddMember) and rep.phase is Phase.ADDING:
         run.move(i, Phase.RISING)
     return True
@@ -214,6 +221,15 @@ def halt(state: RolloutState, reason: str, now: float) -> Decision:
     return _finish(run)
 
 
+def request_rollback(state: RolloutState, now: float) -> Decision:
+    """``rollout rollback`` within a blue-green scale_down_delay: back to the
+    warm blue pool (one switch), then the green nodes are restored away. The
+    caller checked :func:`rollout.core.bluegreen.rollback_refusal` first."""
+    bg = state.blue_green
+    marked = replace(state, blue_green=None if bg is None else replace(bg, rollback=True))
+    return request_abort(marked, now)
+
+
 def resume_state(state: RolloutState, now: float) -> RolloutState:
     """Running again after a crash, a halt or a signal. Restores get a fresh set
     of retries; the progress deadline counts from now."""
@@ -226,6 +242,7 @@ def resume_state(state: RolloutState, now: float) -> RolloutState:
     return replace(
         state, status=RolloutStatus.RUNNING, halted=None, stopping=False, finished_at=None,
         last_progress=now, replacements=reps, message="",
+        blue_green=None if state.blue_green is None else replace(state.blue_green, resumed=True),
     )
 
 
@@ -275,6 +292,7 @@ def _state(run: Pass, status: RolloutStatus | None = None, message: str = "") ->
         status=status or state.status,
         finished_at=run.now if status not in (None, RolloutStatus.RUNNING) else state.finished_at,
         message=message or state.message,
+        blue_green=run.bg,
     )
 
 
@@ -304,6 +322,8 @@ def _outcome(run: Pass) -> tuple[RolloutStatus | None, str]:
         return None, ""
     pending = any(r.phase is Phase.PENDING for r in reps)
     restored = [r.old_name for r in reps if r.phase is Phase.RESTORED]
+    if state.aborting and run.bg is not None and run.bg.rollback:
+        return RolloutStatus.ABORTED, f"rolled back to the warm blue pool: {', '.join(restored)}"
     if state.aborting:
         return RolloutStatus.ABORTED, f"aborted; restored {len(restored)} node(s)"
     if state.stopping and pending:

@@ -38,6 +38,7 @@ from rollout.model import FailureKind, Member, Node, NodeState, Readiness, Setup
 # Phases in which the old node is (being) taken out of service.
 _OLD_OUT = {
     Strategy.SURGE: {Phase.DRAINING, Phase.STANDBY, Phase.RETIRING},
+    Strategy.BLUE_GREEN: {Phase.WARM, Phase.RETIRING},
     Strategy.IN_PLACE: {
         Phase.DRAINING, Phase.PARKING, Phase.LAUNCHING, Phase.BOOTING, Phase.SMOKING,
         Phase.ADDING, Phase.RISING, Phase.STANDBY, Phase.RETIRING,
@@ -85,6 +86,8 @@ class Pass:
         self.soaked = state.soaked
         self.batches_done = state.batches_done
         self.hooks_done = state.hooks_done
+        self.bg = state.blue_green  # blue-green only (rollout.core.bluegreen)
+        self.held: set[int] = set()  # replacements that wait for a switch this pass
         old_out = _OLD_OUT[state.strategy]  # looked up once: this runs per outcome
         out = {r.old_target for r in self.reps if r.phase in old_out}
         self.in_service = sum(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rollout.core import bluegreen
 from rollout.core.decision import Decision, Pass, node_name
 from rollout.core.lifecycle import node_hook
 from rollout.core.restore import restoring
@@ -37,7 +38,7 @@ def advance(run: Pass, i: int) -> None:
     """Move replacement ``i`` through as many phases as the world allows."""
     for _ in range(16):
         rep = run.reps[i]
-        if i in run.busy or rep.phase.terminal or rep.phase is Phase.PENDING:
+        if i in run.busy or i in run.held or rep.phase.terminal or rep.phase is Phase.PENDING:
             return
         if run.halted:
             return
@@ -49,7 +50,7 @@ def advance(run: Pass, i: int) -> None:
 
 # Phases in which the new node has booted and must keep running.
 _NEW_RUNS = frozenset({Phase.SMOKING, Phase.ADDING, Phase.RISING, Phase.DRAINING,
-                       Phase.STANDBY})
+                       Phase.STANDBY, Phase.STAGED, Phase.WARM})
 
 
 def _new_died(run: Pass, i: int, rep: Replacement) -> bool:
@@ -255,4 +256,6 @@ _HANDLERS: dict[Phase, Callable[[Pass, int, Replacement], bool]] = {
     Phase.STANDBY: standby,
     Phase.RETIRING: retiring,
     Phase.RESTORING: restoring,
+    Phase.STAGED: bluegreen.staged,
+    Phase.WARM: bluegreen.warm,
 }

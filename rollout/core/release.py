@@ -106,7 +106,7 @@ def start_pending(run: Pass) -> None:
     for rep in pending:
         if rep.batch != batch:
             continue
-        if state.strategy is Strategy.SURGE:
+        if state.strategy in (Strategy.SURGE, Strategy.BLUE_GREEN):
             run.move(rep.index, Phase.LAUNCHING)
         elif run.capacity_for(rep.index):
             run.move(rep.index, Phase.DRAINING)

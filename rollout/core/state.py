@@ -80,6 +80,7 @@ from enum import StrEnum
 from rollout.config import PoolSettings
 from rollout.config import Strategy as Strategy
 from rollout.core.analysis import AnalysisContext, Verdict
+from rollout.core.bluegreen_state import BlueGreen
 from rollout.hooks import HookCall
 from rollout.model import (
     Admin,
@@ -108,6 +109,8 @@ class Phase(StrEnum):
     RELAUNCHING = "relaunching"  # the new node failed to boot: destroy it, launch another
     PARKING = "parking"  # in place only: old MAINT and stopped before the launch
     STANDBY = "standby"
+    STAGED = "staged"  # blue-green: green in the LB, drained, until the switch
+    WARM = "warm"  # blue-green: switched; blue drained and warm for scale_down_delay
     RETIRING = "retiring"
     DONE = "done"
     RESTORING = "restoring"
@@ -220,6 +223,8 @@ class RolloutState:
     # The controller's hooks (before_rollout, after_rollout) that passed; a
     # replacement's own hooks are marked in its ``entered``.
     hooks_done: frozenset[str] = frozenset()
+    # strategy blue_green only: which side takes the traffic (rollout.core.bluegreen)
+    blue_green: BlueGreen | None = None
 
     @property
     def strategy(self) -> Strategy:
@@ -360,6 +365,23 @@ class RunAnalysis(Action):
     name: str = ""
     context: AnalysisContext | None = None
     kind = "analysis"
+
+
+@dataclass(frozen=True)
+class SwitchTraffic(Action):
+    """Blue-green: put ``ready`` in service and drain ``drain``, in one LB
+    call. Journaled on replacement ``index`` (the first one); not tied to its phase."""
+
+    ready: tuple[Node, ...] = ()
+    drain: tuple[Node, ...] = ()
+    kind = "lb_switch"
+
+
+@dataclass(frozen=True)
+class StageMember(Action):
+    """Blue-green: put the green node in the LB drained, health checks on."""
+
+    kind = "lb_stage"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from concurrent import futures
 from rollout import names
 from rollout.config import Pool
 from rollout.core.batches import plan_batches, pool_nodes
+from rollout.core.bluegreen import rollback_refusal
 from rollout.core.decide import (
     Decision,
     apply_outcomes,
@@ -33,6 +34,7 @@ from rollout.core.decide import (
     halt,
     new_state,
     request_abort,
+    request_rollback,
     request_stop,
     resume_state,
 )
@@ -60,7 +62,7 @@ from rollout.errors import (
     RolloutError,
     UnfinishedRolloutError,
 )
-from rollout.events import Event, RolloutStarted, StepFinished, StepStarted
+from rollout.events import Event, RollbackRequested, RolloutStarted, StepFinished, StepStarted
 from rollout.model import Image
 from rollout.protocols import Analyzer, Clock, HookRunner, LoadBalancer, Provider, SmokeRunner
 from rollout.store.journal import Journal
@@ -179,6 +181,18 @@ class Controller:
         self._claim(state)
         return self._conclude(self._drive(state))
 
+    def rollback(self, rollout_id: str | None = None) -> RolloutResult:
+        """Blue-green, within scale_down_delay, no live controller: switch back
+        to the warm blue pool at once, then remove the green one."""
+        state = self._unfinished(rollout_id, "roll back")
+        refusal = rollback_refusal(state)
+        if refusal is not None:
+            raise ConfigError(refusal, hint=f"see `rollout history --role {state.role}`")
+        state = resume_state(state, self.clock.now())
+        state = self._commit(request_rollback(state, self.clock.now()))
+        self._claim(state)
+        return self._conclude(self._drive(state))
+
     def reap(self, *, dry_run: bool = False) -> ReapReport:
         """Remove nodes and LB members that rollouts created but no journal owns."""
         return reap(self.pool, self.provider, self.lb, self.journal, self.clock,
@@ -203,6 +217,10 @@ class Controller:
                     abandoned = abandon_smokes(state, inflight, self.journal, self.clock,
                                                self.on_event) or abandoned
                 state, world = self._look(state, pool)
+                if running and state.blue_green is not None:
+                    # After the observation, so a request that came in while
+                    # the pool was observed is acted on in this very pass.
+                    state = self._honour_rollback(state)
                 if world is not None:
                     busy = frozenset(f.action.index for f in inflight.values())
                     decision = decide(state, world, self.clock.now(), busy)
@@ -225,6 +243,15 @@ class Controller:
         finally:
             if pool is not None:
                 pool.shutdown(wait=not abandoned)
+
+    def _honour_rollback(self, state: RolloutState) -> RolloutState:
+        """A ``rollback_requested`` event journaled by `rollout rollback` while
+        this controller holds the pool in a blue-green scale_down_delay."""
+        if rollback_refusal(state) is not None:
+            return state
+        if not self.journal.requested(state.id, RollbackRequested.kind):
+            return state
+        return self._commit(request_rollback(state, self.clock.now()))
 
     def _look(self, state: RolloutState, pool: futures.ThreadPoolExecutor | None,
               ) -> tuple[RolloutState, World | None]:

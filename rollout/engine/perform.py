@@ -17,8 +17,10 @@ from rollout.core.state import (
     RunHook,
     RunSmoke,
     SetAdmin,
+    StageMember,
     StartNode,
     StopNode,
+    SwitchTraffic,
 )
 from rollout.errors import ConfigError, RolloutError
 from rollout.hooks import HookCall
@@ -54,6 +56,10 @@ def perform(action: Action, provider: Provider, lb: LoadBalancer, runner: SmokeR
             lb.add(action.node)
         elif isinstance(action, SetAdmin):
             lb.set_admin(action.node, action.admin)
+        elif isinstance(action, StageMember):
+            lb.stage(action.node)
+        elif isinstance(action, SwitchTraffic):
+            lb.switch(action.ready, action.drain)
         elif isinstance(action, RemoveMember):
             lb.remove(action.node)
         elif isinstance(action, StopNode):

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.engine import RowMapping
 
 from rollout.config import PoolSettings
+from rollout.core.bluegreen_state import BlueGreen
 from rollout.core.state import (
     Counters,
     Phase,
@@ -46,6 +47,7 @@ def state_json(state: RolloutState) -> str:
         "batches_done": sorted(state.batches_done),
         "skipped_nodes": list(state.skipped_nodes), "message": state.message,
         "kind": state.kind, "hooks_done": sorted(state.hooks_done),
+        "blue_green": None if state.blue_green is None else state.blue_green.to_json(),
     }, sort_keys=True)
 
 
@@ -113,4 +115,5 @@ def rollout_state(row: Row, reps: Sequence[Row]) -> RolloutState:
         previous_images=tuple(json.loads(row["previous_images"])),
         message=extra["message"], kind=extra.get("kind", "rollout"),
         hooks_done=frozenset(extra.get("hooks_done", ())),
+        blue_green=BlueGreen.from_json(bg) if (bg := extra.get("blue_green")) else None,
     )

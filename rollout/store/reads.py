@@ -115,6 +115,13 @@ class JournalReads:
             events.c.rollout_id.is_not_distinct_from(rollout_id)).order_by(events.c.id))
         return [from_dict(json.loads(r["body"])) for r in rows]
 
+    def requested(self, rollout_id: str, kind: str) -> bool:
+        """Whether the rollout's events hold one of ``kind`` (a request another
+        process journaled, such as ``rollback_requested``)."""
+        rows = self._rows(select(events.c.id).where(
+            events.c.rollout_id == rollout_id, events.c.kind == kind).limit(1))
+        return bool(rows)
+
     def wait_totals(self, rollout_id: str) -> dict[str, float]:
         """Seconds spent in each kind of irreducible wait (boot, smoke, lb_rise,
         drain, soak), summed over the rollout's replacements."""

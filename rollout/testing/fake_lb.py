@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rollout.errors import DriverError
@@ -132,6 +133,37 @@ class FakeLoadBalancer:
                 slot.checks_since = self.clock.now()  # back from MAINT: checks start over
                 slot.last_health = Health.UNKNOWN
             slot.admin = admin
+
+    def stage(self, node: Node) -> Member:
+        """As :meth:`add`, but the member is DRAIN (checked, no traffic)."""
+        with self._lock:
+            self._check("stage", node.lb_target)
+            slot = self._members.get(node.lb_target)
+            if slot is None:
+                if self.slots is not None and len(self._members) >= self.slots:
+                    raise DriverError(f"fake LB: no free slot for {node.name}")
+                slot = self._new_slot(node)
+                slot.admin = Admin.DRAIN
+                slot.drained_at = self.clock.now()
+            elif slot.admin is Admin.MAINT:
+                slot.admin = Admin.DRAIN
+            return self._member(slot)
+
+    def switch(self, ready: Sequence[Node], drain: Sequence[Node]) -> None:
+        """All at once, under one lock (as HAProxy's one-line batch)."""
+        with self._lock:
+            self._check("switch", "")
+            for node in ready:
+                slot = self._members.get(node.lb_target)
+                if slot is None:
+                    raise DriverError(f"fake LB: no member for {node.name} ({node.lb_target})")
+                slot.admin = Admin.READY
+            for node in drain:
+                slot = self._members.get(node.lb_target)
+                if slot is not None and slot.admin is Admin.READY:
+                    slot.admin = Admin.DRAIN
+                    slot.drained_at = self.clock.now()
+                    slot.drain_from = self._member(slot).sessions
 
     def remove(self, node: Node) -> None:
         with self._lock:

@@ -27,6 +27,9 @@ class LoadReport:
     statuses: Counter[int] = field(default_factory=Counter)
     error_kinds: Counter[str] = field(default_factory=Counter)
     bodies: Counter[str] = field(default_factory=Counter)  # first line of each 2xx body
+    # With ``timeline``: (sent, answered, first line of the body or "error:KIND")
+    # per request, on the wall clock (time.time()), to compare with event times.
+    timeline: list[tuple[float, float, str]] = field(default_factory=list)
 
     @property
     def failed(self) -> int:
@@ -50,7 +53,8 @@ class Load:
 
     def __init__(self, url: str, *, concurrency: int = 8, max_seconds: float = 600.0,
                  max_requests: int = 10_000_000, timeout: float = 5.0,
-                 keep_bodies: bool = False, rate: float | None = None) -> None:
+                 keep_bodies: bool = False, rate: float | None = None,
+                 timeline: bool = False) -> None:
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"only http:// URLs are supported (got {url!r})")
@@ -61,7 +65,8 @@ class Load:
         self.max_seconds = max_seconds
         self.max_requests = max_requests
         self.timeout = timeout
-        self.keep_bodies = keep_bodies
+        self.keep_bodies = keep_bodies or timeline
+        self.timeline = timeline
         # Requests per second over all threads; None means as fast as possible.
         # A cap keeps the load steady and leaves CPU for the nodes on a small host.
         self.rate = rate
@@ -111,6 +116,7 @@ class Load:
                 if self._report.requests >= self.max_requests:
                     return
                 self._report.requests += 1
+            sent = time.time()
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
@@ -128,6 +134,9 @@ class Load:
                 with self._lock:
                     self._report.errors += 1
                     self._report.error_kinds[type(exc).__name__] += 1
+                    if self.timeline:
+                        self._report.timeline.append(
+                            (sent, time.time(), f"error:{type(exc).__name__}"))
                 continue
             with self._lock:
                 self._report.statuses[status] += 1
@@ -136,6 +145,9 @@ class Load:
                     if self.keep_bodies:
                         first = body.decode(errors="replace").splitlines()[:1]
                         self._report.bodies[first[0] if first else ""] += 1
+                        if self.timeline:
+                            self._report.timeline.append(
+                                (sent, time.time(), first[0] if first else ""))
                 else:
                     self._report.non_2xx += 1
         if conn is not None:

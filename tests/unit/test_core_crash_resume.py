@@ -29,7 +29,7 @@ class Crash(BaseException):
 
 
 _MUTATING = {"launch", "stop", "start", "destroy", "add", "set_admin", "remove", "run",
-             "attach_volume", "join_group", "finish_removal"}
+             "attach_volume", "join_group", "finish_removal", "stage", "switch"}
 
 
 class Counter:
@@ -140,6 +140,12 @@ SCENARIOS = {
     "in-place": (2, _nothing, "new", {"pool_size": 2, "strategy": "in_place",
                                       "max_unavailable": 1, "min_healthy": 1}),
     "surge-restore": (3, _canary_smoke_fails, "old", {"pool_size": 3}),
+    # Every boundary of a blue-green rollout, the switch included, converges to
+    # all green (or all blue when a green node fails its smoke test).
+    "blue-green": (2, _nothing, "new", {"pool_size": 2, "strategy": "blue_green",
+                                        "scale_down_delay": 2}),
+    "blue-green-restore": (2, _canary_smoke_fails, "old", {
+        "pool_size": 2, "strategy": "blue_green", "scale_down_delay": 2}),
     "in-place-restore": (2, _canary_smoke_fails, "old", {
         "pool_size": 2, "strategy": "in_place", "max_unavailable": 1, "min_healthy": 1}),
 }

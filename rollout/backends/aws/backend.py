@@ -16,7 +16,7 @@ from rollout.backends.aws.builder import AwsBuilder
 from rollout.backends.aws.elbv2 import Elbv2LoadBalancer
 from rollout.backends.aws.images import AwsImageStore
 from rollout.backends.aws.provider import AwsProvider
-from rollout.config import AwsSettings, Pool
+from rollout.config import AwsSettings, Pool, Strategy
 from rollout.drivers.smoke import TestinfraSmokeRunner
 from rollout.errors import ConfigError
 from rollout.protocols import (
@@ -48,6 +48,11 @@ class AwsBackend(Backend):
                 f"{settings.load_balancer!r} (it serves: {', '.join(LOAD_BALANCERS)})",
                 hint="use load_balancer: elbv2 with rollout.aws.target_group_arn",
             )
+        if settings.strategy is Strategy.BLUE_GREEN:
+            raise ConfigError(
+                f"{pool.source}: rollout.strategy: blue_green is not supported on aws yet "
+                "(it needs a second target group and a listener flip)",
+                hint="use strategy surge for an aws pool")
         if not self._aws(pool).target_group_arn:
             raise ConfigError(
                 f"{pool.source}: rollout.aws.target_group_arn: load_balancer is elbv2, so "

@@ -37,7 +37,7 @@ draining).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rollout.backends.aws.session import AwsClients, aws_errors
@@ -94,6 +94,17 @@ class Elbv2LoadBalancer:
         self.health_source = health_source or describe_target_health(clients)
         self._deregistered: set[str] = set()
         self._delay: float | None = None
+
+    def stage(self, node: Node) -> Member:
+        """A single target group cannot hold a node that is checked but takes
+        no traffic: blue-green on ELBv2 is not built yet."""
+        raise ConfigError(f"target group {self.arn}: blue-green is not supported on ELBv2 yet",
+                          hint="use strategy surge for an aws pool")
+
+    def switch(self, ready: Sequence[Node], drain: Sequence[Node]) -> None:
+        """See :meth:`stage`."""
+        raise ConfigError(f"target group {self.arn}: blue-green is not supported on ELBv2 yet",
+                          hint="use strategy surge for an aws pool")
 
     def capacity(self) -> LbCapacity:
         """ELBv2's quota of targets per target group (the AWS default)."""

@@ -10,6 +10,8 @@ found by its address (``Node.lb_target``). Transitions, all idempotent:
 | set_admin DRAIN    | state drain                                               |
 | set_admin MAINT    | state maint                                               |
 | remove             | state maint; set addr EMPTY; disable health               |
+| stage (blue-green) | set addr; enable health; state drain; health down         |
+| switch (blue-green)| one line: state ready (each green); state drain (each blue)|
 
 Why the detour through DRAIN and "health down": a server leaving MAINT is
 assumed UP by HAProxy before any check has run (status "UP 1/2", check "INI")
@@ -157,6 +159,62 @@ class HAProxyLoadBalancer:
         self.runtime.set_server_addr(self.backend, free.slot, target, self.service_port)
         self._ready(free.slot, free.admin)
         return self._slot(free.slot)
+
+    def stage(self, node: Node) -> Member:
+        """Blue-green: ``node`` in a free slot, DRAIN with checks on and health
+        forced DOWN, so it is UP only after ``rise`` checks and takes no traffic
+        until :meth:`switch`. Idempotent; a slot already READY is left so."""
+        target = self._target(node)
+        members = self.members()
+        held = slots_of(members, target)
+        if held:
+            slot = held[0]
+            if slot.admin is Admin.MAINT:
+                self._drained(slot.slot)
+            return self._slot(slot.slot)
+        free = free_slot(members)
+        if free is None:
+            raise DriverError(
+                f"no free slot in backend {self.backend} (slots: {self.slots}) for green node "
+                f"{node.name!r} ({target})",
+                hint="blue-green needs twice pool_size slots: raise rollout.haproxy.slots "
+                "and reload HAProxy",
+            )
+        self.runtime.set_server_addr(self.backend, free.slot, target, self.service_port)
+        self._drained(free.slot)
+        return self._slot(free.slot)
+
+    def _drained(self, slot: str) -> None:
+        self.runtime.enable_health(self.backend, slot)
+        self.runtime.set_server_state(self.backend, slot, "drain")
+        self.runtime.set_server_health(self.backend, slot, "down")
+
+    def switch(self, ready: Sequence[Node], drain: Sequence[Node]) -> None:
+        """One runtime-API exchange: every ``ready`` slot from DRAIN to READY,
+        then every ``drain`` slot to DRAIN (see docs/blue-green.md). A ready
+        node whose slot is in MAINT takes the safe path of :meth:`set_admin`
+        first (checks must pass again), which is not instant."""
+        members = self.members()
+        changes: list[tuple[str, str, Admin]] = []
+        for node in ready:
+            for slot in self._held(members, node):
+                if slot.admin is Admin.MAINT:
+                    self._ready(slot.slot, slot.admin)
+                elif slot.admin is Admin.DRAIN:
+                    changes.append((self.backend, slot.slot, Admin.READY))
+        for node in drain:
+            changes.extend((self.backend, slot.slot, Admin.DRAIN)
+                           for slot in self._held(members, node) if slot.admin is Admin.READY)
+        self.runtime.set_server_states(changes)
+
+    def _held(self, members: Sequence[Member], node: Node) -> list[Member]:
+        held = slots_of(members, self._target(node))
+        if not held:
+            raise DriverError(
+                f"{self._where()}: node {node.name!r} ({node.lb_target}) is in no slot",
+                hint="stage the node in the load balancer first",
+            )
+        return held
 
     def set_admin(self, node: Node, admin: Admin) -> None:
         """READY, DRAIN or MAINT for every slot holding the node."""

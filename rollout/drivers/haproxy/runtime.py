@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import socket
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Literal, NoReturn
 from urllib.parse import unquote, urlsplit
@@ -262,6 +263,22 @@ class HAProxyRuntime:
                 f"HAProxy runtime: health for {ref} must be up, stopping or down (got {health!r})"
             )
         self._quiet(f"set server {ref} health {health}", where)
+
+    def set_server_states(self, changes: Sequence[tuple[str, str, Admin]]) -> None:
+        """Several ``set server B/S state X`` (backend, server, admin) in ONE
+        exchange: HAProxy runs ';'-separated commands of a line one after the
+        other in the same CLI session, without serving requests in between
+        on a loaded process for long (the blue-green switch)."""
+        lines = []
+        for backend, server, admin in changes:
+            ref, _ = self._server(backend, server)
+            lines.append(_check_line(f"set server {ref} state {Admin(admin).value}"))
+        if not lines:
+            return
+        line = "; ".join(lines)
+        answer = self._transport.send(line)
+        if answer.strip():
+            self._fail(line, answer, " (one batch)")
 
     def enable_health(self, backend: str, server: str) -> None:
         ref, where = self._server(backend, server)
