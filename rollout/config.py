@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from rollout import names
+from rollout.config_canary import CanaryStep
 from rollout.durations import parse_duration, resolve_floor
 from rollout.errors import ConfigError, NotFoundError
 from rollout.state_url import parse_state_url
@@ -275,9 +276,15 @@ class PoolSettings(_Strict):
     lease_ttl: Duration = Field(30.0, ge=1.0, le=3600.0)
     # Webhooks told of the rollout's start and end (see rollout.app.notify).
     notify: tuple[Webhook, ...] = ()
+    # --- weighted canary steps and pause gates (rollout.config_canary) ---
+    # When given, the canary batch goes through these steps instead of `soak`.
+    canary_steps: tuple[CanaryStep, ...] = ()
+    # --- end of the canary steps block ---
 
     @model_validator(mode="after")
     def _coherent(self) -> PoolSettings:
+        if self.canary_steps and self.canary < 1:
+            raise ValueError("canary_steps need a canary batch: set canary to 1 or more")
         if self.batch_size > self.pool_size:
             raise ValueError(
                 f"batch_size ({self.batch_size}) is larger than pool_size ({self.pool_size})"

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from rollout.config import PoolSettings
+from rollout.core import canary
 from rollout.core.batches import Plan
 from rollout.core.phases import Decision, Pass, advance, node_name
 from rollout.core.release import batch_events, fail_rollout, release_batches, start_pending, wait
@@ -28,6 +29,7 @@ from rollout.core.state import (
     RestoreReason,
     RolloutState,
     RolloutStatus,
+    RunAnalysis,
     RunSmoke,
     World,
 )
@@ -140,7 +142,9 @@ def _apply(run: Pass, action: Action, outcome: Outcome) -> bool:
     rep = run.reps[i]
     if rep.attempt != action.attempt or rep.phase is not action.phase:
         return False
-    if rep.phase in (Phase.RESTORING, Phase.RETIRING):
+    if isinstance(action, RunAnalysis):
+        canary.analysed(run, action, outcome)
+    elif rep.phase in (Phase.RESTORING, Phase.RETIRING):
         if outcome.ok:
             if rep.retries:
                 run.set(i, retries=0, retry_at=0.0)
@@ -236,6 +240,8 @@ def _check_rollout(run: Pass) -> None:
     if failures > settings.failure_budget:
         fail_rollout(run, f"{failures} replacement(s) failed, more than failure_budget "
                            f"{settings.failure_budget}", RestoreReason.ROLLOUT_FAILED)
+    elif run.gate.paused:
+        return  # paused time does not count against the progress deadline
     elif run.now - state.last_progress > settings.timeouts.progress_deadline:
         fail_rollout(run, f"no progress for timeouts.progress_deadline "
                            f"{settings.timeouts.progress_deadline:g}s",
@@ -253,6 +259,7 @@ def _state(run: Pass, status: RolloutStatus | None = None, message: str = "") ->
         soak=run.soak,
         soaked=run.soaked,
         batches_done=run.batches_done,
+        gate=run.gate,
         status=status or state.status,
         finished_at=run.now if status not in (None, RolloutStatus.RUNNING) else state.finished_at,
         message=message or state.message,

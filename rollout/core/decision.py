@@ -84,6 +84,7 @@ class Pass:
         self.soak = state.soak
         self.soaked = state.soaked
         self.batches_done = state.batches_done
+        self.gate = state.gate  # canary steps and pause gates (rollout.core.canary)
         old_out = _OLD_OUT[state.strategy]  # looked up once: this runs per outcome
         out = {r.old_target for r in self.reps if r.phase in old_out}
         self.in_service = sum(

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from rollout import names
 from rollout.config import Pool
 from rollout.core.batches import plan_batches, pool_nodes
+from rollout.core.canary import request_continue, request_pause
 from rollout.core.decide import (
     Decision,
     apply_outcomes,
@@ -44,8 +45,10 @@ from rollout.core.state import (
     RolloutState,
     RolloutStatus,
     SetAdmin,
+    SetWeight,
     World,
 )
+from rollout.engine.analysis import Judge, no_analysis
 from rollout.engine.observe import Observer
 from rollout.engine.perform import perform
 from rollout.engine.reap import ReapReport, reap
@@ -64,6 +67,7 @@ from rollout.model import Image
 from rollout.protocols import Clock, LoadBalancer, Provider, SmokeRunner
 from rollout.store.journal import Journal
 from rollout.store.lease import Lease
+from rollout.store.requests import RequestKind
 
 __all__ = ["Controller", "RolloutResult"]
 
@@ -96,6 +100,7 @@ class Controller:
         workers: int = 8,
         lease: Lease | None = None,
         new_id: Callable[[], str] = _new_id,
+        judge: Judge = no_analysis,
     ) -> None:
         self.pool = pool
         self.provider = provider
@@ -109,6 +114,7 @@ class Controller:
         self.workers = workers
         self.lease = lease
         self.new_id = new_id
+        self.judge = judge  # for `analysis:` canary steps (rollout.engine.analysis)
         self.observer = Observer(provider, lb, clock, self._emit)
 
     # --- entry points ---------------------------------------------------------------
@@ -148,6 +154,13 @@ class Controller:
                     hint=f"see `rollout lab status`; `rollout reap --role {role}` removes "
                     "leftovers",
                 )
+        weighs = any(step.weight is not None for step in self.pool.settings.canary_steps)
+        if weighs and any(m.weight is None for m in members if m.target):
+            raise ConfigError(
+                f"pool {env}/{role}: canary_steps has weight steps, but this load balancer "
+                "has no member weights",
+                hint="remove the weight steps (keep pause and analysis steps), or use HAProxy",
+            )
         plan = plan_batches(members_now, target, self.pool.settings, only=only)
         rollout_id = names.rollout_id(self.new_id(), "rollout id")
         state = new_state(rollout_id, env, role, target, self.pool.settings, plan,
@@ -195,6 +208,8 @@ class Controller:
                 running = state.status is RolloutStatus.RUNNING
                 if running and not state.stopping and self.stop_requested():
                     state = self._commit(request_stop(state, self.clock.now()))
+                if running:
+                    state = self._requests(state)
                 state, world = self._look(state, pool)
                 if world is not None:
                     busy = frozenset(f.action.index for f in inflight.values())
@@ -250,6 +265,8 @@ class Controller:
         intents = []
         for action in actions:
             detail = action.admin.value if isinstance(action, SetAdmin) else ""
+            if isinstance(action, SetWeight):
+                detail = "normal" if action.weight is None else str(action.weight)
             if isinstance(action, Launch) and action.spec is not None:
                 detail = action.spec.image.id
             intents.append((action.index, action.kind, action.node.name, now, detail))
@@ -275,7 +292,7 @@ class Controller:
         # clock) before anyone else can take it, so refuse the call then.
         if self.lease is not None and self.lease.lost:
             raise self._lost(None)
-        return perform(action, self.provider, self.lb, self.smoke, self.clock)
+        return perform(action, self.provider, self.lb, self.smoke, self.clock, self.judge)
 
     def _lost(self, rollout_id: str | None) -> FencedOut:
         """The error that stops a controller whose lease counts as lost, naming
@@ -345,6 +362,22 @@ class Controller:
                          return_when=futures.FIRST_COMPLETED)
         else:
             self.clock.sleep(self.poll_interval)
+
+    def _requests(self, state: RolloutState) -> RolloutState:
+        """Fold the open operator requests (pause, continue) into the state,
+        journal it, then mark them consumed (applying one twice is harmless)."""
+        requests = self.journal.open_requests(state.id)
+        if not requests:
+            return state
+        now = self.clock.now()
+        events: list[Event] = []
+        for request in requests:
+            change = request_pause if request.kind is RequestKind.PAUSE else request_continue
+            state, event = change(state, now, request.by)
+            events.append(event)
+        state = self._commit(Decision(state, events=tuple(events)))
+        self.journal.consume(requests, now)
+        return state
 
     # --- journal and events -----------------------------------------------------------------
 

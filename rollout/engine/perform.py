@@ -13,17 +13,20 @@ from rollout.core.state import (
     Launch,
     Outcome,
     RemoveMember,
+    RunAnalysis,
     RunSmoke,
     SetAdmin,
+    SetWeight,
     StartNode,
     StopNode,
 )
+from rollout.engine.analysis import Judge, no_analysis
 from rollout.errors import RolloutError
 from rollout.protocols import Clock, LoadBalancer, Provider, SmokeRunner
 
 
 def perform(action: Action, provider: Provider, lb: LoadBalancer, runner: SmokeRunner,
-            clock: Clock) -> Outcome:
+            clock: Clock, judge: Judge = no_analysis) -> Outcome:
     """One driver call. Any Exception is an outcome; BaseException is not."""
     started = clock.now()
     node = smoke = None
@@ -50,6 +53,12 @@ def perform(action: Action, provider: Provider, lb: LoadBalancer, runner: SmokeR
             provider.attach_volume(action.node)
         elif isinstance(action, JoinGroup):
             provider.join_group(action.node)
+        elif isinstance(action, SetWeight):
+            lb.set_weight(action.node, action.weight)
+        elif isinstance(action, RunAnalysis):
+            verdict = judge(action.name)
+            if not verdict.passed:
+                return Outcome(False, clock.now() - started, error=verdict.reason)
         else:
             raise TypeError(f"unknown action {action!r}")
     except Exception as exc:

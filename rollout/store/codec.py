@@ -17,6 +17,7 @@ from sqlalchemy.engine import RowMapping
 from rollout.config import PoolSettings
 from rollout.core.state import (
     Counters,
+    Gate,
     Phase,
     Replacement,
     RestoreReason,
@@ -46,7 +47,20 @@ def state_json(state: RolloutState) -> str:
         "batches_done": sorted(state.batches_done),
         "skipped_nodes": list(state.skipped_nodes), "message": state.message,
         "kind": state.kind,
+        "gate": _gate_json(state.gate),
     }, sort_keys=True)
+
+
+def _gate_json(gate: Gate) -> dict[str, Any] | None:
+    """The canary steps' position and the pause gate; None when untouched, so
+    rollouts without either keep the blob they always had."""
+    return None if gate == Gate() else dataclasses.asdict(gate)
+
+
+def _gate(data: dict[str, Any] | None) -> Gate:
+    if data is None:
+        return Gate()
+    return Gate(**{**data, "weighted": tuple(data.get("weighted", ()))})
 
 
 def rollout_values(state: RolloutState, pid: int | None, host: str | None) -> dict[str, Any]:
@@ -112,4 +126,5 @@ def rollout_state(row: Row, reps: Sequence[Row]) -> RolloutState:
         skipped_nodes=tuple(extra["skipped_nodes"]),
         previous_images=tuple(json.loads(row["previous_images"])),
         message=extra["message"], kind=extra.get("kind", "rollout"),
+        gate=_gate(extra.get("gate")),
     )
