@@ -336,6 +336,12 @@ class PoolSettings(_Strict):
         """A copy with command-line overrides (None means not given), re-validated."""
         data = self.model_dump()
         timeouts = dict(data["timeouts"])
+        weight = overrides.pop("canary_weight", None)
+        if weight is not None:
+            # `--canary-weight PCT [--soak D]`: one weight step, then one pause.
+            soak = overrides.get("soak")
+            data["canary_steps"] = [{"weight": weight},
+                                    {"pause": data["soak"] if soak is None else soak}]
         for key, value in overrides.items():
             if value is None:
                 continue

@@ -295,14 +295,17 @@ class CanaryStepStarted(Event):
 
 @dataclass(frozen=True)
 class RolloutPaused(Event):
-    """The rollout holds at a step boundary until ``rollout continue``."""
+    """The rollout holds at a step boundary until ``rollout continue``
+    (``held``), or a ``rollout pause`` asked it to at the next one."""
 
     reason: str = ""
+    held: bool = True
     kind: ClassVar[str] = "rollout_paused"
     style: ClassVar[str | None] = "yellow"
 
     def text(self) -> str:
-        return f"rollout {self.rollout_id} paused: {self.reason}"
+        what = "paused" if self.held else "will pause"
+        return f"rollout {self.rollout_id} {what}: {self.reason}"
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ EventSink = Callable[[Event], None]
 OVERRIDABLE = (
     "strategy", "batch_size", "max_unavailable", "min_healthy", "canary", "soak",
     "failure_budget", "standby", "ready", "smoke", "lb_up", "drain", "progress_deadline",
+    "canary_weight",
 )
 
 

@@ -123,7 +123,8 @@ def request_pause(state: RolloutState, now: float, by: str) -> tuple[RolloutStat
     """``rollout pause``: hold at the next step boundary."""
     gate = replace(state.gate, hold=True)
     return replace(state, gate=gate), RolloutPaused(
-        state.id, now, reason=f"`rollout pause` by {by}: holds at the next step boundary")
+        state.id, now, reason=f"`rollout pause` by {by}: holds at the next step boundary",
+        held=False)
 
 
 def request_continue(state: RolloutState, now: float, by: str) -> tuple[RolloutState, Event]:

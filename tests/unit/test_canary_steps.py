@@ -4,23 +4,29 @@ are during and after the steps, and what the journal holds."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from rollout.app.gates import continue_rollout
+from rollout.app.rollouts import run_rollout
+from rollout.app.session import open_journal
+from rollout.cli.live import LiveView
 from rollout.config import Pool, PoolSettings
 from rollout.config_canary import CanaryStep, shortcut
 from rollout.core.canary import canary_weight
 from rollout.core.state import Phase, RolloutStatus
 from rollout.engine.analysis import AnalysisVerdict
 from rollout.engine.controller import Controller
-from rollout.errors import RolloutFailed
-from rollout.events import Event
+from rollout.errors import ConfigError, RolloutFailed
+from rollout.events import Event, RolloutContinued, RolloutPaused
 from rollout.store.journal import Journal
 from rollout.store.requests import RequestKind
 from rollout.testing import FakeWorld, pool_settings
 from rollout.testing.fake_lb import NORMAL_WEIGHT
+from tests.unit.test_live_frames import fake_ws, frame
 
 
 class Crash(BaseException):
@@ -237,3 +243,56 @@ def test_unknown_analysis_fails_the_canary(tmp_path: Path) -> None:
 
 def test_shortcut() -> None:
     assert shortcut(10, 30) == (CanaryStep(weight=10), CanaryStep(pause=30))
+
+
+def test_the_live_view_shows_a_pause_and_how_long() -> None:
+    now = {"t": 1000.0}
+    view = LiveView(now=lambda: now["t"])
+    view.feed(RolloutPaused("r1", 1000.0, reason="`rollout pause` by bob", held=False))
+    assert "PAUSED" not in frame(view)  # asked, not held yet
+    view.feed(RolloutPaused("r1", 1000.0, reason="canary step 2/2: waiting"))
+    now["t"] = 1095.0
+    assert "PAUSED for 1:35: canary step 2/2: waiting" in frame(view)
+    view.feed(RolloutContinued("r1", 1095.0, by="bob", waited=95.0))
+    assert "PAUSED" not in frame(view)
+
+
+def test_canary_weight_shortcut_through_the_app(tmp_path: Path) -> None:
+    fake, ws = fake_ws(tmp_path)
+    result = run_rollout(ws, "web", version="2.0.0", clock=fake.clock,
+                         overrides={"canary_weight": 10, "soak": "2s"})
+    assert result.status is RolloutStatus.SUCCEEDED
+    assert set(weights(fake).values()) == {NORMAL_WEIGHT}
+    with closing(open_journal(ws)) as journal:
+        state = journal.get(result.id)
+        assert state.settings.canary_steps == shortcut(10, 2)
+        kinds = [s.kind for s in journal.steps(result.id)]
+    assert kinds.count("lb_set_weight") == 2
+    with pytest.raises(ConfigError, match="nothing to continue"):
+        continue_rollout(ws, rollout_id=result.id)
+
+
+def test_reap_puts_back_a_canary_weight_a_crash_left(tmp_path: Path) -> None:
+    world = FakeWorld.create(3)
+    clock, events = HookedClock(world), []
+    ctl = controller(world, tmp_path, events, clock, pool_size=3,
+                     canary_steps=[{"weight": 25}, {"pause": {}}])
+
+    def crash_when_paused() -> None:
+        if _paused(ctl):
+            raise Crash()
+
+    clock.hook = crash_when_paused
+    with pytest.raises(Crash):
+        ctl.run(world.new)
+    assert any(w != NORMAL_WEIGHT for w in weights(world).values())  # the canary's
+    clock.hook = lambda: None
+    ctl.abort()  # the canary leaves the LB, and its weight with it
+    assert set(weights(world).values()) == {NORMAL_WEIGHT}
+    # A weight left behind outside any rollout (a hand edit, a crash of an old
+    # version): reap puts it back.
+    node = world.provider.live()[0]
+    world.lb.set_weight(node, 7)
+    report = ctl.reap()
+    assert report.reweighted == (node.lb_target,)
+    assert set(weights(world).values()) == {NORMAL_WEIGHT}
