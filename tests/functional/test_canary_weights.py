@@ -67,27 +67,39 @@ def test_a_pause_holds_through_a_sigkill_and_resume_until_continue(
         healthy: LabHandle) -> None:
     lab = healthy
     target = next_target(lab)
+    resumed: Running | None = None
     with Loaded(lab) as load:
         run = Running(lab, "run", "--role", ROLE, "--version", target,
-                      "--canary-weight", "25", "--soak", "5s")
+                      "--canary-weight", "25", "--soak", "20s")
         first = run.wait_for(lambda e: e.get("event") == "canary_step")
         rollout_id = first["rollout_id"]
-        asked = cli(lab, "pause", rollout_id)
-        assert asked.returncode == 0, asked.stderr
-        run.wait_for(lambda e: e.get("event") == "rollout_paused" and e["held"])
-        os.kill(run.proc.pid, signal.SIGKILL)
-        run.finish()
-        status = cli_json(lab, "status", "--role", ROLE)["pools"][0]["unfinished"]
-        assert status["id"] == rollout_id and status["paused"]["since"] is not None
+        try:
+            asked = cli(lab, "pause", rollout_id)
+            assert asked.returncode == 0, asked.stderr
+            run.wait_for(lambda e: e.get("event") == "rollout_paused" and e["held"])
+            os.kill(run.proc.pid, signal.SIGKILL)
+            run.finish()
+            status = cli_json(lab, "status", "--role", ROLE)["pools"][0]["unfinished"]
+            assert status["id"] == rollout_id and status["paused"]["since"] is not None
+            held = [r["phase"] for r in cli_json(lab, "show", rollout_id)["replacements"]]
+            assert "pending" in held, held
 
-        resumed = Running(lab, "resume", rollout_id)
-        resumed.wait_for(lambda e: e.get("event") == "rollout_started" and e["resumed"])
-        time.sleep(8)  # longer than the soak: only the gate holds it now
-        shown = cli_json(lab, "show", rollout_id)
-        assert [r["phase"] for r in shown["replacements"][1:]] == ["pending"] * 3
-        assert shown["status"] == "running"
-        assert cli(lab, "continue", rollout_id).returncode == 0
-        assert resumed.finish() == 0, resumed.stderr
+            resumed = Running(lab, "resume", rollout_id)
+            resumed.wait_for(lambda e: e.get("event") == "rollout_started" and e["resumed"])
+            time.sleep(8)  # only the gate holds it now: nothing pending may start
+            shown = cli_json(lab, "show", rollout_id)
+            assert shown["status"] == "running"
+            now = [r["phase"] for r in shown["replacements"]]
+            assert [p for p, h in zip(now, held, strict=True) if h == "pending"] == [
+                "pending"] * held.count("pending"), (held, now)
+        finally:
+            if run.proc.poll() is None:  # failed before the kill: do not leave it paused
+                run.proc.kill()
+                run.finish()
+            if resumed is not None:
+                assert cli(lab, "continue", rollout_id).returncode == 0
+                code = resumed.finish()
+        assert code == 0, resumed.stderr
     load.assert_no_failures()
     continued = [e for e in resumed.events if e.get("event") == "rollout_continued"]
     assert continued and continued[0]["waited"] >= 8
