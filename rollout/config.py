@@ -28,6 +28,7 @@ from pydantic import (
 
 from rollout import names
 from rollout.config_analysis import Analysis
+from rollout.config_canary import CanaryStep
 from rollout.durations import parse_duration, resolve_floor
 from rollout.errors import ConfigError, NotFoundError
 from rollout.hooks import HookSettings
@@ -301,9 +302,20 @@ class PoolSettings(_Strict):
     # The most machines the pool may have at once (a blue-green peak is twice
     # the pool); None: no cap besides the load balancer's.
     max_nodes: int | None = Field(None, ge=1)
+    # --- weighted canary steps and pause gates (rollout.config_canary) ---
+    # When given, the canary batch goes through these steps instead of `soak`.
+    canary_steps: tuple[CanaryStep, ...] = ()
+    # --- end of the canary steps block ---
 
     @model_validator(mode="after")
     def _coherent(self) -> PoolSettings:
+        if self.canary_steps and self.canary < 1:
+            raise ValueError("canary_steps need a canary batch: set canary to 1 or more")
+        for step in self.canary_steps:
+            if step.analysis is not None and step.analysis not in self.analyses:
+                known = ", ".join(sorted(self.analyses)) or "none is defined"
+                raise ValueError(f"canary_steps: analysis {step.analysis!r} is not one of "
+                                 f"rollout.analyses ({known})")
         if self.analysis is not None and self.analysis not in self.analyses:
             known = ", ".join(sorted(self.analyses)) or "none is defined"
             raise ValueError(f"analysis {self.analysis!r} is not one of rollout.analyses "
@@ -361,6 +373,12 @@ class PoolSettings(_Strict):
         """A copy with command-line overrides (None means not given), re-validated."""
         data = self.model_dump()
         timeouts = dict(data["timeouts"])
+        weight = overrides.pop("canary_weight", None)
+        if weight is not None:
+            # `--canary-weight PCT [--soak D]`: one weight step, then one pause.
+            soak = overrides.get("soak")
+            data["canary_steps"] = [{"weight": weight},
+                                    {"pause": data["soak"] if soak is None else soak}]
         for key, value in overrides.items():
             if value is None:
                 continue

@@ -355,6 +355,51 @@ class RollbackRequested(Event):
         return f"rollback requested by {self.by}"
 
 
+# --- canary steps and pause gates ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class CanaryStepStarted(Event):
+    """The canary batch began step ``step`` (0-based) of ``canary_steps``."""
+
+    step: int = 0
+    steps: int = 0
+    description: str = ""
+    kind: ClassVar[str] = "canary_step"
+    style: ClassVar[str | None] = "cyan"
+
+    def text(self) -> str:
+        return f"canary step {self.step + 1}/{self.steps}: {self.description}"
+
+
+@dataclass(frozen=True)
+class RolloutPaused(Event):
+    """The rollout holds at a step boundary until ``rollout continue``
+    (``held``), or a ``rollout pause`` asked it to at the next one."""
+
+    reason: str = ""
+    held: bool = True
+    kind: ClassVar[str] = "rollout_paused"
+    style: ClassVar[str | None] = "yellow"
+
+    def text(self) -> str:
+        what = "paused" if self.held else "will pause"
+        return f"rollout {self.rollout_id} {what}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class RolloutContinued(Event):
+    """``rollout continue`` ended a pause that lasted ``waited`` seconds."""
+
+    by: str = ""
+    waited: float = 0.0
+    kind: ClassVar[str] = "rollout_continued"
+
+    def text(self) -> str:
+        who = f" by {self.by}" if self.by else ""
+        return f"rollout {self.rollout_id} continued{who} after {self.waited:.0f}s paused"
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -378,6 +423,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SideChosen,
         TrafficSwitched,
         RollbackRequested,
+        CanaryStepStarted,
+        RolloutPaused,
+        RolloutContinued,
     )
 }
 

@@ -152,6 +152,11 @@ class Member:
     check_failures: int = 0  # failed health checks (chkfail)
     check_downs: int = 0  # UP->DOWN transitions (chkdown): health flaps
     port: int | None = None
+    # The member's share of traffic relative to the others: its weight now and
+    # the weight it has when nobody changed it (HAProxy's initial weight).
+    # None when the load balancer has no per-member weights.
+    weight: int | None = None
+    normal_weight: int | None = None
 
     @property
     def in_service(self) -> bool:

@@ -154,6 +154,17 @@ class LoadBalancer(Protocol):
         ready ones first so that the pool is never empty. Idempotent."""
         ...
 
+    def set_weight(self, node: Node, weight: int | None) -> None:
+        """Give the node's member ``weight`` (its share of traffic is its weight
+        over the sum of the weights in service); None puts its normal weight
+        back. Idempotent. Only for load balancers whose members report a
+        ``Member.weight``; the core never asks the others."""
+        raise ConfigError(
+            f"the load balancer {type(self).__name__} cannot weight its members (node "
+            f"{node.name})",
+            hint="remove the weight steps from canary_steps for this pool",
+        )
+
     def capacity(self) -> LbCapacity | None:
         """How many members the pool's backend can hold at once, and the
         setting that raises it; None when it has no practical bound. ``plan``

@@ -4,6 +4,7 @@ opened for the query and closed again."""
 
 from __future__ import annotations
 
+import time
 from contextlib import closing
 from typing import Any
 
@@ -16,6 +17,17 @@ from rollout.events import AnalysisMeasured
 from rollout.store.lease_table import LeaseStatus
 
 
+def paused_summary(state: RolloutState, now: float) -> dict[str, Any] | None:
+    """How long a rollout has been paused and why, for ``status``; None when
+    it is not paused (``holding`` says a pause was asked for)."""
+    gate = state.gate
+    if gate.held_since is None:
+        return {"since": None, "waited": 0.0, "reason": "`rollout pause` asked; holds at "
+                "the next step boundary"} if gate.hold else None
+    return {"since": gate.held_since, "waited": round(now - gate.held_since, 1),
+            "reason": gate.held_by}
+
+
 def rollout_summary(state: RolloutState) -> dict[str, Any]:
     """One rollout in a line: its pool, status, target and phase counts."""
     phases: dict[str, int] = {}
@@ -26,6 +38,7 @@ def rollout_summary(state: RolloutState) -> dict[str, Any]:
         "target_image": state.target.id, "target_version": state.target.version,
         "started_at": state.started_at, "finished_at": state.finished_at,
         "replacements": len(state.replacements), "phases": phases, "message": state.message,
+        "paused": paused_summary(state, time.time()) if state.status.unfinished else None,
     }
 
 

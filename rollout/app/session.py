@@ -56,7 +56,7 @@ OVERRIDABLE = (
     "strategy", "batch_size", "max_unavailable", "min_healthy", "canary", "soak",
     "failure_budget", "analysis", "standby", "ready", "smoke", "lb_up", "drain",
     "progress_deadline",
-    "scale_down_delay",
+    "scale_down_delay", "canary_weight",
 )
 
 

@@ -3,6 +3,7 @@
 Errors are mapped to exit codes in exactly one place, :func:`rollout.cli.main.main`.
 """
 
+import rollout.cli.gates
 import rollout.cli.images
 import rollout.cli.lab
 import rollout.cli.pools

@@ -4,7 +4,8 @@ It is fed by the same events as the text and JSON output
 (:mod:`rollout.events`), so a rollout run here and one followed with
 ``rollout watch`` look alike. It shows one row per replacement (phase and time
 in it), a progress bar over the nodes with an ETA, the in-service capacity
-against the floor, what the rollout waits for and the soak verdicts; the
+against the floor, what the rollout waits for, whether it is paused (and for
+how long), the canary steps and the soak verdicts; the
 event lines worth a line (failures, restores, the end) are kept below.
 
 In-service capacity is derived from the phases: a new node counts from the
@@ -31,13 +32,16 @@ from rich.text import Text
 
 from rollout.cli.output import Output
 from rollout.events import (
+    CanaryStepStarted,
     Event,
     EventSink,
     PhaseChanged,
     ReplacementDone,
     ReplacementFailed,
     ReplacementRestored,
+    RolloutContinued,
     RolloutFinished,
+    RolloutPaused,
     RolloutStarted,
     SoakVerdict,
     Waiting,
@@ -82,6 +86,7 @@ class LiveView:
     verdicts: list[str] = field(default_factory=list)
     lines: list[tuple[str, str | None]] = field(default_factory=list)
     finished: str = ""
+    paused: tuple[str, float] | None = None  # why and since when the rollout holds
 
     def feed(self, event: Event) -> None:
         if isinstance(event, RolloutStarted):
@@ -103,8 +108,12 @@ class LiveView:
                 self.waits[key] = event.reason
             else:
                 self.waits.pop(key, None)
-        elif isinstance(event, SoakVerdict):
+        elif isinstance(event, SoakVerdict | CanaryStepStarted):
             self.verdicts.append(event.text())
+        elif isinstance(event, RolloutPaused) and event.held:
+            self.paused = (event.reason, event.at)
+        elif isinstance(event, RolloutContinued):
+            self.paused = None
         elif isinstance(event, RolloutFinished):
             self.finished = event.status
         if isinstance(event, ReplacementDone | ReplacementFailed | ReplacementRestored
@@ -153,6 +162,9 @@ class LiveView:
             floor = "" if self.floor is None else f" / floor {self.floor}"
             low = self.floor is not None and serving < self.floor
             parts.append(Text(f"in service {serving}{floor}", style="bold red" if low else ""))
+        if self.paused is not None and not self.finished:
+            reason, since = self.paused
+            parts.append(Text(f"PAUSED for {_clock(now - since)}: {reason}", style="bold yellow"))
         parts += [Text(f"waiting: {k}: {v}", style="dim") for k, v in self.waits.items()]
         parts += [Text(v, style="cyan") for v in self.verdicts[-3:]]
         parts += [Text(t, style=s or "") for t, s in self.lines]

@@ -44,6 +44,10 @@ def pacing_options(func: F) -> F:
         click.option("--min-healthy", default=None, help="A count (3) or a share ('75%').",),
         click.option("--canary", type=int, default=None, help="Nodes in the first batch."),
         click.option("--soak", default=None, help="Canary soak, e.g. 30s."),
+        click.option("--canary-weight", type=click.FloatRange(0, 100, min_open=True,
+                                                              max_open=True), default=None,
+                     help="The canary's share of traffic in percent during the soak "
+                     "(canary_steps: weight PCT, pause SOAK)."),
         click.option("--failure-budget", type=int, default=None),
         click.option("--analysis", default=None,
                      help="Judge the canary soak by this analysis of rollout.analyses."),
@@ -189,8 +193,8 @@ def reap(opts: Options, role: str, dry_run: bool, wait_lock: bool) -> None:
     if out.json:
         out.record({"event": "reap_report", "destroyed": list(report.destroyed),
                     "removed": list(report.removed), "kept": [list(k) for k in report.kept],
-                    "dry_run": report.dry_run})
-    elif not report.destroyed and not report.removed:
+                    "dry_run": report.dry_run, "reweighted": list(report.reweighted)})
+    elif not report.destroyed and not report.removed and not report.reweighted:
         out.line("nothing to reap")
 
 
@@ -212,9 +216,14 @@ def status(opts: Options, role: str | None) -> None:
     for r in rows:
         un = r["unfinished"]
         last = r["last"]
+        paused = un["paused"] if un else None
         out.line(f"{r['env']}/{r['role']}: "
                  + (f"UNFINISHED {un['id']} ({un['status']}): run 'rollout resume {un['id']}' "
                     f"or 'rollout abort {un['id']}'" if un else "no unfinished rollout")
+                 + (f"; PAUSED for {paused['waited']:.0f}s ({paused['reason']}): run "
+                    f"'rollout continue {un['id']}'" if paused and paused["since"] else "")
+                 + ("; pause requested: holds at the next step boundary"
+                    if paused and not paused["since"] else "")
                  + (f"; {_lock_text(r['lock'])}" if r["lock"] else "")
                  + (f"; last {last['id']} {last['status']} at {_when(last['finished_at'])}"
                     if last else ""))

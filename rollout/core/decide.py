@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from rollout.config import PoolSettings, Strategy
-from rollout.core import bluegreen, gate, lifecycle
+from rollout.core import bluegreen, canary, gate, lifecycle
 from rollout.core.batches import Plan
 from rollout.core.members import SERVES, readd_missing
 from rollout.core.phases import Decision, Pass, advance, node_name
@@ -169,7 +169,8 @@ def _apply(run: Pass, action: Action, outcome: Outcome) -> bool:
     elif isinstance(action, RunHook):
         lifecycle.apply_hook(run, action, outcome)
     elif isinstance(action, RunAnalysis):
-        gate.conclude(run, action, outcome)
+        # an ``analysis:`` canary step, or the analysis of the canary soak
+        (canary.analysed if action.step else gate.conclude)(run, action, outcome)
     elif not outcome.ok:
         run.fail(i, FailureKind.DRIVER,
                  f"{action.kind} of {action.node.name} failed: {outcome.error}")
@@ -271,6 +272,8 @@ def _check_rollout(run: Pass) -> None:
     if failures > settings.failure_budget:
         fail_rollout(run, f"{failures} replacement(s) failed, more than failure_budget "
                            f"{settings.failure_budget}", RestoreReason.ROLLOUT_FAILED)
+    elif run.gate.paused:
+        return  # paused time does not count against the progress deadline
     elif run.now - state.last_progress > settings.timeouts.progress_deadline:
         fail_rollout(run, f"no progress for timeouts.progress_deadline "
                            f"{settings.timeouts.progress_deadline:g}s",
@@ -289,6 +292,7 @@ def _state(run: Pass, status: RolloutStatus | None = None, message: str = "") ->
         soaked=run.soaked,
         batches_done=run.batches_done,
         hooks_done=run.hooks_done,
+        gate=run.gate,
         status=status or state.status,
         finished_at=run.now if status not in (None, RolloutStatus.RUNNING) else state.finished_at,
         message=message or state.message,

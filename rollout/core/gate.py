@@ -36,21 +36,27 @@ def request(run: Pass, name: str, standby: Sequence[Replacement], ours: Collecti
     new = run.node(first.new_name)
     if new is None or first.index in run.busy:
         return
+    run.wait_for(first.index, f"analysis {name} of the canary")
+    run.act(first.index, RunAnalysis, new, name=name, context=context(run, standby, ours))
+
+
+def context(run: Pass, standby: Sequence[Replacement], ours: Collection[str]) -> AnalysisContext:
+    """What an analysis of the canary ``standby`` replacements is about: their
+    LB targets and slots, and the in-service members that are not ``ours``."""
     members = run.world.members
     canary = tuple(r.new_target for r in standby)
     baseline = tuple(sorted(t for t, m in members.items() if m.in_service and t not in ours))
     backend = run.settings.haproxy.backend if run.settings.haproxy is not None else run.state.role
-    context = AnalysisContext(
+    return AnalysisContext(
         env=run.state.env, role=run.state.role, rollout_id=run.state.id, backend=backend,
         canary_targets=canary,
         canary_slots=tuple(members[t].slot for t in canary if t in members),
         baseline_targets=baseline, baseline_slots=tuple(members[t].slot for t in baseline),
     )
-    run.wait_for(first.index, f"analysis {name} of the canary")
-    run.act(first.index, RunAnalysis, new, name=name, context=context)
 
 
-def _journal(run: Pass, verdict: Verdict) -> None:
+def journal(run: Pass, verdict: Verdict) -> None:
+    """Journal each measurement of ``verdict`` as an event."""
     for m in verdict.measurements:
         run.events.append(AnalysisMeasured(
             run.state.id, run.now, analysis=m.analysis, outcome=m.outcome.value,
@@ -69,7 +75,7 @@ def conclude(run: Pass, action: RunAnalysis, outcome: Outcome) -> None:
     verdict = outcome.verdict
     run.progressed = True
     if verdict is not None:
-        _journal(run, verdict)
+        journal(run, verdict)
     if verdict is not None and verdict.passed:
         started = run.soak.started if run.soak is not None else run.now
         run.waits.append(Wait(None, "soak", max(0.0, run.now - started), run.now))
@@ -92,4 +98,4 @@ def conclude(run: Pass, action: RunAnalysis, outcome: Outcome) -> None:
         run.restore(i, RestoreReason.ROLLOUT_FAILED)
 
 
-__all__ = ["conclude", "request"]
+__all__ = ["conclude", "context", "journal", "request"]

@@ -5,7 +5,7 @@ Pure, like the rest of the core."""
 
 from __future__ import annotations
 
-from rollout.core import gate
+from rollout.core import canary, gate
 from rollout.core import soak as soaking
 from rollout.core.phases import Pass, advance
 from rollout.core.state import Counters, Phase, Replacement, RestoreReason, Soak, Strategy, Wait
@@ -27,7 +27,8 @@ def fail_rollout(run: Pass, reason: str, why: RestoreReason) -> None:
 def _needs_soak(run: Pass, batch: int) -> bool:
     s = run.settings
     judged = s.soak > 0 or s.analysis is not None
-    return batch == 0 and s.canary > 0 and judged and not run.state.soaked
+    return (batch == 0 and s.canary > 0 and judged and not run.state.soaked
+            and not s.canary_steps)
 
 
 def release_batches(run: Pass) -> None:
@@ -42,7 +43,12 @@ def release_batches(run: Pass) -> None:
         standby = [r for r in reps if r.phase is Phase.STANDBY]
         if any(r.index not in run.parked for r in standby):
             continue
-        if _needs_soak(run, batch):
+        if batch == 0 and run.settings.canary_steps and not run.soaked:
+            # The canary batch goes through its steps instead of one soak.
+            if not canary.run_steps(run, standby):
+                continue
+            run.soaked = True
+        elif _needs_soak(run, batch):
             if soak is None or soak.batch != batch:
                 baseline = {t: Counters.of(m) for t, m in run.world.members.items()}
                 run.soak = Soak(batch, run.now, baseline)
@@ -102,6 +108,8 @@ def start_pending(run: Pass) -> None:
         return
     batch = min(r.batch for r in pending)
     if not all(_released(run, r) for r in run.reps if r.batch < batch):
+        return
+    if canary.held(run, f"before batch {batch}"):
         return
     for rep in pending:
         if rep.batch != batch:

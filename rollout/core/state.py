@@ -194,6 +194,28 @@ class Soak:
 
 
 @dataclass(frozen=True)
+class Gate:
+    """Where the canary batch is in ``canary_steps``, and whether the rollout
+    is held at a step boundary (see :mod:`rollout.core.canary`).
+
+    ``weighted`` lists the LB targets this rollout set to a canary weight and
+    has not put back yet: journaled before the weight is set, so a resume or
+    a reap knows which members to return to their normal weight."""
+
+    step: int = 0  # index of the current step in canary_steps
+    step_started: float | None = None  # None: at the boundary before ``step``
+    hold: bool = False  # `rollout pause`: hold at the next step boundary
+    held_since: float | None = None  # paused since (clock time), None when running
+    held_by: str = ""  # why it holds, for status and the live view
+    held_total: float = 0.0  # seconds spent paused, left out of the progress deadline
+    weighted: tuple[str, ...] = ()
+
+    @property
+    def paused(self) -> bool:
+        return self.held_since is not None
+
+
+@dataclass(frozen=True)
 class RolloutState:
     """Everything the core needs to decide, and all the journal keeps of a rollout."""
 
@@ -225,6 +247,7 @@ class RolloutState:
     hooks_done: frozenset[str] = frozenset()
     # strategy blue_green only: which side takes the traffic (rollout.core.bluegreen)
     blue_green: BlueGreen | None = None
+    gate: Gate = Gate()  # canary steps and pause gates
 
     @property
     def strategy(self) -> Strategy:
@@ -358,12 +381,23 @@ class RunHook(Action):
 
 
 @dataclass(frozen=True)
+class SetWeight(Action):
+    """The canary's share of traffic: ``weight`` for its new node's member,
+    None for its normal weight."""
+
+    weight: int | None = None
+    kind = "lb_set_weight"
+
+
+@dataclass(frozen=True)
 class RunAnalysis(Action):
-    """Judge the canary batch by analysis ``name`` (``context`` says which nodes);
-    taken for the batch's first replacement. It may take minutes."""
+    """Judge the canary batch by analysis ``name`` (``context`` says which
+    nodes), taken for the batch's first replacement; it may take minutes.
+    ``step``: for an ``analysis:`` canary step, else for the soak."""
 
     name: str = ""
     context: AnalysisContext | None = None
+    step: bool = False
     kind = "analysis"
 
 

@@ -27,6 +27,7 @@ from rollout import names
 from rollout.config import Pool
 from rollout.core.batches import plan_batches, pool_nodes
 from rollout.core.bluegreen import rollback_refusal
+from rollout.core.canary import request_continue, request_pause
 from rollout.core.decide import (
     Decision,
     apply_outcomes,
@@ -46,6 +47,7 @@ from rollout.core.state import (
     RolloutStatus,
     RunHook,
     SetAdmin,
+    SetWeight,
     World,
 )
 from rollout.engine.flights import Flight, abandon_smokes
@@ -67,6 +69,7 @@ from rollout.model import Image
 from rollout.protocols import Analyzer, Clock, HookRunner, LoadBalancer, Provider, SmokeRunner
 from rollout.store.journal import Journal
 from rollout.store.lease import Lease
+from rollout.store.requests import RequestKind
 
 __all__ = ["Controller", "RolloutResult"]
 
@@ -153,6 +156,13 @@ class Controller:
                     hint=f"see `rollout lab status`; `rollout reap --role {role}` removes "
                     "leftovers",
                 )
+        weighs = any(step.weight is not None for step in self.pool.settings.canary_steps)
+        if weighs and any(m.weight is None for m in members if m.target):
+            raise ConfigError(
+                f"pool {env}/{role}: canary_steps has weight steps, but this load balancer "
+                "has no member weights",
+                hint="remove the weight steps (keep pause and analysis steps), or use HAProxy",
+            )
         plan = plan_batches(members_now, target, self.pool.settings, only=only)
         rollout_id = names.rollout_id(self.new_id(), "rollout id")
         state = new_state(rollout_id, env, role, target, self.pool.settings, plan,
@@ -216,6 +226,8 @@ class Controller:
                 if state.stopping:
                     abandoned = abandon_smokes(state, inflight, self.journal, self.clock,
                                                self.on_event) or abandoned
+                if running:
+                    state = self._requests(state)
                 state, world = self._look(state, pool)
                 if running and state.blue_green is not None:
                     # After the observation, so a request that came in while
@@ -284,6 +296,8 @@ class Controller:
         intents = []
         for action in actions:
             detail = action.admin.value if isinstance(action, SetAdmin) else ""
+            if isinstance(action, SetWeight):
+                detail = "normal" if action.weight is None else str(action.weight)
             if isinstance(action, Launch) and action.spec is not None:
                 detail = action.spec.image.id
             if isinstance(action, RunHook) and action.call is not None:
@@ -385,6 +399,22 @@ class Controller:
                          return_when=futures.FIRST_COMPLETED)
         else:
             self.clock.sleep(self.poll_interval)
+
+    def _requests(self, state: RolloutState) -> RolloutState:
+        """Fold the open operator requests (pause, continue) into the state,
+        journal it, then mark them consumed (applying one twice is harmless)."""
+        requests = self.journal.open_requests(state.id)
+        if not requests:
+            return state
+        now = self.clock.now()
+        events: list[Event] = []
+        for request in requests:
+            change = request_pause if request.kind is RequestKind.PAUSE else request_continue
+            state, event = change(state, now, request.by)
+            events.append(event)
+        state = self._commit(Decision(state, events=tuple(events)))
+        self.journal.consume(requests, now)
+        return state
 
     # --- journal and events -----------------------------------------------------------------
 

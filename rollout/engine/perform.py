@@ -17,6 +17,7 @@ from rollout.core.state import (
     RunHook,
     RunSmoke,
     SetAdmin,
+    SetWeight,
     StageMember,
     StartNode,
     StopNode,
@@ -74,6 +75,8 @@ def perform(action: Action, provider: Provider, lb: LoadBalancer, runner: SmokeR
             provider.attach_volume(action.node)
         elif isinstance(action, JoinGroup):
             provider.join_group(action.node)
+        elif isinstance(action, SetWeight):
+            lb.set_weight(action.node, action.weight)
         else:
             raise TypeError(f"unknown action {action!r}")
     except Exception as exc:

@@ -38,6 +38,7 @@ class ReapReport:
     removed: tuple[str, ...]  # LB targets
     kept: tuple[tuple[str, str], ...]  # (node name, why it was kept)
     dry_run: bool
+    reweighted: tuple[str, ...] = ()  # LB targets put back to their normal weight
 
 
 def _owner(node: Node) -> str | None:
@@ -137,8 +138,9 @@ def reap(pool: Pool, provider: Provider, lb: LoadBalancer, journal: Journal, clo
                     image_version="", state=NodeState.GONE, created_at=0.0, target=target)
         act("member", stub, member, "no node has this target")
         removed.append(target)
+    reweighted = _normal_weights(lb, journal, clock, on_event, pool, busy_targets, dry_run)
     done = [d for d in destroyed if d not in {k for k, _ in kept}]
-    return ReapReport(tuple(done), tuple(removed), tuple(kept), dry_run)
+    return ReapReport(tuple(done), tuple(removed), tuple(kept), dry_run, reweighted)
 
 
 def _reap_orphan(provider: Provider, journal: Journal, clock: Clock,
@@ -159,3 +161,33 @@ def _reap_orphan(provider: Provider, journal: Journal, clock: Clock,
         ok, error = False, str(exc)
     journal.finish_step(step, ok, error, clock.now(), clock.now() - started)
     return ok
+
+
+
+def _normal_weights(lb: LoadBalancer, journal: Journal, clock: Clock,
+                    on_event: Callable[[Event], None], pool: Pool, busy: set[str],
+                    dry_run: bool) -> tuple[str, ...]:
+    """Put back the normal weight of every member left at a canary weight by a
+    rollout that is not running any more (rollout.core.canary)."""
+    done: list[str] = []
+    for member in lb.members():
+        if not member.target or member.target in busy or member.weight == member.normal_weight:
+            continue
+        why = f"weight {member.weight}, normal {member.normal_weight}: a canary weight left over"
+        on_event(NodeReaped("", clock.now(), node=member.target, what="weight", reason=why,
+                            dry_run=dry_run))
+        if dry_run:
+            done.append(member.target)
+            continue
+        stub = Node(name=member.slot, address="", role=pool.role, env=pool.env, image_id="",
+                    image_version="", state=NodeState.GONE, created_at=0.0, target=member.target)
+        step = journal.begin_step(None, None, "reap_weight", member.slot, clock.now(), why)
+        ok, error = True, ""
+        try:
+            lb.set_weight(stub, None)
+        except Exception as exc:
+            ok, error = False, str(exc)
+        journal.finish_step(step, ok, error, clock.now(), 0.0)
+        if ok:
+            done.append(member.target)
+    return tuple(done)

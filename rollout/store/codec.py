@@ -18,6 +18,7 @@ from rollout.config import PoolSettings
 from rollout.core.bluegreen_state import BlueGreen
 from rollout.core.state import (
     Counters,
+    Gate,
     Phase,
     Replacement,
     RestoreReason,
@@ -48,7 +49,20 @@ def state_json(state: RolloutState) -> str:
         "skipped_nodes": list(state.skipped_nodes), "message": state.message,
         "kind": state.kind, "hooks_done": sorted(state.hooks_done),
         "blue_green": None if state.blue_green is None else state.blue_green.to_json(),
+        "gate": _gate_json(state.gate),
     }, sort_keys=True)
+
+
+def _gate_json(gate: Gate) -> dict[str, Any] | None:
+    """The canary steps' position and the pause gate; None when untouched, so
+    rollouts without either keep the blob they always had."""
+    return None if gate == Gate() else dataclasses.asdict(gate)
+
+
+def _gate(data: dict[str, Any] | None) -> Gate:
+    if data is None:
+        return Gate()
+    return Gate(**{**data, "weighted": tuple(data.get("weighted", ()))})
 
 
 def rollout_values(state: RolloutState, pid: int | None, host: str | None) -> dict[str, Any]:
@@ -116,4 +130,5 @@ def rollout_state(row: Row, reps: Sequence[Row]) -> RolloutState:
         message=extra["message"], kind=extra.get("kind", "rollout"),
         hooks_done=frozenset(extra.get("hooks_done", ())),
         blue_green=BlueGreen.from_json(bg) if (bg := extra.get("blue_green")) else None,
+        gate=_gate(extra.get("gate")),
     )

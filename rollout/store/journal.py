@@ -45,6 +45,7 @@ from rollout.store.database import Database, reason
 from rollout.store.file_locks import busy_error
 from rollout.store.lease_table import Fence, Holder, LeaseStatus, LeaseTable, check_fence
 from rollout.store.reads import JournalReads, Record, Step
+from rollout.store.requests import OperatorRequests
 from rollout.store.schema import SCHEMA_VERSION, events, replacements, rollouts, steps, waits
 
 __all__ = ["SCHEMA_VERSION", "Holding", "Journal", "Record", "Step"]
@@ -66,7 +67,7 @@ class Holding(Protocol):
     def lost(self) -> bool: ...
 
 
-class Journal(JournalReads):
+class Journal(JournalReads, OperatorRequests):
     """The state store: rollouts, steps, waits, events and the pools' leases.
 
     ``location`` is a SQLite file (a Path, or a str without ``://``) or a state

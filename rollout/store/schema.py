@@ -10,6 +10,8 @@ this module is what the queries are written against.
 | waits          | irreducible wait (boot, smoke, lb_rise, drain, soak)       |
 | events         | progress event (and operator actions such as force unlock) |
 | leases         | pool key (ENV/ROLE): holder, epoch, expiry                 |
+| operator_requests | request to a running rollout (pause, continue): who, when, |
+|                | and when its controller consumed it                        |
 | schema_version | one row: the schema number, so older rollouts refuse it    |
 """
 
@@ -28,7 +30,7 @@ from sqlalchemy import (
 
 #: The schema number written to ``schema_version`` (journals of schema 1 and 2
 #: predate the Alembic migrations; each migration bumps it).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = MetaData()
 
@@ -132,6 +134,20 @@ leases = Table(
     Column("expires_at", Double, nullable=False),
     # Raised by every grant to a new holder and by a forced release; never lowered.
     Column("epoch", Integer, nullable=False, server_default="0"),
+)
+
+# Requests people make of a running rollout (rollout.store.requests). Generic:
+# ``kind`` names the request, so other commands can queue theirs here too.
+operator_requests = Table(
+    "operator_requests", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rollout_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("at", Double, nullable=False),
+    Column("by", Text, nullable=False),
+    Column("consumed", Double),  # when the controller acted on it; NULL: not yet
+    Index("operator_requests_open", "rollout_id", "consumed"),
+    sqlite_autoincrement=True,
 )
 
 schema_version = Table(

@@ -36,6 +36,11 @@ class _Slot:
     errors: float = 0.0
     check_downs: int = 0
     counted_until: float = 0.0
+    weight: int = 100
+
+
+#: The weight of a member nobody re-weighted (like a server line's ``weight``).
+NORMAL_WEIGHT = 100
 
 
 class FakeLoadBalancer:
@@ -78,7 +83,7 @@ class FakeLoadBalancer:
         self, op: str, *, times: int | None = 1, target: str | None = None,
         error: str = "injected socket error", raises: type[Exception] = DriverError,
     ) -> None:
-        """Make ``op`` (members, add, set_admin, remove) raise ``raises``."""
+        """Make ``op`` (members, add, set_admin, remove, set_weight) raise ``raises``."""
         with self._lock:
             self._rules.append(FailureRule(op, times, target, None, error, raises))
 
@@ -170,6 +175,15 @@ class FakeLoadBalancer:
             self._check("remove", node.lb_target)
             self._members.pop(node.lb_target, None)
 
+    def set_weight(self, node: Node, weight: int | None) -> None:
+        """Members weigh :data:`NORMAL_WEIGHT` unless told otherwise."""
+        with self._lock:
+            self._check("set_weight", node.lb_target)
+            slot = self._members.get(node.lb_target)
+            if slot is None:
+                raise DriverError(f"fake LB: no member for {node.name} ({node.lb_target})")
+            slot.weight = NORMAL_WEIGHT if weight is None else weight
+
     # --- internals -------------------------------------------------------------------
 
     def _new_slot(self, node: Node) -> _Slot:
@@ -219,7 +233,7 @@ class FakeLoadBalancer:
         return Member(
             slot=slot.slot, target=slot.target, admin=slot.admin, health=health,
             sessions=sessions, total_sessions=int(slot.total), http_5xx=int(slot.errors),
-            check_downs=slot.check_downs,
+            check_downs=slot.check_downs, weight=slot.weight, normal_weight=NORMAL_WEIGHT,
         )
 
     def _check(self, op: str, target: str) -> None:

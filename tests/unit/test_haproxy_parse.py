@@ -110,6 +110,8 @@ def test_recorded_members(situation: str, row: tuple[object, ...]) -> None:
         check_failures=chkfail,  # type: ignore[arg-type]
         check_downs=chkdown,  # type: ignore[arg-type]
         port=port,  # type: ignore[arg-type]
+        weight=1,  # the recordings' config gave no weight: HAProxy's default
+        normal_weight=1,
     )
 
 
@@ -264,7 +266,7 @@ def test_render_config_has_the_required_lines() -> None:
         "default_backend web",
         "backend web",
         "server-template node 1-8 empty-slot.invalid:1 init-addr last,127.0.0.1 check "
-        "inter 500ms fastinter 500ms downinter 500ms rise 2 fall 3 disabled",
+        "inter 500ms fastinter 500ms downinter 500ms rise 2 fall 3 weight 100 disabled",
     ]:
         assert expected in lines
     assert not any(line.startswith("add server") for line in lines)

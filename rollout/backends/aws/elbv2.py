@@ -106,6 +106,14 @@ class Elbv2LoadBalancer:
         raise ConfigError(f"target group {self.arn}: blue-green is not supported on ELBv2 yet",
                           hint="use strategy surge for an aws pool")
 
+    def set_weight(self, node: Node, weight: int | None) -> None:
+        """Targets of one ELBv2 target group have no weights (weights are
+        between target groups, in a listener's forward action): refused."""
+        raise ConfigError(
+            f"ELBv2 target group {self.arn}: targets have no weights (node {node.name})",
+            hint="remove the weight steps from canary_steps for this pool",
+        )
+
     def capacity(self) -> LbCapacity:
         """ELBv2's quota of targets per target group (the AWS default)."""
         return LbCapacity(TARGETS_PER_GROUP, "the ELBv2 quota \"targets per target group\" "

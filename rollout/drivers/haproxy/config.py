@@ -150,6 +150,13 @@ def _tcp_admin(value: str) -> str:
     return f"{family}@{addr}:{port}" if family == "ipv4" else f"{family}@[{addr}]:{port}"
 
 
+#: Every slot's configured weight: large enough that a canary's share of
+#: traffic can be set in steps of about 1 % (a weight of 1 could not express
+#: 10 % beside three old nodes), small enough that a canary beside a few old
+#: nodes stays within HAProxy's largest weight, 256.
+SLOT_WEIGHT = 100
+
+
 def _ms(seconds: float) -> str:
     return f"{max(1, round(seconds * 1000))}ms"
 
@@ -222,7 +229,8 @@ def render_config(
             "    http-check expect status 200",
             f"    server-template {spec.slot_prefix} 1-{spec.slots} {EMPTY_FQDN}:{EMPTY_PORT}"
             f" init-addr last,{EMPTY_ADDRESS} check inter {inter} fastinter {inter}"
-            f" downinter {inter} rise {spec.rise} fall {spec.fall} disabled",
+            f" downinter {inter} rise {spec.rise} fall {spec.fall} weight {SLOT_WEIGHT}"
+            " disabled",
         ]
     return "\n".join(out) + "\n"
 

@@ -9,7 +9,8 @@ found by its address (``Node.lb_target``). Transitions, all idempotent:
 | set_admin READY    | from MAINT as add (minus addr); from DRAIN: state ready   |
 | set_admin DRAIN    | state drain                                               |
 | set_admin MAINT    | state maint                                               |
-| remove             | state maint; set addr EMPTY; disable health               |
+| remove             | state maint; set addr EMPTY; disable health; weight 100%  |
+| set_weight W/None  | set weight W (None: 100%, the configured weight)          |
 | stage (blue-green) | set addr; enable health; state drain; health down         |
 | switch (blue-green)| one line: state ready (each green); state drain (each blue)|
 
@@ -157,6 +158,8 @@ class HAProxyLoadBalancer:
                 hint="remove old nodes first, or raise rollout.haproxy.slots and reload HAProxy",
             )
         self.runtime.set_server_addr(self.backend, free.slot, target, self.service_port)
+        if free.weight is not None and free.weight != free.normal_weight:
+            self.runtime.set_weight(self.backend, free.slot, None)  # left by a crash
         self._ready(free.slot, free.admin)
         return self._slot(free.slot)
 
@@ -241,3 +244,21 @@ class HAProxyLoadBalancer:
             self.runtime.set_server_state(self.backend, slot.slot, "maint")
             self.runtime.set_server_addr(self.backend, slot.slot, EMPTY_ADDRESS, EMPTY_PORT)
             self.runtime.disable_health(self.backend, slot.slot)
+            if slot.weight is not None and slot.weight != slot.normal_weight:
+                # A canary weight must not outlive the node in the slot.
+                self.runtime.set_weight(self.backend, slot.slot, None)
+
+    def set_weight(self, node: Node, weight: int | None) -> None:
+        """``weight`` (0..256) for every slot holding the node; None: the
+        weight the config gave the slots."""
+        target = self._target(node)
+        held = slots_of(self.members(), target)
+        if not held:
+            raise DriverError(
+                f"{self._where()}: node {node.name!r} ({target}) is in no slot",
+                hint="add the node to the load balancer first",
+            )
+        for slot in held:
+            wanted = slot.normal_weight if weight is None else weight
+            if slot.weight != wanted or wanted is None:
+                self.runtime.set_weight(self.backend, slot.slot, weight)

@@ -78,6 +78,8 @@ class ServerStateRow:
     srv_port: int
     srv_check_status: int = 0
     srv_check_result: int = 0
+    srv_uweight: int | None = None  # the weight now (set weight)
+    srv_iweight: int | None = None  # the weight the config gave it
     srv_check_health: int = 0
     srv_check_state: int = 0
     srv_fqdn: str = ""
@@ -167,6 +169,8 @@ def parse_servers_state(text: str) -> list[ServerStateRow]:
                 srv_check_health=_int(f.get("srv_check_health", "")),
                 srv_check_state=_int(f.get("srv_check_state", "")),
                 srv_fqdn="" if f.get("srv_fqdn", "-") == "-" else f.get("srv_fqdn", ""),
+                srv_uweight=_int(f["srv_uweight"]) if "srv_uweight" in f else None,
+                srv_iweight=_int(f["srv_iweight"]) if "srv_iweight" in f else None,
             )
         )
     return rows
@@ -215,4 +219,6 @@ def member(stat: StatRow, state: ServerStateRow, *, empty: bool) -> Member:
         check_failures=stat.chkfail,
         check_downs=stat.chkdown,
         port=state.srv_port,
+        weight=state.srv_uweight,
+        normal_weight=state.srv_iweight,
     )

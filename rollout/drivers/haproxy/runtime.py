@@ -280,6 +280,18 @@ class HAProxyRuntime:
         if answer.strip():
             self._fail(line, answer, " (one batch)")
 
+    def set_weight(self, backend: str, server: str, weight: int | None) -> None:
+        """``set weight``: an absolute weight 0..256, or None for the weight the
+        config gave the server (``100%`` is relative to that initial weight)."""
+        ref, where = self._server(backend, server)
+        if weight is None:
+            value = "100%"
+        elif isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 256:
+            raise ConfigError(f"HAProxy runtime: weight for {ref} must be 0..256 (got {weight!r})")
+        else:
+            value = str(weight)
+        self._quiet(f"set weight {ref} {value}", where)
+
     def enable_health(self, backend: str, server: str) -> None:
         ref, where = self._server(backend, server)
         self._quiet(f"enable health {ref}", where)
