@@ -1,0 +1,16 @@
+"""The suite collects as one pytest session: test modules are imported by
+their basename (rootdir-relative packages are not used for test files), so two
+test files with the same name in different directories stop the collection."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def test_every_test_module_has_a_unique_basename() -> None:
+    names = Counter(p.name for p in TESTS.rglob("test_*.py") if "fixtures" not in p.parts)
+    assert [n for n, c in names.items() if c > 1] == []
+    assert len(names) > 50  # the glob found the suite
