@@ -1,6 +1,7 @@
-"""The suite collects as one pytest session: test modules are imported by
-their basename (rootdir-relative packages are not used for test files), so two
-test files with the same name in different directories stop the collection."""
+"""The suite collects as one pytest session, and the test directories are
+not packages (no __init__.py), so pytest imports each test file under its
+basename: two test files with the same name in different directories stop
+the whole collection."""
 
 from __future__ import annotations
 
