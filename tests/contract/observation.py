@@ -200,9 +200,11 @@ def lab(request: Any) -> ObservationHarness:
     backend = handle.env.pool("web").settings.haproxy.backend
 
     def snapshot() -> Any:
-        # Node consoles are written by the nodes themselves: our own files only.
+        # Node consoles are written by the nodes themselves, and the lab's
+        # Prometheus writes its log and TSDB as it scrapes: our own files only.
         tree = [t for t in _tree(handle.data.root) if not t[0].endswith("console.log")
-                and "/cache/" not in f"/{t[0]}"]
+                and "/cache/" not in f"/{t[0]}"
+                and not t[0].startswith("lab/prometheus")]
         servers = sorted((r.srv_name, r.srv_addr, r.srv_port, r.srv_op_state,
                           r.srv_admin_state) for r in runtime.show_servers_state(backend))
         return tree, _netns(), servers
