@@ -395,7 +395,7 @@ class LabSettings(_Strict):
     subnet: str = "10.231.0.0/24"
     nat: bool = True
     # The HAProxy Prometheus exporter's and the lab Prometheus' ports (unset:
-    # the first HAProxy pool's frontend_port + 1001 and + 1000).
+    # the first HAProxy pool's frontend_port + 1000 and + 2000).
     metrics_port: int | None = Field(None, ge=1, le=65535)
     prometheus_port: int | None = Field(None, ge=1, le=65535)
 

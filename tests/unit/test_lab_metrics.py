@@ -23,8 +23,21 @@ SPEC = BackendSpec(name="web", frontend_address="127.0.0.1", frontend_port=18600
 def test_ports_follow_the_first_frontend() -> None:
     env = load_environment(REPO, "lab")
     ports = lab_metrics_ports(env)
-    assert ports == LabMetricsPorts(exporter=9081, prometheus=9080)
-    assert ports.url == "http://127.0.0.1:9080"
+    assert ports == LabMetricsPorts(exporter=9080, prometheus=10080)
+    assert ports.url == "http://127.0.0.1:10080"
+
+
+def test_the_pipeline_environments_share_no_port() -> None:
+    """dev, staging and prod run at once on consecutive frontend ports."""
+    taken: list[int] = []
+    for name in ("lab", "dev", "staging", "prod"):
+        env = load_environment(REPO, name)
+        ports = lab_metrics_ports(env)
+        assert ports is not None
+        frontends = [p.settings.haproxy.frontend_port for p in env.pools.values()
+                     if p.settings.haproxy is not None]
+        taken += [*frontends, ports.exporter, ports.prometheus]
+    assert len(taken) == len(set(taken)), sorted(taken)
 
 
 def test_scrape_config_targets_the_exporter_every_second() -> None:

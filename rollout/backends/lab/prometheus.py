@@ -3,7 +3,9 @@ built-in exporter, so analyses query it the way they would in production.
 
 Ports: the HAProxy exporter listens on ``lab.metrics_port`` and Prometheus on
 ``lab.prometheus_port``; unset, they are the first HAProxy pool's
-``frontend_port`` + 1001 and + 1000 (a lab on 18600 gets 19601 and 19600).
+``frontend_port`` + 1000 and + 2000 (a lab on 18600 gets 19600 and 20600).
+Both offsets are multiples of 1000 so that labs on consecutive frontend
+ports (the dev, staging and prod environments) never share one.
 Files under ``DataDir.lab``: ``prometheus.yml``, ``prometheus.pid``,
 ``prometheus.log`` and the TSDB in ``prometheus/``. Like HAProxy's, the pid is
 trusted only when ``/proc/PID/cmdline`` is prometheus with *our* config file.
@@ -48,8 +50,8 @@ def lab_metrics_ports(env: Environment) -> LabMetricsPorts | None:
                    if p.settings.haproxy is not None)
     if not ports:
         return None
-    return LabMetricsPorts(lab.metrics_port or ports[0] + 1001,
-                           lab.prometheus_port or ports[0] + 1000)
+    return LabMetricsPorts(lab.metrics_port or ports[0] + 1000,
+                           lab.prometheus_port or ports[0] + 2000)
 
 
 @dataclass(frozen=True)
