@@ -88,6 +88,7 @@ class Database:
             if "connect_timeout" not in url.url.query:
                 args["connect_timeout"] = 5
             self.engine = create_engine(url.url, connect_args=args, pool_size=2)
+            event.listen(self.engine, "connect", _pg_session)
             if not durable:
                 event.listen(self.engine, "connect", _pg_not_durable)
             if read_only:
@@ -298,6 +299,25 @@ def reason(exc: BaseException) -> str:
     source: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
     text = str(source).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+#: A session idle inside a transaction for this long is ended by the server.
+#: Our transactions are short (milliseconds between their statements), so only
+#: a frozen controller (SIGSTOP, a debugger, a paused VM) stays that long; its
+#: row locks would otherwise block every other controller's lease and journal
+#: writes until it runs again. When it thaws, its next statement finds the
+#: connection gone, it retries on a new one and is fenced out if the pool was
+#: taken over meanwhile.
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 10_000
+#: How long a statement waits for a row lock before failing (then retried).
+LOCK_TIMEOUT_MS = 30_000
+
+
+def _pg_session(dbapi_conn: Any, record: Any) -> None:
+    with dbapi_conn.cursor() as cur:
+        cur.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_TIMEOUT_MS}")
+        cur.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
+    dbapi_conn.commit()
 
 
 def _pg_read_only(dbapi_conn: Any, record: Any) -> None:
