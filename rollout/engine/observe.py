@@ -52,6 +52,7 @@ class Observer:
         self.emit = emit
         self.probe_wait = probe_wait  # real seconds a pass waits for its probes
         self._probes: dict[str, futures.Future[Readiness]] = {}  # node name -> running probe
+        self._last: dict[str, Readiness] = {}  # node name -> its last finished probe
         self.failing_since: float | None = None  # first transient failure in a row
         self.error = ""  # its message
 
@@ -82,6 +83,8 @@ class Observer:
         names = {n.name for n in wanted}
         for name in [n for n in self._probes if n not in names]:
             del self._probes[name]  # no longer asked for: its answer is dropped
+        for name in [n for n in self._last if n not in names]:
+            del self._last[name]
         for node in wanted:
             if node.name not in self._probes:
                 self._probes[node.name] = self._start_probe(node)
@@ -91,7 +94,11 @@ class Observer:
             future = self._probes[name]
             if future.done():
                 del self._probes[name]
-                answers[name] = future.result()  # a bug in the probe re-raises here
+                answers[name] = self._last[name] = future.result()  # a bug re-raises here
+            elif name in self._last:
+                # Still probing: say "not ready" with what the last probe saw,
+                # so that a timeout names the node's last answer.
+                answers[name] = Readiness(False, self._last[name].detail)
         return answers
 
     def _start_probe(self, node: Node) -> futures.Future[Readiness]:
