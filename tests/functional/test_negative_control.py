@@ -37,13 +37,13 @@ def _all_up(lab: LabHandle, size: int, timeout: float = 60.0) -> None:
 def _kill_under_load(lab: LabHandle, project: Path) -> LoadReport:
     """``lab up`` with ``project`` (HAProxy reloads with its settings), then
     SIGKILL one node's whole container under load, no drain; the load runs on
-    until HAProxy has marked it DOWN. ``lab up`` then brings the pool back
+    until HAProxy has marked it DOWN (polled, not slept). ``lab up`` then brings the pool back
     (it boots the dead node's record again, or replaces it)."""
     up = run_cli(project, lab.data.root, "lab", "up")
     assert up.returncode == 0, up.stderr
     size = len(pool(lab))
     _all_up(lab, size)
-    victim = pool(lab)[0]["name"]
+    victim, address = pool(lab)[0]["name"], pool(lab)[0]["address"]
     record = read_record(lab.context, victim)
     assert record is not None and record.pid is not None, victim
     with Load(lab.frontend, concurrency=4, rate=200.0) as load:
@@ -51,7 +51,11 @@ def _kill_under_load(lab: LabHandle, project: Path) -> LoadReport:
         for pid in node_inits(lab.context, victim):
             os.kill(pid, signal.SIGKILL)  # the container's init: every process of it
         os.kill(record.pid, signal.SIGKILL)
-        time.sleep(3.0)  # fall x inter is 1 s: well past the DOWN mark
+        deadline = time.monotonic() + 15.0
+        # The load runs on until HAProxy has marked the dead node DOWN.
+        while any(m.target == address and m.in_service for m in members(lab)):
+            assert time.monotonic() < deadline, f"{victim} was never marked DOWN"
+            time.sleep(0.1)
     again = run_cli(project, lab.data.root, "lab", "up")
     assert again.returncode == 0, again.stderr
     _all_up(lab, size, timeout=120.0)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import requests
 
+from rollout.backends.lab.processes import proc_argv
 from rollout.clock import SystemClock
 from rollout.config import Environment
 from rollout.errors import DriverError
@@ -82,14 +83,7 @@ def render_config(ports: LabMetricsPorts) -> str:
 
 
 def _ours(pid: int, config: Path) -> bool:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    if stat.rpartition(")")[2].split()[:1] == ["Z"]:
-        return False
-    argv = [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+    argv = proc_argv(pid)
     return (bool(argv) and os.path.basename(argv[0]) == PROGRAM
             and f"--config.file={config}" in argv)
 

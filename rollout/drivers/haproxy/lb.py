@@ -210,24 +210,20 @@ class HAProxyLoadBalancer:
                            for slot in self._held(members, node) if slot.admin is Admin.READY)
         self.runtime.set_server_states(changes)
 
-    def _held(self, members: Sequence[Member], node: Node) -> list[Member]:
+    def _held(self, members: Sequence[Member], node: Node,
+              hint: str = "stage the node in the load balancer first") -> list[Member]:
+        """The slots holding ``node``; a DriverError naming it when there are none."""
         held = slots_of(members, self._target(node))
         if not held:
             raise DriverError(
-                f"{self._where()}: node {node.name!r} ({node.lb_target}) is in no slot",
-                hint="stage the node in the load balancer first",
+                f"{self._where()}: node {node.name!r} ({self._target(node)}) is in no slot",
+                hint=hint,
             )
         return held
 
     def set_admin(self, node: Node, admin: Admin) -> None:
         """READY, DRAIN or MAINT for every slot holding the node."""
-        target = self._target(node)
-        held = slots_of(self.members(), target)
-        if not held:
-            raise DriverError(
-                f"{self._where()}: node {node.name!r} ({target}) is in no slot",
-                hint="add the node to the load balancer first",
-            )
+        held = self._held(self.members(), node, hint="add the node to the load balancer first")
         for slot in held:
             if slot.admin is admin:
                 continue
@@ -251,13 +247,7 @@ class HAProxyLoadBalancer:
     def set_weight(self, node: Node, weight: int | None) -> None:
         """``weight`` (0..256) for every slot holding the node; None: the
         weight the config gave the slots."""
-        target = self._target(node)
-        held = slots_of(self.members(), target)
-        if not held:
-            raise DriverError(
-                f"{self._where()}: node {node.name!r} ({target}) is in no slot",
-                hint="add the node to the load balancer first",
-            )
+        held = self._held(self.members(), node, hint="add the node to the load balancer first")
         for slot in held:
             wanted = slot.normal_weight if weight is None else weight
             if slot.weight != wanted or wanted is None:
