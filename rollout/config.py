@@ -29,6 +29,7 @@ from pydantic import (
 from rollout import names
 from rollout.config_analysis import Analysis
 from rollout.config_canary import CanaryStep
+from rollout.config_shadow import ShadowSettings
 from rollout.durations import parse_duration, resolve_floor
 from rollout.errors import ConfigError, NotFoundError
 from rollout.hooks import HookSettings
@@ -295,6 +296,10 @@ class PoolSettings(_Strict):
     analyses: dict[Name, Analysis] = Field(default_factory=dict)
     analysis: Name | None = None
     # --- end of analyses ---
+    # --- the dark-launch gate (rollout.config_shadow, rollout.core.shadow) ---
+    # Recent requests replayed to a new node and an old one before it serves.
+    shadow: ShadowSettings = ShadowSettings()
+    # --- end of the dark-launch gate ---
     # --- blue-green (strategy blue_green; see rollout.core.bluegreen) ---------------
     # How long the old (blue) pool stays warm, drained and out of service, after
     # the switch: `rollout rollback` switches back to it at once until then.
