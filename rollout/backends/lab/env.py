@@ -142,7 +142,8 @@ def haproxy_config_text(env: Environment, data: DataDir) -> str:
     specs = [backend_spec(p) for p in lab_pools(env) if p.settings.load_balancer == "haproxy"]
     ports = lab_metrics_ports(env)
     return render_config(specs, socket_path=files.socket, state_file=files.state,
-                         metrics_port=None if ports is None else ports.exporter)
+                         metrics_port=None if ports is None else ports.exporter,
+                         request_log_dir=data.lab)
 
 
 def _lb_state(member: Member | None) -> str:

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 
 from rollout import names
 from rollout.drivers.haproxy.parse import MAINT_BITS, OP_STOPPED, parse_servers_state
+from rollout.drivers.haproxy.requestlog import captured, log_lines
+from rollout.drivers.haproxy.requestlog import socket_path as request_log_path
 from rollout.errors import ConfigError, DriverError
 from rollout.fsio import write_atomic
 
@@ -69,6 +71,10 @@ class BackendSpec:
     # them off.
     retries: int = 3
     redispatch: bool = True
+    # The dark-launch gate reads the frontend's requests from a log socket
+    # (rollout.drivers.haproxy.requestlog); these headers are captured.
+    request_log: bool = False
+    log_headers: tuple[str, ...] = ()
 
     def validated(self) -> BackendSpec:
         """Self, after checking every value that goes into the config text."""
@@ -121,6 +127,8 @@ def backend_spec(pool: Pool) -> BackendSpec:
         fall=hap.fall,
         retries=hap.retries,
         redispatch=hap.redispatch,
+        request_log=pool.settings.shadow.enabled,
+        log_headers=captured(pool.settings.shadow.allow_headers),
     ).validated()
 
 
@@ -168,10 +176,13 @@ def render_config(
     state_file: Path,
     tcp_admin: str | None = None,
     metrics_port: int | None = None,
+    request_log_dir: Path | None = None,
 ) -> str:
     """The whole haproxy.cfg for these backends. Pure: writes nothing.
     ``metrics_port``: serve HAProxy's built-in Prometheus exporter on
-    127.0.0.1:PORT/metrics (Debian builds HAProxy with it)."""
+    127.0.0.1:PORT/metrics (Debian builds HAProxy with it). ``request_log_dir``:
+    where the frontends of backends with ``request_log`` send their requests
+    (one datagram socket each, see rollout.drivers.haproxy.requestlog)."""
     specs = [spec.validated() for spec in backends]
     seen: dict[str, str] = {}
     for spec in specs:
@@ -221,6 +232,11 @@ def render_config(
             f"frontend fe_{spec.name}",
             f"    bind {spec.frontend_address}:{spec.frontend_port}",
             f"    default_backend {spec.name}",
+        ]
+        if spec.request_log and request_log_dir is not None:
+            path = _plain_path(request_log_path(request_log_dir, spec.name), "request log")
+            out += log_lines(path, spec.log_headers)
+        out += [
             "",
             f"backend {spec.name}",
             f"    retries {spec.retries}",
