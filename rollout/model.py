@@ -76,6 +76,7 @@ class FailureKind(StrEnum):
     GONE = "gone"  # the new node disappeared before it served
     DRIVER = "driver"  # a driver call (launch, LB change, stop...) raised
     HOOK = "hook"  # a lifecycle hook's playbook failed or ran past its timeout
+    SHADOW = "shadow"  # the dark-launch gate refused the new node before it served
 
 
 @dataclass(frozen=True)

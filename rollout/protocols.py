@@ -30,6 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from rollout.config import Pool
 from rollout.core.analysis import AnalysisContext, Verdict
+from rollout.core.shadow import Request, ShadowTarget, ShadowVerdict
 from rollout.errors import ConfigError
 from rollout.hooks import HookCall
 from rollout.model import (
@@ -238,6 +239,30 @@ class Analyzer(Protocol):
         ...
 
 
+class RequestSource(Protocol):
+    """The pool's recent real requests, recorded while it is open (the
+    dark-launch gate replays a sample of them). Opening binds whatever the
+    LB sends its log to; nothing is recorded before, nor after closing."""
+
+    def open(self) -> None: ...
+
+    def recent(self) -> tuple[Request, ...]:
+        """The requests recorded so far, oldest first (a bounded number)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ShadowReplayer(Protocol):
+    """Runs the pool's dark-launch gate (``rollout.shadow``)."""
+
+    def replay(self, target: ShadowTarget) -> ShadowVerdict:
+        """Replay a sample of the recorded requests to ``target``'s new and old
+        node, and judge the answers. A node that does not answer is a
+        mismatch, not an exception."""
+        ...
+
+
 @runtime_checkable
 class Builder(Protocol):
     """Boots a writable machine for ONE bake and turns it into a registered image.
@@ -312,6 +337,12 @@ class Backend(Protocol):
         """The Prometheus the backend runs for ``pool`` (the default address of
         its ``prometheus`` analyses), or None when it runs none."""
         ...
+
+    def request_source(self, pool: Pool) -> RequestSource | None:
+        """Where ``pool``'s recent requests come from, for its dark-launch gate;
+        None when ``rollout.shadow`` is off (``validate`` refuses the gate on a
+        backend that cannot record requests)."""
+        return None
 
     def builder(self, pool: Pool | None, *, clock: Clock,
                 on_event: Callable[[str], None]) -> Builder:

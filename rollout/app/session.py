@@ -185,9 +185,16 @@ class Session:
         lease = Lease(self.journal, self.lease_key, ttl=self.pool.settings.lease_ttl)
         with lease.acquire(wait=wait, timeout=timeout):
             self._lease = lease
+            # The pool's request log (the dark-launch gate's) is bound only
+            # by the lease's holder: one reader per pool.
+            source = self.drivers.requests
             try:
+                if source is not None:
+                    source.open()
                 yield lease
             finally:
+                if source is not None:
+                    source.close()
                 self._lease = None
 
     def override(self, overrides: Mapping[str, Any]) -> None:
@@ -221,7 +228,8 @@ class Session:
         return Controller(pool=self.pool, provider=d.provider, lb=d.lb, smoke=d.smoke,
                           journal=self.journal, clock=self.clock, on_event=self.on_event,
                           stop_requested=self.stop_requested, lease=self._lease, hooks=hooks,
-                          analyzer=d.analyzer, after_effect=faults.from_environment())
+                          analyzer=d.analyzer, shadow=d.shadow,
+                          after_effect=faults.from_environment())
 
     def run(self, target: Image, *, only: list[str] | None = None,
             kind: str = "rollout") -> RolloutResult:

@@ -15,6 +15,7 @@ from rollout.backends import DEFAULT, Site, backend_for, get_backend
 from rollout.clock import SystemClock
 from rollout.config import Environment, Pool
 from rollout.drivers.analysis import Analyses
+from rollout.drivers.shadow import ShadowReplay
 from rollout.errors import ConfigError, NotFoundError
 from rollout.inventory import load_environment, project_root
 from rollout.model import Image, VaultOptions
@@ -26,6 +27,8 @@ from rollout.protocols import (
     ImageStore,
     LoadBalancer,
     Provider,
+    RequestSource,
+    ShadowReplayer,
     SmokeRunner,
 )
 
@@ -40,6 +43,10 @@ class PoolDrivers:
     smoke: SmokeRunner
     images: ImageStore
     analyzer: Analyzer | None = None
+    #: The dark-launch gate (rollout.shadow) and where its requests come from;
+    #: the session keeps ``requests`` open while it holds the pool's lease.
+    requests: RequestSource | None = None
+    shadow: ShadowReplayer | None = None
 
 
 @dataclass(frozen=True)
@@ -134,9 +141,12 @@ class Workspace:
         analyzer = Analyses(pool.settings.analyses, lb, SystemClock(),
                             prometheus=backend.prometheus_url(pool),
                             where=f"{pool.source}: rollout.analyses")
+        source = backend.request_source(pool)
         return PoolDrivers(pool=pool, provider=provider, lb=lb,
                            smoke=backend.smoke_runner(pool, provider), images=images,
-                           analyzer=analyzer)
+                           analyzer=analyzer, requests=source,
+                           shadow=None if source is None else ShadowReplay(
+                               pool.settings.shadow, source))
 
 
 __all__ = ["PoolDrivers", "Workspace", "default_data_dir"]

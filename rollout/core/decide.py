@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from rollout.config import PoolSettings, Strategy
-from rollout.core import bluegreen, canary, gate, lifecycle
+from rollout.core import bluegreen, canary, gate, lifecycle, shadow_gate
 from rollout.core.batches import Plan
 from rollout.core.members import SERVES, readd_missing
 from rollout.core.phases import Decision, Pass, advance, node_name
@@ -32,6 +32,7 @@ from rollout.core.state import (
     RolloutStatus,
     RunAnalysis,
     RunHook,
+    RunShadow,
     RunSmoke,
     SwitchTraffic,
     World,
@@ -168,6 +169,8 @@ def _apply(run: Pass, action: Action, outcome: Outcome) -> bool:
             _retry(run, i, action, outcome.error)
     elif isinstance(action, RunHook):
         lifecycle.apply_hook(run, action, outcome)
+    elif isinstance(action, RunShadow):
+        shadow_gate.apply(run, action, outcome)  # the dark-launch gate
     elif isinstance(action, RunAnalysis):
         # an ``analysis:`` canary step, or the analysis of the canary soak
         (canary.analysed if action.step else gate.conclude)(run, action, outcome)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rollout.core import bluegreen
+from rollout.core import bluegreen, shadow_gate
 from rollout.core.decision import Decision, Pass, node_name
 from rollout.core.lifecycle import node_hook
 from rollout.core.restore import restoring
@@ -139,6 +139,8 @@ def adding(run: Pass, i: int, rep: Replacement) -> bool:
     if new is None:
         return run.fail(i, FailureKind.GONE,
                         f"new node {rep.new_name} disappeared before joining the LB")
+    if not shadow_gate.admit(run, i, new):
+        return False
     if not node_hook(run, i, HookPoint.BEFORE_TRAFFIC, new):
         return False
     member = run.member(new.lb_target)

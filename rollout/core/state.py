@@ -18,7 +18,8 @@ Surge (the default) — the new node serves before the old one stops::
                then a new name, attempt + 1 (the old
                node is untouched)
     SMOKING    smoke.run(new)         (timeouts.smoke)      the suite passed         ADDING
-    ADDING     lb.add(new)                                  member READY             RISING
+    ADDING     (rollout.shadow: replay, compare; core/shadow_gate.py)
+               lb.add(new)                                  member READY             RISING
     RISING     wait for the LB's check (timeouts.lb_up)     member UP + capacity ok  DRAINING
     DRAINING   old -> DRAIN           (timeouts.drain)      old sessions 0 / timeout STANDBY
     STANDBY    old -> MAINT (+ stop if standby: stopped);   whole batch parked and   RETIRING
@@ -81,6 +82,7 @@ from rollout.config import PoolSettings
 from rollout.config import Strategy as Strategy
 from rollout.core.analysis import AnalysisContext, Verdict
 from rollout.core.bluegreen_state import BlueGreen
+from rollout.core.shadow import ShadowTarget, ShadowVerdict
 from rollout.hooks import HookCall
 from rollout.model import (
     Admin,
@@ -381,6 +383,15 @@ class RunHook(Action):
 
 
 @dataclass(frozen=True)
+class RunShadow(Action):
+    """The dark-launch gate: replay recent requests to the new node and an
+    old in-service one (``target``) and compare, before the new node serves."""
+
+    target: ShadowTarget | None = None
+    kind = "shadow"
+
+
+@dataclass(frozen=True)
 class SetWeight(Action):
     """The canary's share of traffic: ``weight`` for its new node's member,
     None for its normal weight."""
@@ -429,6 +440,7 @@ class Outcome:
     node: Node | None = None
     smoke: SmokeResult | None = None
     verdict: Verdict | None = None
+    shadow: ShadowVerdict | None = None
 
 
 @dataclass(frozen=True)

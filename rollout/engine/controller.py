@@ -66,7 +66,15 @@ from rollout.errors import (
 )
 from rollout.events import Event, RollbackRequested, RolloutStarted, StepFinished, StepStarted
 from rollout.model import Image
-from rollout.protocols import Analyzer, Clock, HookRunner, LoadBalancer, Provider, SmokeRunner
+from rollout.protocols import (
+    Analyzer,
+    Clock,
+    HookRunner,
+    LoadBalancer,
+    Provider,
+    ShadowReplayer,
+    SmokeRunner,
+)
 from rollout.store.journal import Journal
 from rollout.store.lease import Lease
 from rollout.store.requests import RequestKind
@@ -99,6 +107,7 @@ class Controller:
         after_effect: Callable[[Action, Outcome], None] | None = None,
         hooks: HookRunner | None = None,
         analyzer: Analyzer | None = None,
+        shadow: ShadowReplayer | None = None,
     ) -> None:
         self.pool = pool
         self.provider = provider
@@ -117,6 +126,7 @@ class Controller:
         self.after_effect = after_effect
         self.hooks = hooks
         self.analyzer = analyzer  # runs rollout.analyses (None: the pool uses none)
+        self.shadow = shadow  # runs the rollout.shadow gate (None: the pool has none)
         self.observer = Observer(provider, lb, clock, self._emit)
 
     # --- entry points ---------------------------------------------------------------
@@ -326,7 +336,7 @@ class Controller:
         if self.lease is not None and self.lease.lost:
             raise self._lost(None)
         outcome = perform(action, self.provider, self.lb, self.smoke, self.clock,
-                          hooks=self.hooks, analyzer=self.analyzer)
+                          hooks=self.hooks, analyzer=self.analyzer, shadow=self.shadow)
         if self.after_effect is not None:
             self.after_effect(action, outcome)
         return outcome

@@ -15,6 +15,7 @@ from rollout.core.state import (
     RemoveMember,
     RunAnalysis,
     RunHook,
+    RunShadow,
     RunSmoke,
     SetAdmin,
     SetWeight,
@@ -25,7 +26,15 @@ from rollout.core.state import (
 )
 from rollout.errors import ConfigError, RolloutError
 from rollout.hooks import HookCall
-from rollout.protocols import Analyzer, Clock, HookRunner, LoadBalancer, Provider, SmokeRunner
+from rollout.protocols import (
+    Analyzer,
+    Clock,
+    HookRunner,
+    LoadBalancer,
+    Provider,
+    ShadowReplayer,
+    SmokeRunner,
+)
 
 
 class NoHooks(HookRunner):
@@ -38,10 +47,11 @@ class NoHooks(HookRunner):
 
 def perform(action: Action, provider: Provider, lb: LoadBalancer, runner: SmokeRunner,
             clock: Clock, hooks: HookRunner | None = None,
-            analyzer: Analyzer | None = None) -> Outcome:
+            analyzer: Analyzer | None = None,
+            shadow: ShadowReplayer | None = None) -> Outcome:
     """One driver call. Any Exception is an outcome; BaseException is not."""
     started = clock.now()
-    node = smoke = verdict = None
+    node = smoke = verdict = replayed = None
     try:
         if isinstance(action, Launch) and action.spec is not None:
             node = provider.launch(action.spec)
@@ -53,6 +63,10 @@ def perform(action: Action, provider: Provider, lb: LoadBalancer, runner: SmokeR
             if analyzer is None:
                 raise RolloutError(f"analysis {action.name}: this command runs no analyses")
             verdict = analyzer.analyze(action.name, action.context)
+        elif isinstance(action, RunShadow) and action.target is not None:
+            if shadow is None:
+                raise RolloutError("shadow gate: this command records no requests")
+            replayed = shadow.replay(action.target)
         elif isinstance(action, AddMember):
             lb.add(action.node)
         elif isinstance(action, SetAdmin):
@@ -82,4 +96,5 @@ def perform(action: Action, provider: Provider, lb: LoadBalancer, runner: SmokeR
     except Exception as exc:
         error = str(exc) if isinstance(exc, RolloutError) else f"{type(exc).__name__}: {exc}"
         return Outcome(False, clock.now() - started, error=error)
-    return Outcome(True, clock.now() - started, node=node, smoke=smoke, verdict=verdict)
+    return Outcome(True, clock.now() - started, node=node, smoke=smoke, verdict=verdict,
+                   shadow=replayed)

@@ -4,6 +4,7 @@ drivers with them.
 - :mod:`rollout.testing.fakes`: in-memory Provider, LoadBalancer, SmokeRunner,
   ImageStore and a FakeClock, plus :class:`FakeWorld` wiring them together.
 - :mod:`rollout.testing.fake_hooks`: a lifecycle hook runner that fails as told.
+- :mod:`rollout.testing.fake_shadow`: a dark-launch gate replaying in a FakeWorld.
 - :mod:`rollout.testing.builder`: an in-memory Builder and Ansible stand-in
   for the bake pipeline.
 - :mod:`rollout.testing.loadgen`: a bounded HTTP load generator that counts
@@ -14,6 +15,7 @@ drivers with them.
 
 from rollout.testing.builder import FakeBuilder, FakePlaybook
 from rollout.testing.fake_hooks import FakeHookRunner
+from rollout.testing.fake_shadow import FakeShadow
 from rollout.testing.fakes import (
     FakeClock,
     FakeImageStore,
@@ -33,6 +35,7 @@ __all__ = [
     "FakeLoadBalancer",
     "FakePlaybook",
     "FakeProvider",
+    "FakeShadow",
     "FakeSmokeRunner",
     "FakeWorld",
     "image",

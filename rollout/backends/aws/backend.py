@@ -53,6 +53,11 @@ class AwsBackend(Backend):
                 f"{pool.source}: rollout.strategy: blue_green is not supported on aws yet "
                 "(it needs a second target group and a listener flip)",
                 hint="use strategy surge for an aws pool")
+        if settings.shadow.enabled:
+            raise ConfigError(
+                f"{pool.source}: rollout.shadow: the dark-launch gate is not supported on "
+                "aws yet (it replays requests recorded from HAProxy's log)",
+                hint="set rollout.shadow.enabled: false for an aws pool")
         if not self._aws(pool).target_group_arn:
             raise ConfigError(
                 f"{pool.source}: rollout.aws.target_group_arn: load_balancer is elbv2, so "

@@ -17,8 +17,9 @@ from rollout.backends.lab.images import LabImageStore
 from rollout.backends.lab.prometheus import lab_metrics_ports
 from rollout.backends.lab.provider import LabProvider
 from rollout.backends.lab.records import LabContext
-from rollout.config import Pool
+from rollout.config import Pool, Strategy
 from rollout.drivers.haproxy.lb import HAProxyLoadBalancer
+from rollout.drivers.haproxy.requestlog import RequestLog, captured, socket_path
 from rollout.drivers.haproxy.runtime import HAProxyRuntime
 from rollout.drivers.smoke import TestinfraSmokeRunner
 from rollout.errors import ConfigError
@@ -29,6 +30,7 @@ from rollout.protocols import (
     ImageStore,
     LoadBalancer,
     Provider,
+    RequestSource,
     SmokeRunner,
 )
 
@@ -54,6 +56,16 @@ class LabBackend(Backend):
             raise ConfigError(
                 f"{pool.source}: rollout: load_balancer is haproxy, so the key 'haproxy' "
                 "is required", hint="add rollout.haproxy.backend and frontend_port")
+        if settings.shadow.enabled and settings.haproxy.runtime:
+            raise ConfigError(
+                f"{pool.source}: rollout.shadow: the dark-launch gate reads the requests of "
+                "the lab's own HAProxy, and this pool names another (haproxy.runtime)",
+                hint="drop haproxy.runtime, or set rollout.shadow.enabled: false")
+        if settings.shadow.enabled and settings.strategy is Strategy.BLUE_GREEN:
+            raise ConfigError(
+                f"{pool.source}: rollout.shadow: the dark-launch gate runs before a new "
+                "node joins the LB, which strategy blue_green does not do yet",
+                hint="use strategy surge or in_place, or set rollout.shadow.enabled: false")
 
     def image_store(self, pool: Pool | None) -> ImageStore:
         return LabImageStore(self.site.data)
@@ -85,6 +97,15 @@ class LabBackend(Backend):
         """The lab's own Prometheus (``lab up`` starts it)."""
         ports = lab_metrics_ports(self.site.env)
         return None if ports is None else ports.url
+
+    def request_source(self, pool: Pool) -> RequestSource | None:
+        """The pool frontend's request log (rollout.drivers.haproxy.requestlog),
+        bound under the lab's directory while a controller runs."""
+        hap = pool.settings.haproxy
+        if not pool.settings.shadow.enabled or hap is None:
+            return None
+        return RequestLog(socket_path(self.site.data.lab, hap.backend), f"fe_{hap.backend}",
+                          captured(pool.settings.shadow.allow_headers))
 
     def builder(self, pool: Pool | None, *, clock: Clock,
                 on_event: Callable[[str], None]) -> Builder:
