@@ -8,18 +8,21 @@ but answers 404 on /catalog: while users request /catalog and /, the gate
 replays their requests to the new node and an old one, and refuses it before
 it joins the LB. HAProxy's per-server counters show that no slot served a
 request beyond the old nodes, the pool is the same four nodes, exit 1, and no
-user request failed; ``rollout show`` prints the mismatch.
+user request failed; ``rollout show`` prints the mismatch. The pass case
+is cheap: ``rollout replace NODE --force`` replaces one node on the image it
+runs, and the gate lets the new node through.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import yaml
 
 from rollout.testing.lab import LabHandle
-from rollout.testing.loadgen import Load
+from rollout.testing.loadgen import Load, LoadReport
 from tests.functional.rollout_cli import (
     RATE,
     ROLE,
@@ -55,23 +58,42 @@ def gated(lab: LabHandle) -> Iterator[LabHandle]:
         cli(lab, "lab", "up")
 
 
+@contextmanager
+def _users(lab: LabHandle) -> Iterator[list[LoadReport]]:
+    """Steady load on /catalog and / through the LB; the reports afterwards."""
+    base = lab.frontend.rstrip("/")
+    loads = [Load(f"{base}/catalog", concurrency=2, rate=RATE / 2, timeout=5.0),
+             Load(f"{base}/", concurrency=2, rate=RATE / 2, timeout=5.0)]
+    reports: list[LoadReport] = []
+    for load in loads:
+        load.start()
+    try:
+        yield reports
+    finally:
+        reports += [load.stop() for load in loads]
+    for report in reports:
+        assert report.requests > 0 and report.failed == 0, report.to_json()
+
+
+def test_a_node_on_the_same_image_passes_the_gate(gated: LabHandle) -> None:
+    lab = gated
+    old = assert_pool_healthy(lab)[0]["name"]
+    with _users(lab):
+        proc = cli(lab, "replace", old, "--role", ROLE, "--force", "--output", "json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verdicts = [e for e in events_of(proc.stdout) if e["event"] == "analysis_verdict"]
+    assert [(v["analysis"], v["verdict"]) for v in verdicts] == [("shadow", "passed")], verdicts
+    assert old not in {n["name"] for n in assert_pool_healthy(lab)}
+
+
 def test_the_gate_refuses_a_broken_image_before_it_serves(gated: LabHandle) -> None:
     lab = gated
     ensure_image(lab, BROKEN, "--extra-var", "web_broken_paths=/catalog")
     before = assert_pool_healthy(lab)
     idle = {m.slot: m.total_sessions for m in members(lab) if not m.target}
-    base = lab.frontend.rstrip("/")
-    loads = [Load(f"{base}/catalog", concurrency=2, rate=RATE / 2, timeout=5.0),
-             Load(f"{base}/", concurrency=2, rate=RATE / 2, timeout=5.0)]
-    for load in loads:
-        load.start()
-    try:
+    with _users(lab):
         proc = cli(lab, "run", "--role", ROLE, "--version", BROKEN, "--output", "json")
-    finally:
-        reports = [load.stop() for load in loads]
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    for report in reports:
-        assert report.requests > 0 and report.failed == 0, report.to_json()
 
     events = events_of(proc.stdout)
     last = events[-1]
