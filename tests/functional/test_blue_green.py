@@ -1,69 +1,26 @@
 """Blue-green and `rollout rollback` on a real 2-node lab, under steady load.
 
-A lab of its own (2 web nodes, HAProxy with 8 slots), so that the session lab
-of 4 nodes is not doubled; its knobs are ROLLOUT_LAB_BG_BRIDGE, _SUBNET and
-_PORT. Every response of the load names the node that served it
+The blue-green lab (``bg_lab``, tests/functional/conftest.py: 2 web nodes, so
+that the session lab of 4 nodes is not doubled) is shared with the blue-green
+kill cells. Every response of the load names the node that served it
 (``node=NAME``), with the wall-clock times it was sent and answered, so the
 tests compare them with the controller's events.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import yaml
 
-from rollout.inventory import load_environment
-from rollout.paths import DataDir
-from rollout.testing.lab import (
-    LabHandle,
-    lab_skip_reason,
-    make_project,
-    share_base_cache,
-    who_answered,
-)
+from rollout.testing.lab import LabHandle, who_answered
 from rollout.testing.loadgen import Load, LoadReport
 from tests.functional.rollout_cli import ROLE, Running, cli, events_of, next_target, pool
 
 pytestmark = pytest.mark.functional
 
-REPO = Path(__file__).resolve().parents[2]
 SIZE = 2
 RATE = 200.0
-
-
-@pytest.fixture(scope="module")
-def bg_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
-    reason = lab_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    project = make_project(
-        REPO, tmp_path_factory.mktemp("bg-project"),
-        bridge=os.environ.get("ROLLOUT_LAB_BG_BRIDGE", "rtbg0"),
-        subnet=os.environ.get("ROLLOUT_LAB_BG_SUBNET", "10.231.249.0/24"),
-        port=int(os.environ.get("ROLLOUT_LAB_BG_PORT", "18240")),
-    )
-    web = project / "inventories/lab/group_vars/web.yml"
-    data_yaml = yaml.safe_load(web.read_text())
-    data_yaml["rollout"].update(pool_size=SIZE, soak="1s")
-    web.write_text(yaml.safe_dump(data_yaml))
-    base = Path(os.environ.get("ROLLOUT_TEST_DATA_DIR") or tmp_path_factory.mktemp("data"))
-    data = DataDir(base / f"bluegreen-{secrets.token_hex(3)}")
-    shared = os.environ.get("ROLLOUT_BASE_CACHE")
-    share_base_cache(data, Path(shared) if shared else None)
-    handle = LabHandle(project, load_environment(project, "lab"), data.ensure())
-    try:
-        handle.up()
-        yield handle
-    finally:
-        handle.down()
-        shutil.rmtree(data.root, ignore_errors=True)
 
 
 def _load(lab: LabHandle) -> Load:
@@ -150,13 +107,17 @@ def test_rollback_within_the_delay_switches_back_to_blue_in_under_a_second(
     print(f"rollback switch: request journaled {asked - started:.3f}s, side chosen "
           f"{chosen - started:.3f}s, first blue {first_blue - started:.3f}s, last green "
           f"{last_green - started:.3f}s after the command started")
+    # The running controller notices the request within a loop pass (it looks
+    # at the journal on every pass while blue is warm, right after observing).
+    assert chosen - asked < 0.5
     # The switch itself: from the controller's decision to the first blue and
     # the last green response.
     assert first_blue - chosen < 1.0
     assert last_green - chosen < 1.0
     # From the command's start the goal is under 1 s; on a busy 2-core host the
-    # CLI's start alone (Python imports, the inventory) takes seconds, so only
-    # a loose bound is asserted here and the figures are printed.
+    # CLI's start alone (Python imports, reading the inventory with Ansible)
+    # takes 2 s or more before the request is journaled (docs/BLUE-GREEN.md), so
+    # only a loose bound is asserted here and the figures are printed.
     assert first_blue - started < 30.0
     assert last_green - started < 30.0
     assert _served_by(report, last_green) <= blue

@@ -88,13 +88,14 @@ def show(lab: LabHandle, rollout_id: str) -> dict[str, Any]:
     return data
 
 
-def pool_problems(lab: LabHandle, image_id: str) -> list[str]:
-    """What keeps the pool from being converged on ``image_id`` (empty: converged)."""
+def pool_problems(lab: LabHandle, image_id: str, size: int = POOL_SIZE) -> list[str]:
+    """What keeps the pool (of ``size`` nodes) from being converged on
+    ``image_id`` (empty: converged)."""
     st = lab.status()
     problems = [f"builder left running: {b}" for b in st.builders]
     pool = [n for n in st.nodes if n.role == ROLE]
-    if len(pool) != POOL_SIZE:
-        problems.append(f"{len(pool)} nodes, want {POOL_SIZE}: {[n.name for n in pool]}")
+    if len(pool) != size:
+        problems.append(f"{len(pool)} nodes, want {size}: {[n.name for n in pool]}")
     for n in pool:
         if n.image_id != image_id:
             problems.append(f"{n.name} runs image {n.image_id}, want {image_id}")
@@ -122,10 +123,11 @@ def pool_problems(lab: LabHandle, image_id: str) -> list[str]:
     return problems
 
 
-def wait_converged(lab: LabHandle, image_id: str, timeout: float = 30.0) -> list[str]:
+def wait_converged(lab: LabHandle, image_id: str, timeout: float = 30.0,
+                   size: int = POOL_SIZE) -> list[str]:
     """Poll (HAProxy's checks take a moment after a resume) until converged."""
     deadline = time.monotonic() + timeout
-    while (problems := pool_problems(lab, image_id)) and time.monotonic() < deadline:
+    while (problems := pool_problems(lab, image_id, size)) and time.monotonic() < deadline:
         time.sleep(0.5)
     return problems
 

@@ -14,13 +14,13 @@ trusted only when ``/proc/PID/cmdline`` is prometheus with *our* config file.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import signal
 import subprocess
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-
-import requests
 
 from rollout.backends.lab.processes import proc_argv
 from rollout.clock import SystemClock
@@ -130,10 +130,11 @@ def ensure_prometheus(data: DataDir, ports: LabMetricsPorts, *, clock: Clock | N
         if proc.poll() is not None:
             raise DriverError(f"prometheus exited with {proc.returncode} at start",
                               hint=f"see {files.log}")
+        # The standard library's client: requests costs every command's startup.
         try:
-            if requests.get(f"{ports.url}/-/ready", timeout=1).ok:
-                return "started"
-        except requests.RequestException:
+            with urllib.request.urlopen(f"{ports.url}/-/ready", timeout=1):
+                return "started"  # 2xx (urlopen raises HTTPError on 4xx/5xx)
+        except (OSError, http.client.HTTPException):
             pass
         clock.sleep(0.2)
     raise DriverError(f"prometheus did not answer on {ports.url} within {timeout:.0f}s",
