@@ -12,8 +12,9 @@ medians it prints:
 - the failed requests (non-2xx + socket errors) counted by rollout.testing.loadgen;
 - the controller overhead against the physical limit: wall ÷ the rollout's
   critical path (rollout.core.critical_path), computed from component times
-  measured WITHOUT the controller, on the same lab, before the runs
-  (``--component-samples`` each, medians):
+  measured WITHOUT the controller, on the same lab, before the first run and
+  after every run (``--component-samples`` each); a run's limit uses the mean
+  of the medians measured just before and just after it:
   boot = a probe launches its own node and probes readiness back to back, from
   the launch call to the start of the first probe that says ready;
   smoke = the pool's smoke suite run alone against that ready node;
@@ -53,6 +54,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +103,7 @@ def ensure_images(lab: LabHandle) -> None:
                 raise SystemExit(f"bake of {version} failed: {proc.stderr}")
 
 
-def one_rollout(lab: LabHandle, rate: float, settings: PoolSettings,
-                components: Components) -> dict[str, float]:
+def one_rollout(lab: LabHandle, rate: float) -> dict[str, float]:
     pool = [n for n in cli_json(lab, "lab", "status")["nodes"] if n["role"] == ROLE]
     target = next(v for v in VERSIONS if {n["image"] for n in pool} != {v})
     load = Load(lab.frontend, concurrency=4, rate=rate).start()
@@ -117,15 +118,27 @@ def one_rollout(lab: LabHandle, rate: float, settings: PoolSettings,
     wall = shown["finished_at"] - shown["started_at"]
     waits = shown["waits"]
     base = sum(waits.get(k, 0.0) for k in IRREDUCIBLE)
-    limit = pool_limit(settings, len(shown["replacements"]), components)
     return {
         "wall": wall, "process_wall": process_wall, "failed": float(report.failed),
         "requests": float(report.requests), "rate": report.rate,
-        "limit": limit.total, "wall_over_limit": limit.ratio(wall),
+        "replaced": float(len(shown["replacements"])),
         "wall_over_phases_excl_soak": wall / base if base else float("nan"),
         "wall_over_phases": wall / (base + waits.get("soak", 0.0)) if base else float("nan"),
         **{f"wait_{k}": v for k, v in waits.items()},
     }
+
+
+def bracketed(before: dict[str, list[float]], after: dict[str, list[float]],
+              settings: PoolSettings) -> Components:
+    """A run's components: the mean of the medians measured just before and just
+    after it (the shared host's speed drifts; one side alone would be biased)."""
+    def mid(key: str) -> float:
+        return (statistics.median(before[key]) + statistics.median(after[key])) / 2
+
+    assert settings.haproxy is not None
+    return Components(boot=mid("boot"), smoke=mid("smoke"),
+                      lb_rise=settings.haproxy.rise * settings.haproxy.check_interval,
+                      drain=mid("drain"))
 
 
 def _wait_ready(drivers: PoolDrivers, node: Node, timeout: float = 90.0) -> float:
@@ -302,8 +315,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rate", type=float, default=500.0, help="load, requests/s")
     parser.add_argument("--samples", type=int, default=7, help="samples per notice time")
-    parser.add_argument("--component-samples", type=int, default=3,
-                        help="samples of each component time (boot, smoke, drain)")
+    parser.add_argument("--component-samples", type=int, default=1,
+                        help="samples of each component time (boot, smoke, drain) before "
+                             "the first run and after every run")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--keep", action="store_true", help="leave the lab up")
     args = parser.parse_args()
@@ -322,23 +336,21 @@ def main() -> int:
             lab.up()
             ensure_images(lab)
             settings = Workspace.open(lab.project, "lab", lab.data.root).pool(ROLE).settings
-            measured = measure_components(lab, args.component_samples, args.rate)
-            assert settings.haproxy is not None
-            components = Components(
-                boot=statistics.median(measured["boot"]),
-                smoke=statistics.median(measured["smoke"]),
-                lb_rise=settings.haproxy.rise * settings.haproxy.check_interval,
-                drain=statistics.median(measured["drain"]))
-            print(f"components (medians of {args.component_samples}, measured without the "
-                  f"controller): boot {components.boot:.2f}s, smoke {components.smoke:.2f}s, "
-                  f"lb_rise {components.lb_rise:.2f}s (rise {settings.haproxy.rise} x "
-                  f"{settings.haproxy.check_interval:g}s), drain {components.drain:.3f}s, "
-                  f"soak {settings.soak:g}s (configured)", flush=True)
+            measured = [measure_components(lab, args.component_samples, args.rate)]
             runs = []
             for i in range(args.runs):
-                run = one_rollout(lab, args.rate, settings, components)
+                run = one_rollout(lab, args.rate)
+                measured.append(measure_components(lab, args.component_samples, args.rate))
+                components = bracketed(measured[-2], measured[-1], settings)
+                limit = pool_limit(settings, int(run["replaced"]), components)
+                run |= {"limit": limit.total, "wall_over_limit": limit.ratio(run["wall"]),
+                        **{f"component_{k}": v for k, v in asdict(components).items()}}
                 runs.append(run)
-                print(f"run {i + 1}: wall {run['wall']:.2f}s (process {run['process_wall']:.2f}s),"
+                print(f"run {i + 1}: components (bracketing, without the controller) "
+                      f"boot {components.boot:.2f}s, smoke {components.smoke:.2f}s, lb_rise "
+                      f"{components.lb_rise:.2f}s, drain {components.drain:.3f}s, soak "
+                      f"{settings.soak:g}s; wall {run['wall']:.2f}s "
+                      f"(process {run['process_wall']:.2f}s),"
                       f" failed {run['failed']:.0f}/{run['requests']:.0f} requests "
                       f"at {run['rate']:.0f} req/s; wall / limit {run['limit']:.2f}s = "
                       f"{run['wall_over_limit']:.3f}; wall / observed phase time "
@@ -365,9 +377,9 @@ def main() -> int:
     for key, values in notices.items():
         print(_median_line(key, values))
     figures = {
-        "components": {"boot": components.boot, "smoke": components.smoke,
-                       "lb_rise": components.lb_rise, "drain": components.drain,
-                       "soak": settings.soak, "samples": measured},
+        "components": {key: statistics.median(r[f"component_{key}"] for r in runs)
+                       for key in ("boot", "smoke", "lb_rise", "drain")}
+        | {"soak": settings.soak, "measurements": measured},
         "medians": {key: statistics.median(r[key] for r in runs)
                     for key, _ in keys} | {key: statistics.median(r.get(key, 0.0) for r in runs)
                                            for key in wait_keys},
@@ -378,7 +390,10 @@ def main() -> int:
         "rollout_overhead", "bench/rollout_overhead.py", figures, host_at_start=host_at_start,
         describe={
             "components": "each component's own time, measured without the controller on "
-                          "the same lab (medians; samples listed): boot = launch call to "
+                          "the same lab before the first run and after every run; a run's "
+                          "limit uses the mean of the medians just before and after it "
+                          "(figures: medians over runs; every measurement listed): boot = launch "
+                          "call to "
                           "the first ready probe's start, smoke = the suite alone, lb_rise = "
                           "rise x check_interval (configured), drain = DRAIN until scur 0 "
                           "under load, soak = configured",
