@@ -152,8 +152,23 @@ def _wait_ready(drivers: PoolDrivers, node: Node, timeout: float = 90.0) -> floa
             raise SystemExit(f"{node.name} never became ready within {timeout:.0f}s")
 
 
+# The component probes' load runs in a child process, as it does beside the
+# rollouts (whose controller is the `rollout run` process): in this process
+# its threads would hold the GIL against the probe's own readiness and smoke
+# calls and stretch them.
+LOAD_CHILD = """
+import sys
+from rollout.testing.loadgen import Load
+load = Load(sys.argv[1], concurrency=4, rate=float(sys.argv[2])).start()
+sys.stdin.read()  # until the bench closes our stdin
+report = load.stop()
+print(report.failed, report.requests)
+"""
+
+
 def measure_components(lab: LabHandle, samples: int, rate: float) -> dict[str, list[float]]:
-    """Each component's own time, without the controller, under the bench load."""
+    """Each component's own time, without the controller, under the bench load
+    (sent by a child process)."""
     ws = Workspace.open(lab.project, "lab", lab.data.root)
     drivers = ws.drivers(ROLE)
     lb = drivers.lb
@@ -162,7 +177,8 @@ def measure_components(lab: LabHandle, samples: int, rate: float) -> dict[str, l
     pool = drivers.provider.list()
     image = drivers.images.by_version(ROLE, pool[0].image_version)
     out: dict[str, list[float]] = {"boot": [], "launch_call": [], "smoke": [], "drain": []}
-    load = Load(lab.frontend, concurrency=4, rate=rate).start()
+    load = subprocess.Popen([sys.executable, "-c", LOAD_CHILD, lab.frontend, str(rate)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         for i in range(samples):
             started = time.monotonic()
@@ -195,7 +211,9 @@ def measure_components(lab: LabHandle, samples: int, rate: float) -> dict[str, l
                 runtime.command(f"set server {backend}/{slot} state ready")
             time.sleep(0.5)
     finally:
-        load.stop()
+        out_text, _ = load.communicate(timeout=30)  # closes its stdin: it stops and reports
+    failed, requests = (int(x) for x in out_text.split())
+    out["load_failed"], out["load_requests"] = [float(failed)], [float(requests)]
     return out
 
 
