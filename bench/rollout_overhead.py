@@ -1,6 +1,6 @@
 """Bench `rollout run` on the real lab under steady load through HAProxy's frontend.
 
-    sudo .venv/bin/python bench/rollout.py --bridge rbench1 --subnet 10.231.248.0/24 \\
+    sudo .venv/bin/python bench/rollout_overhead.py --bridge rbench1 --subnet 10.231.248.0/24 \\
         --port 18248 --data-dir /var/tmp/rollout-bench --runs 3 --rate 500
 
 Brings a lab up (4 web nodes), bakes two bench versions if the data dir lacks
@@ -10,10 +10,23 @@ medians it prints:
 
 - the wall time (the journal's started -> finished, and the CLI process's);
 - the failed requests (non-2xx + socket errors) counted by rollout.testing.loadgen;
-- the controller overhead: wall ÷ the sum of the irreducible waits the journal
-  recorded, excluding the canary soak (boot + smoke + lb_rise + drain) and
-  including it (+ soak). A wait runs from entering a phase until the
-  controller observes its exit, so it includes the observation latency;
+- the controller overhead against the physical limit: wall ÷ the rollout's
+  critical path (rollout.core.critical_path), computed from component times
+  measured WITHOUT the controller, on the same lab, before the first run and
+  after every run (``--component-samples`` each); a run's limit uses the mean
+  of the medians measured just before and just after it:
+  boot = a probe launches its own node and probes readiness back to back, from
+  the launch call to the start of the first probe that says ready;
+  smoke = the pool's smoke suite run alone against that ready node;
+  lb_rise = the pool's haproxy rise x check_interval (configured);
+  drain = a pool member set to DRAIN through the runtime API under the bench
+  load, until HAProxy's scur for it reads 0;
+  soak = the configured canary soak;
+- wall ÷ observed phase time (the figure formerly called the overhead ratio):
+  wall ÷ the sum of the waits the journal recorded (boot + smoke + lb_rise +
+  drain, and + soak). A wait runs from entering a phase until the controller
+  observes its exit, so it contains the controller's own calls and detection
+  delay, which keeps this ratio near 1 whatever the controller costs;
 - the time to notice a state change, median of ``--samples``: a free-running
   observer does what the controller's loop does (provider.list() and
   lb.members(), then sleep the controller's poll interval) while the bench
@@ -22,7 +35,8 @@ medians it prints:
   systemd-nspawn; the time from the change to the first observation that shows
   it. A readiness probe's own duration is printed too. Goal: ≤ 0.5 s.
 
-Tears the lab down at the end unless ``--keep``.
+Writes everything to ``--out``/rollout_overhead.json (commit, date, host
+load). Tears the lab down at the end unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -40,11 +54,16 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import _results
+
 from rollout.app.workspace import PoolDrivers, Workspace
 from rollout.backends.lab.records import read_record
+from rollout.config import PoolSettings
+from rollout.core.critical_path import Components, pool_limit
 from rollout.drivers.haproxy.lb import HAProxyLoadBalancer
 from rollout.engine.controller import Controller
 from rollout.inventory import load_environment
@@ -102,10 +121,100 @@ def one_rollout(lab: LabHandle, rate: float) -> dict[str, float]:
     return {
         "wall": wall, "process_wall": process_wall, "failed": float(report.failed),
         "requests": float(report.requests), "rate": report.rate,
-        "overhead_excl_soak": wall / base if base else float("nan"),
-        "overhead_incl_soak": wall / (base + waits.get("soak", 0.0)) if base else float("nan"),
+        "replaced": float(len(shown["replacements"])),
+        "wall_over_phases_excl_soak": wall / base if base else float("nan"),
+        "wall_over_phases": wall / (base + waits.get("soak", 0.0)) if base else float("nan"),
         **{f"wait_{k}": v for k, v in waits.items()},
     }
+
+
+def bracketed(before: dict[str, list[float]], after: dict[str, list[float]],
+              settings: PoolSettings) -> Components:
+    """A run's components: the mean of the medians measured just before and just
+    after it (the shared host's speed drifts; one side alone would be biased)."""
+    def mid(key: str) -> float:
+        return (statistics.median(before[key]) + statistics.median(after[key])) / 2
+
+    assert settings.haproxy is not None
+    return Components(boot=mid("boot"), smoke=mid("smoke"),
+                      lb_rise=settings.haproxy.rise * settings.haproxy.check_interval,
+                      drain=mid("drain"))
+
+
+def _wait_ready(drivers: PoolDrivers, node: Node, timeout: float = 90.0) -> float:
+    """Probe back to back until ready; the start of the probe that said so."""
+    deadline = time.monotonic() + timeout
+    while True:
+        probe_started = time.monotonic()
+        if drivers.provider.readiness(node).ready:
+            return probe_started
+        if probe_started > deadline:
+            raise SystemExit(f"{node.name} never became ready within {timeout:.0f}s")
+
+
+# The component probes' load runs in a child process, as it does beside the
+# rollouts (whose controller is the `rollout run` process): in this process
+# its threads would hold the GIL against the probe's own readiness and smoke
+# calls and stretch them.
+LOAD_CHILD = """
+import sys
+from rollout.testing.loadgen import Load
+load = Load(sys.argv[1], concurrency=4, rate=float(sys.argv[2])).start()
+sys.stdin.read()  # until the bench closes our stdin
+report = load.stop()
+print(report.failed, report.requests)
+"""
+
+
+def measure_components(lab: LabHandle, samples: int, rate: float) -> dict[str, list[float]]:
+    """Each component's own time, without the controller, under the bench load
+    (sent by a child process)."""
+    ws = Workspace.open(lab.project, "lab", lab.data.root)
+    drivers = ws.drivers(ROLE)
+    lb = drivers.lb
+    assert isinstance(lb, HAProxyLoadBalancer)
+    runtime, backend = lb.runtime, lb.backend
+    pool = drivers.provider.list()
+    image = drivers.images.by_version(ROLE, pool[0].image_version)
+    out: dict[str, list[float]] = {"boot": [], "launch_call": [], "smoke": [], "drain": []}
+    load = subprocess.Popen([sys.executable, "-c", LOAD_CHILD, lab.frontend, str(rate)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        for i in range(samples):
+            started = time.monotonic()
+            node = drivers.provider.launch(LaunchSpec(f"web-probe-{i}", ROLE, "lab", image))
+            out["launch_call"].append(time.monotonic() - started)
+            try:
+                out["boot"].append(_wait_ready(drivers, node) - started)
+                smoke_started = time.monotonic()
+                result = drivers.smoke.run(node, image)
+                if not result.passed:
+                    raise SystemExit(f"smoke of {node.name} failed alone: {result.summary}")
+                out["smoke"].append(time.monotonic() - smoke_started)
+            finally:
+                drivers.provider.destroy(node)
+                drivers.provider.finish_removal(node)
+        for i in range(samples):
+            victim = pool[i % len(pool)]
+            slot = _slot_of(lb.members(), victim.address)
+            started = time.monotonic()
+            runtime.command(f"set server {backend}/{slot} state drain")
+            try:
+                while True:
+                    row = next(r for r in runtime.show_stat(backend) if r.svname == slot)
+                    if row.scur == 0:
+                        out["drain"].append(time.monotonic() - started)
+                        break
+                    if time.monotonic() - started > 60:
+                        raise SystemExit(f"{slot} still had {row.scur} sessions after 60 s")
+            finally:
+                runtime.command(f"set server {backend}/{slot} state ready")
+            time.sleep(0.5)
+    finally:
+        out_text, _ = load.communicate(timeout=30)  # closes its stdin: it stops and reports
+    failed, requests = (int(x) for x in out_text.split())
+    out["load_failed"], out["load_requests"] = [float(failed)], [float(requests)]
+    return out
 
 
 class Observer:
@@ -224,12 +333,17 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rate", type=float, default=500.0, help="load, requests/s")
     parser.add_argument("--samples", type=int, default=7, help="samples per notice time")
+    parser.add_argument("--component-samples", type=int, default=1,
+                        help="samples of each component time (boot, smoke, drain) before "
+                             "the first run and after every run")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--keep", action="store_true", help="leave the lab up")
     args = parser.parse_args()
     reason = lab_skip_reason()
     if reason:
         print(f"cannot run: {reason}", file=sys.stderr)
         return 5
+    host_at_start = _results.host()
     data = DataDir(args.data_dir)
     share_base_cache(data, args.base_cache)
     with tempfile.TemporaryDirectory(prefix="rollout-bench-") as tmp:
@@ -239,14 +353,27 @@ def main() -> int:
         try:
             lab.up()
             ensure_images(lab)
+            settings = Workspace.open(lab.project, "lab", lab.data.root).pool(ROLE).settings
+            measured = [measure_components(lab, args.component_samples, args.rate)]
             runs = []
             for i in range(args.runs):
                 run = one_rollout(lab, args.rate)
+                measured.append(measure_components(lab, args.component_samples, args.rate))
+                components = bracketed(measured[-2], measured[-1], settings)
+                limit = pool_limit(settings, int(run["replaced"]), components)
+                run |= {"limit": limit.total, "wall_over_limit": limit.ratio(run["wall"]),
+                        **{f"component_{k}": v for k, v in asdict(components).items()}}
                 runs.append(run)
-                print(f"run {i + 1}: wall {run['wall']:.2f}s (process {run['process_wall']:.2f}s),"
+                print(f"run {i + 1}: components (bracketing, without the controller) "
+                      f"boot {components.boot:.2f}s, smoke {components.smoke:.2f}s, lb_rise "
+                      f"{components.lb_rise:.2f}s, drain {components.drain:.3f}s, soak "
+                      f"{settings.soak:g}s; wall {run['wall']:.2f}s "
+                      f"(process {run['process_wall']:.2f}s),"
                       f" failed {run['failed']:.0f}/{run['requests']:.0f} requests "
-                      f"at {run['rate']:.0f} req/s, overhead {run['overhead_excl_soak']:.3f} "
-                      f"excl. soak / {run['overhead_incl_soak']:.3f} incl. soak; waits "
+                      f"at {run['rate']:.0f} req/s; wall / limit {run['limit']:.2f}s = "
+                      f"{run['wall_over_limit']:.3f}; wall / observed phase time "
+                      f"{run['wall_over_phases']:.3f} (excl. soak "
+                      f"{run['wall_over_phases_excl_soak']:.3f}); waits "
                       + ", ".join(f"{k[5:]} {v:.2f}s" for k, v in run.items()
                                   if k.startswith("wait_")), flush=True)
             notices = notice_times(lab, args.samples)
@@ -255,15 +382,52 @@ def main() -> int:
                 lab.down()
     print(f"--- {len(runs)} rollout(s) of 4 nodes (surge, batch 1, canary soak as "
           f"configured) at {args.rate:.0f} req/s; poll interval {POLL}s")
-    for key, unit in (("wall", "s"), ("process_wall", "s"), ("failed", ""),
-                      ("overhead_excl_soak", ""), ("overhead_incl_soak", "")):
+    keys = (("wall", "s"), ("process_wall", "s"), ("failed", ""), ("limit", "s"),
+            ("wall_over_limit", ""), ("wall_over_phases", ""),
+            ("wall_over_phases_excl_soak", ""))
+    for key, unit in keys:
         print(_median_line(key, [r[key] for r in runs], unit))
-    for key in sorted({k for r in runs for k in r if k.startswith("wait_")}):
+    wait_keys = sorted({k for r in runs for k in r if k.startswith("wait_")})
+    for key in wait_keys:
         print(_median_line(key, [r.get(key, 0.0) for r in runs]))
     print(f"--- time to notice a change (observer = provider.list() + lb.members(), "
           f"then sleep {POLL}s); goal <= 0.5s")
     for key, values in notices.items():
         print(_median_line(key, values))
+    figures = {
+        "components": {key: statistics.median(r[f"component_{key}"] for r in runs)
+                       for key in ("boot", "smoke", "lb_rise", "drain")}
+        | {"soak": settings.soak, "measurements": measured},
+        "medians": {key: statistics.median(r[key] for r in runs)
+                    for key, _ in keys} | {key: statistics.median(r.get(key, 0.0) for r in runs)
+                                           for key in wait_keys},
+        "notice": {k: {"median": statistics.median(v), "min": min(v), "max": max(v),
+                       "samples": v} for k, v in notices.items()},
+    }
+    path = _results.write(
+        "rollout_overhead", "bench/rollout_overhead.py", figures, host_at_start=host_at_start,
+        describe={
+            "components": "each component's own time, measured without the controller on "
+                          "the same lab before the first run and after every run; a run's "
+                          "limit uses the mean of the medians just before and after it "
+                          "(figures: medians over runs; every measurement listed): boot = launch "
+                          "call to "
+                          "the first ready probe's start, smoke = the suite alone, lb_rise = "
+                          "rise x check_interval (configured), drain = DRAIN until scur 0 "
+                          "under load, soak = configured",
+            "limit": "the rollout's critical path from the components "
+                     "(rollout.core.critical_path.pool_limit)",
+            "wall_over_limit": "controller overhead: journal wall time / limit",
+            "wall_over_phases": "wall / observed phase time (the journal's waits, soak "
+                                "included); formerly called the overhead ratio",
+            "notice": "seconds from a change to the first controller-like observation "
+                      "showing it",
+        },
+        out=args.out, extra={"runs": runs, "pool": {"nodes": 4, "strategy": str(settings.strategy),
+                                      "batch_size": settings.batch_size,
+                                      "canary": settings.canary},
+               "rate": args.rate, "poll_interval": POLL})
+    print(f"wrote {path}")
     return 0
 
 

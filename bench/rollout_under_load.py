@@ -5,22 +5,39 @@
         --data-dir /var/tmp/rollout-bench-load --base-cache /var/lib/rollout/base
 
 Brings up a 4-node lab (a throwaway project copy with its own bridge, subnet
-and port), bakes the two target images if missing, then alternates, ``--runs``
-times each:
+and port), bakes the two starting images if missing, then ``--runs`` times
+runs one environment pipeline of each tool, rollout's first in odd runs and
+the baseline's first in even ones:
 
-- **rollout**: ``rollout run --role web --version V`` (a new image, new nodes);
-- **baseline**: ``ansible-playbook playbooks/baseline-rolling-update.yml``,
-  ``serial: 1``, HAProxy drain/maint through the admin socket, the roles
-  re-applied in place, wait for the port, enable again.
+- **rollout**: ``rollout build`` of a new version (timed for real), then
+  ``rollout run --role web --version V`` three times (dev, staging, prod: the
+  lab hosts one pool, so the same pool stands in for each environment; a
+  repeat to the same image would be a no-op, so the 2nd rollout goes back to
+  the previous image and the 3rd to the new one again: every rollout replaces
+  all 4 nodes, as each environment's would);
+- **baseline**: ``ansible-playbook playbooks/baseline-rolling-update.yml``
+  three times, ``serial: 1``, HAProxy drain/maint through the admin socket,
+  the roles re-applied in place, wait for the port, enable again.
 
-During each run wrk sends a steady, rate-limited load through HAProxy (a Lua
+Before every command the host settles: the bench waits until no lab node of
+the previous command is still stopping (exactly the pool's records, none
+being removed, and every nspawn of a removed node exited) and prints how
+long it waited. Three comparisons, medians over the runs:
+
+- rollout only: one ``rollout run`` against one playbook run (every one counts);
+- bake + rollout: the bake's wall plus the rollout to that image, against
+  one playbook run;
+- the pipeline: bake once + 3 rollouts against 3 playbook runs.
+
+During each command wrk sends a steady, rate-limited load through HAProxy (a Lua
 script counts every non-2xx answer; wrk counts socket errors: connect, read,
 write, timeout) and rollout.testing.loadgen.Load sends a second, smaller stream with
 its own counters, as a cross-check. HAProxy's ``show stat`` is sampled at
 10 Hz: the in-service capacity is the number of backend servers whose status
 is UP (READY and passing checks). Prints the medians, writes them with every
-run to ``--out``/rollout_under_load.json and one run of each as a
-capacity-over-time plot (capacity.png). Tears the lab down unless ``--keep``.
+run and the capacity series (one run of each tool: the median one) to
+``--out``/rollout_under_load.json (commit, date, host load), and plots those
+series (capacity.png). Tears the lab down unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -28,18 +45,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _results
+import _settle
 import yaml
+from _load import Sampler, Wrk
 
 from rollout.backends.lab import haproxy_process, nodes
 from rollout.backends.lab.images import LabImageStore
@@ -53,81 +70,6 @@ from rollout.testing.loadgen import Load
 REPO = Path(__file__).resolve().parents[1]
 PLAYBOOK = "playbooks/baseline-rolling-update.yml"
 POOL_SIZE = 4
-
-# wrk's Lua hooks: a fixed delay per request keeps the rate steady (wrk alone
-# would saturate both cores and slow node boots ~10x); response() counts every
-# non-2xx; done() prints all counters as one JSON line.
-WRK_LUA = """
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function init(args) ok = 0; bad = 0 end
-function delay() return %(delay_ms)d end
-function response(status, headers, body)
-  if status >= 200 and status < 300 then ok = ok + 1 else bad = bad + 1 end
-end
-function done(summary, latency, requests)
-  local o, b = 0, 0
-  for _, t in ipairs(threads) do o = o + t:get("ok"); b = b + t:get("bad") end
-  local e = summary.errors
-  io.write(string.format('WRKJSON {"requests":%%d,"ok":%%d,"non_2xx":%%d,"connect":%%d,' ..
-    '"read":%%d,"write":%%d,"timeout":%%d,"seconds":%%.3f}\\n', summary.requests, o, b,
-    e.connect, e.read, e.write, e.timeout, summary.duration / 1e6))
-end
-"""
-
-
-class Wrk:
-    """wrk in the background; ``stop()`` sends SIGINT (wrk then prints its
-    summary) and returns the counters."""
-
-    def __init__(self, url: str, rate: int, connections: int, lua: Path) -> None:
-        delay = max(1, round(1000 * connections / rate))
-        lua.write_text(WRK_LUA % {"delay_ms": delay})
-        self.proc = subprocess.Popen(
-            ["wrk", "-t1", f"-c{connections}", "-d3600s", "--timeout", "2s", "-s", str(lua),
-             url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-    def stop(self) -> dict[str, Any]:
-        self.proc.send_signal(signal.SIGINT)
-        out, _ = self.proc.communicate(timeout=30)
-        line = next((x for x in out.splitlines() if x.startswith("WRKJSON ")), None)
-        if line is None:
-            raise RuntimeError(f"wrk printed no summary:\n{out}")
-        data: dict[str, Any] = json.loads(line[len("WRKJSON "):])
-        data["socket_errors"] = sum(data[k] for k in ("connect", "read", "write", "timeout"))
-        data["failed"] = data["non_2xx"] + data["socket_errors"]
-        data["rate"] = round(data["requests"] / data["seconds"], 1) if data["seconds"] else 0.0
-        return data
-
-
-@dataclass
-class Sampler:
-    """In-service servers of one backend (status UP) at ~10 Hz, from HAProxy."""
-
-    data: DataDir
-    backend: str
-    samples: list[tuple[float, int]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> Sampler:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        runtime = haproxy_process.runtime(self.data)
-        while not self._stop.is_set():
-            rows = runtime.show_stat(self.backend)
-            up = sum(1 for r in rows if r.svname not in ("BACKEND", "FRONTEND")
-                     and r.status.startswith("UP"))
-            self.samples.append((time.monotonic(), up))
-            self._stop.wait(0.1)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
 
 
 def wait_pool_healthy(lab: LabHandle, timeout: float = 90.0) -> None:
@@ -201,7 +143,9 @@ def run_rollout(lab: LabHandle, version: str, work: Path, rate: int) -> dict[str
     waits = {k: round(v, 2) for k, v in journal["waits"].items()}
     return result | {"kind": "rollout", "version": version, "rollout_id": rollout_id,
                      "waits": waits, "irreducible": round(sum(waits.values()), 2),
-                     "overhead": journal["overhead"] and round(journal["overhead"], 3),
+                     # wall ÷ the journal's waits; see bench/rollout_overhead.py
+                     # for wall ÷ the physical limit
+                     "wall_over_phases": journal["overhead"] and round(journal["overhead"], 3),
                      "replaced": len(journal["replacements"])}
 
 
@@ -239,13 +183,13 @@ def median(runs: list[dict[str, Any]], key: str) -> float | None:
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "runs": len(runs),
+        "commands": len(runs),
         "wall_median": median(runs, "wall"),
         "failed_median": median(runs, "failed"),
         "failed_total": sum(r["failed"] for r in runs),
         "min_capacity": min(r["min_capacity"] for r in runs),
         "min_capacity_median": median(runs, "min_capacity"),
-        "overhead_median": median(runs, "overhead"),
+        "wall_over_phases_median": median(runs, "wall_over_phases"),
         "requests_total": sum(r["wrk"]["requests"] + r["loadgen"]["requests"] for r in runs),
     }
 
@@ -272,6 +216,92 @@ def plot(runs: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+class Pipelines:
+    """The runs: each one pipeline of each tool, the settle waits, the bakes."""
+
+    def __init__(self, lab: LabHandle, tmp: Path, rate: int, versions: list[str]) -> None:
+        self.lab, self.tmp, self.rate, self.versions = lab, tmp, rate, versions
+        self.commands: list[dict[str, Any]] = []
+        self.pipelines: list[dict[str, Any]] = []
+        self.settles: list[float] = []
+        self._seen = _settle.node_pids(lab.context)
+
+    def settle(self) -> None:
+        waited = _settle.settle(self.lab.context, POOL_SIZE, self._seen)
+        self.settles.append(round(waited, 2))
+        print(f"  settled in {waited:.1f}s", flush=True)
+        self._seen = _settle.node_pids(self.lab.context)
+
+    def _work(self, name: str) -> Path:
+        work = self.tmp / name
+        work.mkdir()
+        return work
+
+    def rollout(self, run: int) -> None:
+        current = {n.image for n in self.lab.status().nodes}
+        previous = next(iter(current)) if len(current) == 1 else self.versions[0]
+        new = f"5.{run}.0"
+        self.settle()
+        started = time.monotonic()
+        ensure_image(self.lab, new)
+        bake = round(time.monotonic() - started, 2)
+        print(f"  bake of web {new}: {bake:.1f}s", flush=True)
+        walls = []
+        for env, target in zip(("dev", "staging", "prod"), (new, previous, new), strict=True):
+            self.settle()
+            result = run_rollout(self.lab, target, self._work(f"r{run}-{env}"), self.rate)
+            result |= {"run": run, "env": env}
+            self.commands.append(result)
+            walls.append(result["wall"])
+            print(json.dumps({k: v for k, v in result.items() if k != "capacity"}), flush=True)
+        self.pipelines.append({"kind": "rollout", "run": run, "bake": bake,
+                               "first": walls[0], "rollouts": walls,
+                               "pipeline": round(bake + sum(walls), 2)})
+
+    def baseline(self, run: int) -> None:
+        walls = []
+        for k, env in enumerate(("dev", "staging", "prod")):
+            self.settle()
+            result = run_baseline(self.lab, f"4.{run}.{k}", self._work(f"b{run}-{env}"),
+                                  self.rate)
+            result |= {"run": run, "env": env}
+            self.commands.append(result)
+            walls.append(result["wall"])
+            print(json.dumps({k: v for k, v in result.items() if k != "capacity"}), flush=True)
+        self.pipelines.append({"kind": "baseline", "run": run, "first": walls[0],
+                               "playbooks": walls, "pipeline": round(sum(walls), 2)})
+
+    def run(self, run: int) -> None:
+        order = ("rollout", "baseline") if run % 2 == 1 else ("baseline", "rollout")
+        print(f"run {run}: {order[0]} first", flush=True)
+        for kind in order:
+            (self.rollout if kind == "rollout" else self.baseline)(run)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def comparisons(p: Pipelines) -> dict[str, Any]:
+    """The three comparisons as medians over the runs, and their ratios."""
+    by_kind = {k: [c for c in p.commands if c["kind"] == k] for k in ("rollout", "baseline")}
+    pipes = {k: [x for x in p.pipelines if x["kind"] == k] for k in ("rollout", "baseline")}
+    rollout_only = median(by_kind["rollout"], "wall")
+    playbook = median(by_kind["baseline"], "wall")
+    bake = median(pipes["rollout"], "bake")
+    bake_plus = median([{"v": x["bake"] + x["first"]} for x in pipes["rollout"]], "v")
+    pipe_r, pipe_b = median(pipes["rollout"], "pipeline"), median(pipes["baseline"], "pipeline")
+    return {
+        "rollout_only": {"rollout": rollout_only, "baseline": playbook,
+                         "ratio": _ratio(rollout_only, playbook)},
+        "bake_plus_rollout": {"bake": bake, "rollout": bake_plus, "baseline": playbook,
+                              "ratio": _ratio(bake_plus, playbook)},
+        "pipeline_3_envs": {"rollout": pipe_r, "baseline": pipe_b,
+                            "ratio": _ratio(pipe_r, pipe_b)},
+        "tools": {k: summarize(v) for k, v in by_kind.items()},
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bridge", default="rbench1")
@@ -280,10 +310,11 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, default=Path("/var/tmp/rollout-bench-load"))
     parser.add_argument("--base-cache", type=Path, default=None,
                         help="a prebuilt base cache to link in (saves the debootstrap)")
-    parser.add_argument("--runs", type=int, default=3, help="runs of each, alternating")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="pipelines of each tool, the order alternating")
     parser.add_argument("--rate", type=int, default=1000, help="wrk's requests per second")
     parser.add_argument("--versions", default="2.0.0,3.0.0",
-                        help="the two images rollout alternates between")
+                        help="the two images the pool starts from (baked if missing)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--keep", action="store_true", help="leave the lab running")
     args = parser.parse_args()
@@ -291,10 +322,10 @@ def main() -> int:
     if reason:
         print(f"cannot run: {reason}", file=sys.stderr)
         return 5
+    host_at_start = _results.host()
     data = DataDir(args.data_dir)
     share_base_cache(data, args.base_cache)
     versions = args.versions.split(",")
-    runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rollout-bench-") as tmp:
         project = make_project(REPO, Path(tmp) / "project", bridge=args.bridge,
                                subnet=args.subnet, port=args.port)
@@ -303,38 +334,53 @@ def main() -> int:
             lab.up(nodes=POOL_SIZE)
             for v in versions:
                 ensure_image(lab, v)
-            for i in range(args.runs):
-                current = {n.image for n in lab.status().nodes}
-                target = next((v for v in versions if {v} != current), versions[0])
-                work = Path(tmp) / f"run{i}"
-                work.mkdir()
-                runs.append(run_rollout(lab, target, work, args.rate))
-                print(json.dumps({k: v for k, v in runs[-1].items() if k != "capacity"}))
-                runs.append(run_baseline(lab, f"4.0.{i}", work, args.rate))
-                print(json.dumps({k: v for k, v in runs[-1].items() if k != "capacity"}))
+            pipelines = Pipelines(lab, Path(tmp), args.rate, versions)
+            for run in range(1, args.runs + 1):
+                pipelines.run(run)
         finally:
             if not args.keep:
                 lab.down()
-    by_kind = {k: [r for r in runs if r["kind"] == k] for k in ("rollout", "baseline")}
-    figures = {k: summarize(v) for k, v in by_kind.items()}
-    ratio = figures["rollout"]["wall_median"] / figures["baseline"]["wall_median"]
-    figures["wall_ratio"] = round(ratio, 3)
-    figures["rate"] = args.rate
-    args.out.mkdir(parents=True, exist_ok=True)
-    # One run of each for the plot: the one whose wall time is the median.
+    figures = comparisons(pipelines)
+    figures["settle_waits"] = {"median": median([{"v": w} for w in pipelines.settles], "v"),
+                               "max": max(pipelines.settles), "all": pipelines.settles}
+    by_kind = {k: [c for c in pipelines.commands if c["kind"] == k]
+               for k in ("rollout", "baseline")}
+    # One command of each for the series and the plot: the one whose wall is the median.
     shown = {k: sorted(v, key=lambda r: r["wall"])[len(v) // 2] for k, v in by_kind.items()}
+    args.out.mkdir(parents=True, exist_ok=True)
     plot(shown, args.out / "capacity.png")
-    slim = [{k: v for k, v in r.items() if k != "capacity"} for r in runs]
-    (args.out / "rollout_under_load.json").write_text(
-        json.dumps({"figures": figures, "runs": slim}, indent=1) + "\n")
-    print(f"{'':10} {'wall (median)':>14} {'failed (total)':>15} {'min capacity':>13} "
-          f"{'overhead':>9}")
-    for kind, f in figures.items():
-        if isinstance(f, dict):
-            print(f"{kind:10} {f['wall_median']:>13.1f}s {f['failed_total']:>15} "
-                  f"{f['min_capacity']:>10}/{POOL_SIZE} {f['overhead_median'] or '-':>9}")
-    print(f"rollout wall / baseline wall = {ratio:.2f} (goal <= 0.5); "
-          f"{args.runs} runs each at ~{args.rate} req/s; plot {args.out / 'capacity.png'}")
+    slim = [{k: v for k, v in r.items() if k != "capacity"} for r in pipelines.commands]
+    path = _results.write(
+        "rollout_under_load", "bench/rollout_under_load.py", figures, out=args.out,
+        host_at_start=host_at_start,
+        describe={
+            "rollout_only": "median wall (s) of one `rollout run` (4 nodes replaced) and of "
+                            "one in-place playbook run; ratio = rollout / baseline",
+            "bake_plus_rollout": "median of (bake wall + the rollout to that image) against "
+                                 "one playbook run",
+            "pipeline_3_envs": "median of (bake once + 3 rollouts) against 3 playbook runs; "
+                               "the lab hosts one pool, which stands in for dev, staging "
+                               "and prod in turn",
+            "settle_waits": "seconds waited before each command until no lab node of the "
+                            "previous one was still stopping",
+            "capacity": "in-service servers (HAProxy status UP) over time, [seconds since "
+                        "the command started, count], of each tool's median command",
+        },
+        extra={"rate": args.rate, "pool_size": POOL_SIZE, "runs": args.runs,
+               "order": "rollout first in odd runs, baseline first in even runs",
+               "capacity": {k: v["capacity"] for k, v in shown.items()},
+               "pipelines": pipelines.pipelines, "commands": slim})
+    for name in ("rollout_only", "bake_plus_rollout", "pipeline_3_envs"):
+        f = figures[name]
+        print(f"{name:18} rollout {f['rollout']:>7.1f}s  baseline {f['baseline']:>7.1f}s  "
+              f"ratio {f['ratio']}")
+    for kind, f in figures["tools"].items():
+        print(f"{kind:10} {f['commands']} commands, wall median {f['wall_median']}s, "
+              f"failed {f['failed_total']} of {f['requests_total']}, min capacity "
+              f"{f['min_capacity']}/{POOL_SIZE}")
+    print(f"settle waits: median {figures['settle_waits']['median']}s, max "
+          f"{figures['settle_waits']['max']}s; {args.runs} runs at ~{args.rate} req/s; "
+          f"wrote {path} and {args.out / 'capacity.png'}")
     return 0
 
 
