@@ -28,6 +28,7 @@ from pydantic import (
 
 from rollout import names
 from rollout.config_analysis import Analysis
+from rollout.config_bluegreen import BlueGreenSettings
 from rollout.config_canary import CanaryStep
 from rollout.durations import parse_duration, resolve_floor
 from rollout.errors import ConfigError, NotFoundError
@@ -302,6 +303,8 @@ class PoolSettings(_Strict):
     # The most machines the pool may have at once (a blue-green peak is twice
     # the pool); None: no cap besides the load balancer's.
     max_nodes: int | None = Field(None, ge=1)
+    # Analyses before and after the switch (rollout.config_bluegreen).
+    blue_green: BlueGreenSettings = BlueGreenSettings()
     # --- weighted canary steps and pause gates (rollout.config_canary) ---
     # When given, the canary batch goes through these steps instead of `soak`.
     canary_steps: tuple[CanaryStep, ...] = ()
@@ -315,6 +318,11 @@ class PoolSettings(_Strict):
             if step.analysis is not None and step.analysis not in self.analyses:
                 known = ", ".join(sorted(self.analyses)) or "none is defined"
                 raise ValueError(f"canary_steps: analysis {step.analysis!r} is not one of "
+                                 f"rollout.analyses ({known})")
+        for name in self.blue_green.names():
+            if name not in self.analyses:
+                known = ", ".join(sorted(self.analyses)) or "none is defined"
+                raise ValueError(f"blue_green: analysis {name!r} is not one of "
                                  f"rollout.analyses ({known})")
         if self.analysis is not None and self.analysis not in self.analyses:
             known = ", ".join(sorted(self.analyses)) or "none is defined"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from rollout.config import PoolSettings, Strategy
-from rollout.core import bluegreen, canary, gate, lifecycle
+from rollout.core import bluegreen, canary, gate, lifecycle, switch_checks
 from rollout.core.batches import Plan
 from rollout.core.members import SERVES, readd_missing
 from rollout.core.phases import Decision, Pass, advance, node_name
@@ -152,6 +152,8 @@ def _apply(run: Pass, action: Action, outcome: Outcome) -> bool:
         return True
     if isinstance(action, SwitchTraffic):
         return bluegreen.switch_outcome(run, action, outcome)
+    if isinstance(action, RunAnalysis) and action.point is not None:
+        return switch_checks.concluded(run, action, outcome)
     i = action.index
     rep = run.reps[i]
     if rep.attempt != action.attempt or rep.phase is not action.phase:

@@ -79,7 +79,7 @@ from enum import StrEnum
 
 from rollout.config import PoolSettings
 from rollout.config import Strategy as Strategy
-from rollout.core.analysis import AnalysisContext, Verdict
+from rollout.core.analysis import AnalysisContext, AnalysisPoint, Verdict
 from rollout.core.bluegreen_state import BlueGreen
 from rollout.hooks import HookCall
 from rollout.model import (
@@ -393,11 +393,13 @@ class SetWeight(Action):
 class RunAnalysis(Action):
     """Judge the canary batch by analysis ``name`` (``context`` says which
     nodes), taken for the batch's first replacement; it may take minutes.
-    ``step``: for an ``analysis:`` canary step, else for the soak."""
+    ``step``: for an ``analysis:`` canary step, else for the soak; ``point``
+    (not None) says it is none of the canary's but one around a blue-green switch."""
 
     name: str = ""
     context: AnalysisContext | None = None
     step: bool = False
+    point: AnalysisPoint | None = None
     kind = "analysis"
 
 
