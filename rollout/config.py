@@ -30,6 +30,7 @@ from rollout import names
 from rollout.config_analysis import Analysis
 from rollout.config_bluegreen import BlueGreenSettings
 from rollout.config_canary import CanaryStep
+from rollout.config_post_rollout import PostRollout
 from rollout.durations import parse_duration, resolve_floor
 from rollout.errors import ConfigError, NotFoundError
 from rollout.hooks import HookSettings
@@ -296,6 +297,8 @@ class PoolSettings(_Strict):
     analyses: dict[Name, Analysis] = Field(default_factory=dict)
     analysis: Name | None = None
     # --- end of analyses ---
+    # --- post-rollout window (rollout.config_post_rollout, rollout.core.window) ---
+    post_rollout: PostRollout = PostRollout()
     # --- blue-green (strategy blue_green; see rollout.core.bluegreen) ---------------
     # How long the old (blue) pool stays warm, drained and out of service, after
     # the switch: `rollout rollback` switches back to it at once until then.
@@ -319,10 +322,11 @@ class PoolSettings(_Strict):
                 known = ", ".join(sorted(self.analyses)) or "none is defined"
                 raise ValueError(f"canary_steps: analysis {step.analysis!r} is not one of "
                                  f"rollout.analyses ({known})")
-        for name in self.blue_green.names():
+        for name in (*self.blue_green.names(), *self.post_rollout.analysis):
             if name not in self.analyses:
                 known = ", ".join(sorted(self.analyses)) or "none is defined"
-                raise ValueError(f"blue_green: analysis {name!r} is not one of "
+                where = "post_rollout" if name in self.post_rollout.analysis else "blue_green"
+                raise ValueError(f"{where}: analysis {name!r} is not one of "
                                  f"rollout.analyses ({known})")
         if self.analysis is not None and self.analysis not in self.analyses:
             known = ", ".join(sorted(self.analyses)) or "none is defined"

@@ -33,6 +33,7 @@ class AnalysisPoint(StrEnum):
 
     PRE_SWITCH = "pre_switch"  # blue-green: green staged, before the switch
     POST_SWITCH = "post_switch"  # blue-green: green serving, blue warm
+    POST_ROLLOUT = "post_rollout"  # the window after a rollout (rollout.core.window)
 
 
 class Judgement(StrEnum):
