@@ -16,6 +16,11 @@ moves through the surge phases up to its smoke test, then::
              switched_at + scale_down_delay                      passed
     RETIRING lb.remove(blue), destroy(blue) (as for surge)       blue gone           DONE
 
+Analyses around the switch (``blue_green.pre_switch_analysis`` and
+``post_switch_analysis``, :mod:`rollout.core.switch_checks`) hold the switch
+until the pre-switch ones passed, and hold WARM (blue kept) until the
+post-switch ones passed; a failure of either fails the rollout like any other.
+
 The side (:class:`~rollout.core.bluegreen_state.BlueGreen`) is rollout-level
 state, journaled before the switch action starts. Every pass reconciles the LB
 with it first, before any replacement moves: when a replacement restores (a
