@@ -28,8 +28,10 @@ from pydantic import (
 
 from rollout import names
 from rollout.config_analysis import Analysis
+from rollout.config_bluegreen import BlueGreenSettings
 from rollout.config_canary import CanaryStep
 from rollout.config_shadow import ShadowSettings
+from rollout.config_post_rollout import PostRollout
 from rollout.durations import parse_duration, resolve_floor
 from rollout.errors import ConfigError, NotFoundError
 from rollout.hooks import HookSettings
@@ -300,6 +302,8 @@ class PoolSettings(_Strict):
     # Recent requests replayed to a new node and an old one before it serves.
     shadow: ShadowSettings = ShadowSettings()
     # --- end of the dark-launch gate ---
+    # --- post-rollout window (rollout.config_post_rollout, rollout.core.window) ---
+    post_rollout: PostRollout = PostRollout()
     # --- blue-green (strategy blue_green; see rollout.core.bluegreen) ---------------
     # How long the old (blue) pool stays warm, drained and out of service, after
     # the switch: `rollout rollback` switches back to it at once until then.
@@ -307,6 +311,8 @@ class PoolSettings(_Strict):
     # The most machines the pool may have at once (a blue-green peak is twice
     # the pool); None: no cap besides the load balancer's.
     max_nodes: int | None = Field(None, ge=1)
+    # Analyses before and after the switch (rollout.config_bluegreen).
+    blue_green: BlueGreenSettings = BlueGreenSettings()
     # --- weighted canary steps and pause gates (rollout.config_canary) ---
     # When given, the canary batch goes through these steps instead of `soak`.
     canary_steps: tuple[CanaryStep, ...] = ()
@@ -320,6 +326,12 @@ class PoolSettings(_Strict):
             if step.analysis is not None and step.analysis not in self.analyses:
                 known = ", ".join(sorted(self.analyses)) or "none is defined"
                 raise ValueError(f"canary_steps: analysis {step.analysis!r} is not one of "
+                                 f"rollout.analyses ({known})")
+        for name in (*self.blue_green.names(), *self.post_rollout.analysis):
+            if name not in self.analyses:
+                known = ", ".join(sorted(self.analyses)) or "none is defined"
+                where = "post_rollout" if name in self.post_rollout.analysis else "blue_green"
+                raise ValueError(f"{where}: analysis {name!r} is not one of "
                                  f"rollout.analyses ({known})")
         if self.analysis is not None and self.analysis not in self.analyses:
             known = ", ".join(sorted(self.analyses)) or "none is defined"

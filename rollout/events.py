@@ -355,6 +355,20 @@ class RollbackRequested(Event):
         return f"rollback requested by {self.by}"
 
 
+@dataclass(frozen=True)
+class RolledBack(Event):
+    """The rollout's post-rollout window failed and rollout ``by`` rolled the
+    pool back to ``image`` (:mod:`rollout.core.window`)."""
+
+    by: str = ""
+    image: str = ""
+    kind: ClassVar[str] = "rolled_back"
+    style: ClassVar[str | None] = "yellow"
+
+    def text(self) -> str:
+        return f"rollout {self.rollout_id} rolled back to {self.image} by rollout {self.by}"
+
+
 # --- canary steps and pause gates ----------------------------------------------
 
 
@@ -423,6 +437,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SideChosen,
         TrafficSwitched,
         RollbackRequested,
+        RolledBack,
         CanaryStepStarted,
         RolloutPaused,
         RolloutContinued,

@@ -51,7 +51,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "rollout_last_success_timestamp_seconds": (
         "gauge", "Unix time of the last successful rollout of a pool."),
     "rollout_analysis_verdicts_total": (
-        "counter", "Analysis verdicts of a pool's rollouts, by verdict."),
+        "counter", "Analysis verdicts of a pool's rollouts, by analysis and verdict."),
 }
 
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -243,7 +243,8 @@ class RolloutMetrics:
     nodes_replaced: int
     restores: int
     finished_at: float
-    analysis_verdicts: tuple[str, ...] = ()  # passed, failed or inconclusive, one each
+    # (analysis name, verdict: passed, failed or inconclusive), one per verdict
+    analysis_verdicts: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -263,8 +264,9 @@ def record_rollout(path: Path, result: RolloutMetrics) -> None:
             0.0 if result.outcome == "succeeded" else 1.0,
         Sample.of("rollout_restores_total", 0, **pool).key: float(result.restores),
     }
-    for verdict in result.analysis_verdicts:
-        key = Sample.of("rollout_analysis_verdicts_total", 0, verdict=verdict, **pool).key
+    for analysis, verdict in result.analysis_verdicts:
+        key = Sample.of("rollout_analysis_verdicts_total", 0, analysis=analysis,
+                        verdict=verdict, **pool).key
         change[key] = change.get(key, 0.0) + 1.0
     if result.outcome == "succeeded":
         key = Sample.of("rollout_last_success_timestamp_seconds", 0, **pool).key

@@ -57,9 +57,9 @@ def write_junit(data: DataDir, state: RolloutState, path: Path) -> Path:
 
 
 def write_metrics(state: RolloutState, path: Path, *, now: float,
-                  verdicts: Sequence[str] = ()) -> None:
+                  verdicts: Sequence[tuple[str, str]] = ()) -> None:
     """Merge the rollout's series into the textfile at ``path``
-    (:mod:`rollout.app.metrics`); ``verdicts`` are its analyses' verdicts."""
+    (:mod:`rollout.app.metrics`); ``verdicts`` are its analyses' (analysis, verdict)."""
     finished = state.finished_at or now
     record_rollout(path, RolloutMetrics(
         env=state.env, role=state.role, outcome=state.status.value,

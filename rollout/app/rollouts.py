@@ -20,14 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from rollout import names
+from rollout.app import post_rollout
 from rollout.app.history import lease_summary
 from rollout.app.plan import plan_for_session, refuse_over_lb
 from rollout.app.session import EventSink, Reports, Session, open_journal, resolve_target
 from rollout.app.workspace import Workspace
 from rollout.engine.controller import RolloutResult
 from rollout.engine.reap import ReapReport
-from rollout.errors import ConfigError
+from rollout.errors import ConfigError, RolloutFailed
 from rollout.events import LeaseForceReleased
+from rollout.model import Image
 from rollout.protocols import Clock
 from rollout.store.lease import alive
 
@@ -49,19 +51,39 @@ def run_rollout(ws: Workspace, role: str, *, version: str | None = None,
         target = resolve_target(session.drivers.images, role, version=version,
                                 image_id=image_id)
         session.check_promotion(target)
-        plan = plan_for_session(session, target)
-        refuse_over_lb(plan)
-        if plan.breaches_floor:
-            if not allow_below_floor:
-                raise ConfigError(
-                    f"refusing to run: {plan.floor_message()}",
-                    hint=f"see `rollout plan --role {role}`; bring the pool back to full "
-                    "strength first, or pass --allow-below-floor to accept the lower "
-                    "capacity",
-                )
-            session.override(plan.below_floor_overrides())
+        _check_plan(session, target, allow_below_floor)
         with session.lease(wait=wait_lock):
-            return session.run(target)
+            try:
+                return session.run(target)
+            except RolloutFailed:
+                # A failed post-rollout window rolls the pool back, still under the lease.
+                latest = session.journal.history(session.pool.env, session.pool.role, limit=1)
+                if latest and latest[0].state.target.id == target.id:
+                    post_rollout.roll_back_if_due(session, latest[0].state.id,
+                                                  lambda image: _rollback_run(session, image))
+                raise
+
+
+def _check_plan(session: Session, target: Image, allow_below_floor: bool) -> None:
+    """Refuse a plan the LB cannot hold, or one below the floor (unless allowed)."""
+    plan = plan_for_session(session, target)
+    refuse_over_lb(plan)
+    if plan.breaches_floor:
+        if not allow_below_floor:
+            raise ConfigError(
+                f"refusing to run: {plan.floor_message()}",
+                hint=f"see `rollout plan --role {session.pool.role}`; bring the pool back to "
+                "full strength first, or pass --allow-below-floor to accept the lower "
+                "capacity",
+            )
+        session.override(plan.below_floor_overrides())
+
+
+def _rollback_run(session: Session, image: Image) -> RolloutResult:
+    """The automatic rollback after a failed post-rollout window: the image the
+    pool ran before (no promotion check: it ran here), same plan checks."""
+    _check_plan(session, image, allow_below_floor=False)
+    return session.run(image, kind="rollback")
 
 
 def resume_rollout(ws: Workspace, *, role: str | None = None, rollout_id: str | None = None,

@@ -279,7 +279,7 @@ class Session:
         if self.reports.junit is not None:
             reports.write_junit(self.ws.data, state, self.reports.junit)
         if self.reports.metrics_file is not None:
-            verdicts = [e.verdict for e in self.journal.events(state.id)
+            verdicts = [(e.analysis, e.verdict) for e in self.journal.events(state.id)
                         if isinstance(e, AnalysisVerdict)]
             reports.write_metrics(state, self.reports.metrics_file, now=self.clock.now(),
                                   verdicts=verdicts)

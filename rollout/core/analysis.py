@@ -27,6 +27,15 @@ from rollout.condition import ConditionError, parse_condition
 from rollout.config_analysis import Analysis, OnInconclusive
 
 
+class AnalysisPoint(StrEnum):
+    """Where in a rollout an analysis runs, other than the canary (soak or
+    ``analysis:`` step), which decides its verdict's consequence."""
+
+    PRE_SWITCH = "pre_switch"  # blue-green: green staged, before the switch
+    POST_SWITCH = "post_switch"  # blue-green: green serving, blue warm
+    POST_ROLLOUT = "post_rollout"  # the window after a rollout (rollout.core.window)
+
+
 class Judgement(StrEnum):
     """One measurement judged."""
 
@@ -138,5 +147,6 @@ def tally(name: str, spec: Analysis, measurements: Sequence[Measurement]) -> Ver
     return Verdict(name, VerdictKind.PASSED, taken, "", spec.inconclusive)
 
 
-__all__ = ["AnalysisContext", "Judgement", "Measurement", "Reading", "Verdict", "VerdictKind",
+__all__ = ["AnalysisContext", "AnalysisPoint", "Judgement", "Measurement", "Reading", "Verdict",
+           "VerdictKind",
            "judge", "tally"]

@@ -16,6 +16,11 @@ moves through the surge phases up to its smoke test, then::
              switched_at + scale_down_delay                      passed
     RETIRING lb.remove(blue), destroy(blue) (as for surge)       blue gone           DONE
 
+Analyses around the switch (``blue_green.pre_switch_analysis`` and
+``post_switch_analysis``, :mod:`rollout.core.switch_checks`) hold the switch
+until the pre-switch ones passed, and hold WARM (blue kept) until the
+post-switch ones passed; a failure of either fails the rollout like any other.
+
 The side (:class:`~rollout.core.bluegreen_state.BlueGreen`) is rollout-level
 state, journaled before the switch action starts. Every pass reconciles the LB
 with it first, before any replacement moves: when a replacement restores (a
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from rollout.core import switch_checks
 from rollout.core.bluegreen_state import BlueGreen, Side
 from rollout.core.decision import Pass
 from rollout.core.state import (
@@ -68,6 +74,9 @@ def staged(run: Pass, i: int, rep: Replacement) -> bool:
         if "up" not in rep.entered:
             run.record(i, "lb_rise", run.since(rep, Phase.STAGED))
             run.set(i, entered={**rep.entered, "up": run.now})
+        analysis = switch_checks.pre_switch_pending(run)
+        if analysis is not None and _all_staged_up(run):
+            return run.wait_for(i, f"pre-switch analysis {analysis} of the green pool")
         return run.wait_for(i, "green UP and drained: waiting for the whole green pool")
     deadline = rep.phase_started + run.timeouts.lb_up
     if run.now > deadline:
@@ -79,6 +88,11 @@ def staged(run: Pass, i: int, rep: Replacement) -> bool:
 def warm(run: Pass, i: int, rep: Replacement) -> bool:
     """Blue stays warm (drained, out of service) for scale_down_delay."""
     bg = run.bg or BlueGreen()
+    analysis = switch_checks.post_switch_pending(run)
+    if analysis is not None:
+        # Blue stays warm until the post-switch analyses passed, however long.
+        return run.wait_for(i, f"post-switch analysis {analysis} of green; blue "
+                               f"{rep.old_name} warm")
     until = (bg.switched_at if bg.switched_at is not None else run.now) + \
         run.settings.scale_down_delay
     if run.now < until:
@@ -97,7 +111,8 @@ def step(run: Pass) -> None:
     back = _why_blue(run, bg)
     if bg.side is Side.GREEN and back:
         bg = _choose(run, bg, Side.BLUE, back)
-    elif bg.side is Side.BLUE and not back and _all_staged_up(run):
+    elif (bg.side is Side.BLUE and not back and _all_staged_up(run)
+            and switch_checks.before_switch(run, bg)):
         bg = _choose(run, bg, Side.GREEN,
                      "every green node passed its smoke test and is UP (drained) in the LB")
     elif bg.resumed:
@@ -122,6 +137,7 @@ def step(run: Pass) -> None:
                 nodes=tuple(run.reps[i].new_name for i in staged_now)))
         for i in staged_now:
             run.move(i, Phase.WARM)
+        switch_checks.after_switch(run)
 
 
 def switch_outcome(run: Pass, action: SwitchTraffic, outcome: Outcome) -> bool:

@@ -33,11 +33,15 @@ class BlueGreen:
     retries: int = 0  # failed switch actions in a row
     retry_at: float = 0.0
     error: str = ""
+    # Analyses around the switch that passed (rollout.core.switch_checks).
+    pre_passed: tuple[str, ...] = ()
+    post_passed: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return {"side": self.side.value, "switched_at": self.switched_at,
                 "rollback": self.rollback, "resumed": self.resumed,
-                "retries": self.retries, "retry_at": self.retry_at, "error": self.error}
+                "retries": self.retries, "retry_at": self.retry_at, "error": self.error,
+                "pre_passed": list(self.pre_passed), "post_passed": list(self.post_passed)}
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> BlueGreen:
@@ -47,4 +51,10 @@ class BlueGreen:
                    rollback=bool(data.get("rollback")), resumed=bool(data.get("resumed")),
                    retries=int(str(data.get("retries", 0))),
                    retry_at=float(str(data.get("retry_at", 0.0))),
-                   error=str(data.get("error", "")))
+                   error=str(data.get("error", "")),
+                   pre_passed=_names(data.get("pre_passed")),
+                   post_passed=_names(data.get("post_passed")))
+
+
+def _names(value: object) -> tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()

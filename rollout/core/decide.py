@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from rollout.config import PoolSettings, Strategy
-from rollout.core import bluegreen, canary, gate, lifecycle, shadow_gate
+from rollout.core import bluegreen, canary, gate, lifecycle, shadow_gate, switch_checks, window
+from rollout.core.analysis import AnalysisPoint
 from rollout.core.batches import Plan
 from rollout.core.members import SERVES, readd_missing
 from rollout.core.phases import Decision, Pass, advance, node_name
@@ -118,7 +119,8 @@ def decide(
         start_pending(run)
     readd_missing(run)
     batch_events(run)
-    lifecycle.after_rollout(run)
+    if window.step(run):  # the post-rollout window first, then the after_rollout hook
+        lifecycle.after_rollout(run)
     return _finish(run)
 
 
@@ -153,6 +155,10 @@ def _apply(run: Pass, action: Action, outcome: Outcome) -> bool:
         return True
     if isinstance(action, SwitchTraffic):
         return bluegreen.switch_outcome(run, action, outcome)
+    if isinstance(action, RunAnalysis) and action.point is AnalysisPoint.POST_ROLLOUT:
+        return window.concluded(run, action, outcome)
+    if isinstance(action, RunAnalysis) and action.point is not None:
+        return switch_checks.concluded(run, action, outcome)
     i = action.index
     rep = run.reps[i]
     if rep.attempt != action.attempt or rep.phase is not action.phase:
@@ -296,6 +302,7 @@ def _state(run: Pass, status: RolloutStatus | None = None, message: str = "") ->
         batches_done=run.batches_done,
         hooks_done=run.hooks_done,
         gate=run.gate,
+        window=run.window,
         status=status or state.status,
         finished_at=run.now if status not in (None, RolloutStatus.RUNNING) else state.finished_at,
         message=message or state.message,
@@ -339,6 +346,11 @@ def _outcome(run: Pass) -> tuple[RolloutStatus | None, str]:
         return None, ""
     if run.failing:
         return RolloutStatus.FAILED, run.failing
+    if window.pending(run):
+        if state.stopping:
+            return (RolloutStatus.INTERRUPTED,
+                    "interrupted in the post-rollout window; resume to finish it")
+        return None, ""
     if lifecycle.awaiting_after_rollout(run):
         if state.stopping:
             return (RolloutStatus.INTERRUPTED,

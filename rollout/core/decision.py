@@ -89,6 +89,7 @@ class Pass:
         self.bg = state.blue_green  # blue-green only (rollout.core.bluegreen)
         self.held: set[int] = set()  # replacements that wait for a switch this pass
         self.gate = state.gate  # canary steps and pause gates (rollout.core.canary)
+        self.window = state.window  # the post-rollout window (rollout.core.window)
         old_out = _OLD_OUT[state.strategy]  # looked up once: this runs per outcome
         out = {r.old_target for r in self.reps if r.phase in old_out}
         self.in_service = sum(

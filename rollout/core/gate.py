@@ -11,8 +11,10 @@ replacement), and the verdict it returns decides:
     passed                               the soak passed: the batch retires
     failed                               the batch is restored, the rollout fails
     inconclusive (inconclusive: fail)    the same, saying why
-    inconclusive (inconclusive: pause)   the same for now: pausing is not built
-                                         yet, and an inconclusive canary never passes
+    inconclusive (inconclusive: pause)   the rollout holds (status paused, the
+                                         canary serving) until `rollout continue`,
+                                         which runs the analysis again: an
+                                         inconclusive canary never passes
 
 Every measurement becomes an :class:`~rollout.events.AnalysisMeasured` event
 (the journal keeps events) and the verdict an
@@ -22,12 +24,13 @@ Every measurement becomes an :class:`~rollout.events.AnalysisMeasured` event
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 
 from rollout.config_analysis import OnInconclusive
 from rollout.core.analysis import AnalysisContext, Verdict, VerdictKind
-from rollout.core.phases import Pass
+from rollout.core.decision import Pass
 from rollout.core.state import Outcome, Replacement, RestoreReason, RunAnalysis, Wait
-from rollout.events import AnalysisMeasured, AnalysisVerdict
+from rollout.events import AnalysisMeasured, AnalysisVerdict, RolloutPaused
 
 
 def request(run: Pass, name: str, standby: Sequence[Replacement], ours: Collection[str]) -> None:
@@ -82,12 +85,17 @@ def conclude(run: Pass, action: RunAnalysis, outcome: Outcome) -> None:
         run.soak = None
         run.soaked = True
         return
+    if verdict is not None and verdict.kind is VerdictKind.INCONCLUSIVE and (
+            verdict.on_inconclusive is OnInconclusive.PAUSE):
+        # Held like an inconclusive canary step: the canary keeps serving, the
+        # soak keeps its start, and `rollout continue` asks the analysis again.
+        why = (f"analysis {action.name} of the canary soak was inconclusive "
+               f"({verdict.reason}); `rollout continue` runs it again")
+        run.gate = replace(run.gate, held_since=run.now, held_by=why)
+        run.events.append(RolloutPaused(run.state.id, run.now, reason=why))
+        return
     if verdict is None:
         reason = f"analysis {action.name} could not run: {outcome.error or 'no verdict'}"
-    elif verdict.kind is VerdictKind.INCONCLUSIVE and (
-            verdict.on_inconclusive is OnInconclusive.PAUSE):
-        reason = (f"{verdict.reason}; inconclusive: pause cannot pause this rollout yet, "
-                  "so the canary was restored")
     else:
         reason = verdict.reason
     run.soak = None

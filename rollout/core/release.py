@@ -64,7 +64,8 @@ def release_batches(run: Pass) -> None:
             analysis = run.settings.analysis
             if analysis is not None and (verdict.passed or not verdict.at_once):
                 # The analysis decides (rollout.core.gate), once the soak time is up.
-                if elapsed >= run.settings.soak:
+                if elapsed >= run.settings.soak and not run.gate.paused:
+                    # (paused: an inconclusive verdict waits for `rollout continue`)
                     gate.request(run, analysis, standby, ours)
                 continue
             if verdict.passed and elapsed < run.settings.soak:

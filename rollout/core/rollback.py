@@ -9,12 +9,12 @@ count: they replaced nodes on the image they already ran.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rollout.core.bluegreen import rollback_refusal
-from rollout.core.state import Phase, RolloutState, RolloutStatus
+from rollout.core.state import RolloutState, RolloutStatus
+from rollout.core.window import replaced_image as _replaced
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,13 @@ def rollback_target(rollouts: Sequence[RolloutState]) -> RollbackTarget | None:
                 blue = tuple(r.old_name for r in state.replacements)
                 return RollbackTarget("switch_back", state.id, _replaced(state), blue)
             continue
-        if state.status is RolloutStatus.SUCCEEDED and state.kind == "rollout":
+        w = state.window
+        if (state.status is RolloutStatus.FAILED and w.failed and w.rollback_to
+                and not w.rolled_back_by):
+            # Its post-rollout window failed and no rollback ran yet (a kill).
+            return RollbackTarget("previous_image", state.id, w.rollback_to)
+        # A rollback (an automatic one after a failed window) replaced an image too.
+        if state.status is RolloutStatus.SUCCEEDED and state.kind in ("rollout", "rollback"):
             image = _replaced(state)
             if image and image != state.target.id:
                 return RollbackTarget("previous_image", state.id, image)
@@ -59,13 +65,6 @@ def rollback_to(state: RolloutState) -> str | None:
     (a succeeded rollout's replaced image, or a warm blue pool's), else None."""
     found = rollback_target([state])
     return found.image_id if found is not None else None
-
-
-def _replaced(state: RolloutState) -> str:
-    """The image most of the rollout's replaced nodes ran ('' if none)."""
-    done = [r.old_image_id for r in state.replacements if r.phase in (Phase.DONE, Phase.WARM)]
-    counts = Counter(done or state.previous_images)
-    return counts.most_common(1)[0][0] if counts else ""
 
 
 __all__ = ["RollbackTarget", "rollback_target", "rollback_to"]

@@ -80,9 +80,10 @@ from enum import StrEnum
 
 from rollout.config import PoolSettings
 from rollout.config import Strategy as Strategy
-from rollout.core.analysis import AnalysisContext, Verdict
+from rollout.core.analysis import AnalysisContext, AnalysisPoint, Verdict
 from rollout.core.bluegreen_state import BlueGreen
 from rollout.core.shadow import ShadowTarget, ShadowVerdict
+from rollout.core.window_state import Window
 from rollout.hooks import HookCall
 from rollout.model import (
     Admin,
@@ -250,6 +251,7 @@ class RolloutState:
     # strategy blue_green only: which side takes the traffic (rollout.core.bluegreen)
     blue_green: BlueGreen | None = None
     gate: Gate = Gate()  # canary steps and pause gates
+    window: Window = field(default_factory=Window)  # post-rollout (rollout.core.window)
 
     @property
     def strategy(self) -> Strategy:
@@ -404,11 +406,14 @@ class SetWeight(Action):
 class RunAnalysis(Action):
     """Judge the canary batch by analysis ``name`` (``context`` says which
     nodes), taken for the batch's first replacement; it may take minutes.
-    ``step``: for an ``analysis:`` canary step, else for the soak."""
+    ``step``: for an ``analysis:`` canary step, else for the soak; ``point``
+    (not None) says it is none of the canary's: around a blue-green switch, or
+    in the post-rollout window."""
 
     name: str = ""
     context: AnalysisContext | None = None
     step: bool = False
+    point: AnalysisPoint | None = None
     kind = "analysis"
 
 

@@ -26,6 +26,7 @@ from rollout.core.state import (
     RolloutStatus,
     Soak,
 )
+from rollout.core.window_state import Window
 from rollout.model import FailureKind, Image
 
 Row = RowMapping
@@ -50,6 +51,7 @@ def state_json(state: RolloutState) -> str:
         "kind": state.kind, "hooks_done": sorted(state.hooks_done),
         "blue_green": None if state.blue_green is None else state.blue_green.to_json(),
         "gate": _gate_json(state.gate),
+        "window": state.window.to_json(),
     }, sort_keys=True)
 
 
@@ -131,4 +133,5 @@ def rollout_state(row: Row, reps: Sequence[Row]) -> RolloutState:
         hooks_done=frozenset(extra.get("hooks_done", ())),
         blue_green=BlueGreen.from_json(bg) if (bg := extra.get("blue_green")) else None,
         gate=_gate(extra.get("gate")),
+        window=Window.from_json(extra.get("window")),
     )

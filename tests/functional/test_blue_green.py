@@ -15,7 +15,16 @@ import pytest
 
 from rollout.testing.lab import LabHandle, who_answered
 from rollout.testing.loadgen import Load, LoadReport
-from tests.functional.rollout_cli import ROLE, Running, cli, events_of, next_target, pool
+from tests.functional.rollout_cli import (
+    ROLE,
+    Running,
+    cli,
+    cli_json,
+    ensure_image,
+    events_of,
+    next_target,
+    pool,
+)
 
 pytestmark = pytest.mark.functional
 
@@ -143,3 +152,51 @@ def test_rollback_after_a_surge_returns_to_the_previous_image(bg_lab: LabHandle)
     # again, and history says so.
     shown = cli(lab, "history", "--role", ROLE)
     assert f"`rollout rollback --role {ROLE}` would roll out" in shown.stdout
+
+
+#: 20 % of the LB's requests answer 500; its smoke test (on the node) passes.
+ERRORING = "7.8.0-errors"
+
+
+def test_a_post_switch_analysis_failure_rolls_back_to_the_warm_blue_pool(
+        bg_lab: LabHandle) -> None:
+    """An analysis gates blue-green: the shipped error-rate analysis (the lab's
+    Prometheus) after the switch catches the bad green pool; one switch back
+    to the warm blue pool, green removed, exit 1, the measurement shown."""
+    lab = bg_lab
+    ensure_image(lab, ERRORING, "--extra-var", "web_error_rate=0.2")
+    blue = {n["name"] for n in _healthy(lab)}
+    before = {n["image"] for n in pool(lab)}
+    web = lab.project / "inventories/lab/group_vars/web.yml"
+    original = web.read_text()
+    settings = yaml.safe_load(original)
+    settings["rollout"]["blue_green"] = {"post_switch_analysis": ["error-rate"]}
+    web.write_text(yaml.safe_dump(settings))
+    try:
+        with _load(lab) as load:
+            run = Running(lab, "run", "--role", ROLE, "--version", ERRORING, "--strategy",
+                          "blue_green", "--scale-down-delay", "10m")
+            code = run.finish()
+            time.sleep(1.0)  # load on the restored pool
+    finally:
+        web.write_text(original)
+    report = load.report
+    # (Requests answered 500 by green during the analysis are the drill itself.)
+    assert code == 1, run.stderr
+    assert [e["side"] for e in run.events if e["event"] == "side_chosen"] == ["green", "blue"]
+    back = next(e["at"] for e in run.events
+                if e["event"] == "side_chosen" and e["side"] == "blue")
+    assert _served_by(report, back + 0.5) <= blue
+    assert {n["name"] for n in _healthy(lab)} == blue  # green is gone, blue serves
+    assert {n["image"] for n in pool(lab)} == before
+    last = run.events[-1]
+    assert (last["event"], last["status"]) == ("rollout_finished", "failed"), last
+    assert "post-switch analysis" in last["message"]
+    verdicts = [e["verdict"] for e in run.events if e["event"] == "analysis_verdict"]
+    assert verdicts == ["failed"], verdicts
+    shown = cli(lab, "show", last["rollout_id"])
+    assert shown.returncode == 0, shown.stderr
+    assert "error-rate" in shown.stdout and "failed" in shown.stdout
+    measured = cli_json(lab, "show", last["rollout_id"])["analysis"]
+    failed = [m for m in measured if m["outcome"] == "failed"]
+    assert failed and failed[-1]["result"] >= 0.05, measured

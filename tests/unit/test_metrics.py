@@ -10,6 +10,7 @@ import math
 import os
 import re
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,18 @@ def test_counters_grow_and_a_failure_keeps_the_last_success(tmp_path: Path) -> N
     assert series[s("rollout_duration_seconds", env="lab", role="web", outcome="failed")] == 7.0
     assert series[s("rollout_duration_seconds", env="lab", role="web",
                     outcome="succeeded")] == 42.5
+
+
+def test_analysis_verdicts_are_counted_per_analysis_and_verdict(tmp_path: Path) -> None:
+    path = tmp_path / "rollout.prom"
+    verdicts = (("error-rate", "failed"), ("latency", "passed"), ("error-rate", "failed"))
+    record_rollout(path, replace(run(outcome="failed"), analysis_verdicts=verdicts))
+    record_rollout(path, replace(run(), analysis_verdicts=(("error-rate", "passed"),)))
+    _, series = parse_strict(path.read_text())
+    key = "rollout_analysis_verdicts_total"
+    assert series[s(key, env="lab", role="web", analysis="error-rate", verdict="failed")] == 2
+    assert series[s(key, env="lab", role="web", analysis="error-rate", verdict="passed")] == 1
+    assert series[s(key, env="lab", role="web", analysis="latency", verdict="passed")] == 1
 
 
 def test_other_pools_and_foreign_series_are_kept(tmp_path: Path) -> None:
