@@ -30,8 +30,8 @@ from rollout import names
 from rollout.config_analysis import Analysis
 from rollout.config_bluegreen import BlueGreenSettings
 from rollout.config_canary import CanaryStep
-from rollout.config_shadow import ShadowSettings
 from rollout.config_post_rollout import PostRollout
+from rollout.config_shadow import ShadowSettings
 from rollout.durations import parse_duration, resolve_floor
 from rollout.errors import ConfigError, NotFoundError
 from rollout.hooks import HookSettings

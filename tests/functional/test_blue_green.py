@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import yaml
 
 from rollout.testing.lab import LabHandle, who_answered
 from rollout.testing.loadgen import Load, LoadReport
