@@ -37,7 +37,8 @@ def _run(tmp_path: Path, broken: set[str], recorded: list[Request] | None = None
     settings = pool_settings(pool_size=2, shadow={**GATE, **shadow}, **(pool or {}))
     gate = FakeShadow(world, settings.shadow, TRAFFIC if recorded is None else recorded,
                       broken=broken)
-    ctl = Controller(pool=Pool("lab", "web", settings, tmp_path / "web.yml"), provider=world.provider, lb=world.lb, smoke=world.smoke,
+    ctl = Controller(pool=Pool("lab", "web", settings, tmp_path / "web.yml"),
+                     provider=world.provider, lb=world.lb, smoke=world.smoke,
                      journal=Journal(tmp_path / "j.sqlite", durable=False), clock=world.clock,
                      workers=0, shadow=gate)
     return world, ctl, gate
