@@ -398,6 +398,10 @@ def _cause(r: dict[str, Any]) -> str:
             "largest median delays per hop: " + ", ".join(f"{k} {v:g}s" for k, v in top))
     if r.get("throttle"):
         text += f"; throttling backoff {r['throttle']['backoff_s']:g}s in all"
+    load = os.getloadavg()[0]
+    if load > (os.cpu_count() or 1):
+        # Each hop waits for a pass of the loop; a starved process makes every pass slow.
+        text += f"; host load {load:.1f} on {os.cpu_count()} CPUs"
     return text
 
 
