@@ -338,6 +338,9 @@ def simulate(args: argparse.Namespace, data: Path) -> dict[str, Any]:
             smoke=TimedSmoke(smoke, cost),  # type: ignore[arg-type]
             journal=journal, clock=clock, poll_interval=args.poll,
             workers=args.workers or batch,
+            # New nodes are named after the rollout id, and draws are seeded
+            # by name: a fixed id makes a seed give the same latencies again.
+            new_id=lambda: f"r{args.seed:08x}",
         )
         profiler = cProfile.Profile() if args.cprofile else None
         cpu0, wall0 = time.process_time(), time.monotonic()
