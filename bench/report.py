@@ -57,8 +57,10 @@ def stamp() -> dict[str, Any]:
 
 
 def write_result(bench: str, key: str, figures: dict[str, Any],
-                 results: Path = RESULTS) -> Path:
-    """Store ``figures`` as entry ``key`` of ``results/BENCH.json`` (atomically)."""
+                 results: Path = RESULTS, stamped: dict[str, Any] | None = None) -> Path:
+    """Store ``figures`` as entry ``key`` of ``results/BENCH.json`` (atomically),
+    stamped now or with ``stamped`` (a :func:`stamp` taken when the run began:
+    the commit whose code the run loaded)."""
     path = results / f"{bench}.json"
     data: dict[str, Any] = {"bench": bench, "entries": {}}
     if path.exists():
@@ -68,7 +70,7 @@ def write_result(bench: str, key: str, figures: dict[str, Any],
                 data = old
         except (ValueError, AttributeError):
             pass  # a broken or foreign file is replaced
-    data["entries"][key] = {**stamp(), "figures": figures}
+    data["entries"][key] = {**(stamped or stamp()), "figures": figures}
     results.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")

@@ -64,7 +64,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from report import write_result
+from report import stamp, write_result
 
 from rollout.config import Pool, PoolSettings
 from rollout.engine.controller import Controller, RolloutResult
@@ -473,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     args.poll = args.poll or prof["poll"]
     args.speedup = args.speedup or prof["speedup"]
     args.throttle = prof["throttle"] if args.throttle < 0 else args.throttle
+    began = stamp()  # the commit whose code this run loaded
     with tempfile.TemporaryDirectory(dir=args.data_dir) as tmp:
         result = simulate(args, Path(tmp))
     result["goals"] = goals(result)
@@ -480,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_json:
         key = f"{args.profile}-{args.store}" + ("" if args.nodes == prof["nodes"] else
                                                 f"-{args.nodes}")
-        write_result("scale_sim", key, result)
+        write_result("scale_sim", key, result, stamped=began)
     if args.cprofile:
         pstats.Stats(args.cprofile).sort_stats("cumulative").print_stats(25)
     return 0 if ok else 1
