@@ -23,6 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from report import write_result  # noqa: E402
+
 from rollout.backends.lab import base as lab_base  # noqa: E402
 from rollout.backends.lab import network  # noqa: E402
 from rollout.backends.lab.builder import bake_on_lab  # noqa: E402
@@ -87,8 +89,16 @@ def main() -> int:
             store.delete(image.id)
         if not had_bridge:
             network.remove_network(env.settings.lab)
-    print(f"median bake: {statistics.median(totals):.1f}s over {len(totals)} runs "
+    median = statistics.median(totals)
+    print(f"median bake: {median:.1f}s over {len(totals)} runs "
           f"(min {min(totals):.1f}s, max {max(totals):.1f}s); goal ≤ 30s")
+    kind = "incremental" if args.incremental else "from-base"
+    write_result("bake", kind, {
+        "runs": [round(t, 2) for t in totals], "median_s": round(median, 2),
+        "goals": [{"figure": f"bake of web ({kind}), median", "value": round(median, 1),
+                   "unit": "s", "goal": "≤ 30 s", "met": median <= 30.0,
+                   "cause": "" if median <= 30.0 else "see the per-phase times printed"}],
+    })
     return 0
 
 

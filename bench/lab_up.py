@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from report import write_result
+
 from rollout.backends.lab import nodes
 from rollout.backends.lab.images import LabImageStore
 from rollout.inventory import load_environment
@@ -78,6 +80,11 @@ def main() -> int:
     print(f"warm lab up: median {statistics.median(warm):.2f}s over {len(warm)} runs "
           f"(min {min(warm):.2f}s, max {max(warm):.2f}s)")
     print(f"node boot: SSH after {to_ssh:.2f}s, systemd running after {to_running:.2f}s")
+    write_result("lab_up", "default", {
+        "cold_s": round(cold, 2), "warm_median_s": round(statistics.median(warm), 3),
+        "warm_runs": [round(w, 3) for w in warm], "node_to_ssh_s": round(to_ssh, 2),
+        "node_to_running_s": round(to_running, 2),
+    })
     return 0
 
 

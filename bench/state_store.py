@@ -26,6 +26,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from report import write_result
+
 from rollout.core.batches import Plan
 from rollout.core.decide import new_state
 from rollout.events import StepFinished, StepStarted
@@ -104,6 +106,8 @@ def main() -> None:
         print(f"{name:<38} {figures['writes']:>7.0f} {figures['median_ms']:>10.2f} "
               f"{figures['p95_ms']:>8.2f} {figures['per_step_ms']:>14.2f} "
               f"{figures['cpu_per_step_ms']:>12.2f}")
+    write_result("state_store", f"batch-{args.batch}",
+                 {"steps": args.steps, "batch": args.batch, "stores": results})
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import socket
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent import futures
+from typing import Any
 
 from rollout import names
 from rollout.config import Pool
@@ -127,7 +128,9 @@ class Controller:
         self.hooks = hooks
         self.analyzer = analyzer  # runs rollout.analyses (None: the pool uses none)
         self.shadow = shadow  # runs the rollout.shadow gate (None: the pool has none)
-        self.observer = Observer(provider, lb, clock, self._emit)
+        # The pass does not wait for its probes: the pause ends the moment
+        # one answers (see _pause), so a slow probe delays no other outcome.
+        self.observer = Observer(provider, lb, clock, self._emit, probe_wait=0.0)
 
     # --- entry points ---------------------------------------------------------------
 
@@ -404,9 +407,22 @@ class Controller:
     def _pause(self, inflight: dict[futures.Future[Outcome], Flight]) -> None:
         if any(f.done() for f in inflight):
             return
+        # A readiness probe answering is a change too: waking on it (not at
+        # the next poll) starts the next probe, or the smoke test, at once.
+        probes = self.observer.running()
         if inflight:
-            futures.wait(list(inflight), timeout=self.poll_interval,
+            waiting: list[futures.Future[Any]] = [*inflight, *probes]
+            futures.wait(waiting, timeout=self.poll_interval,
                          return_when=futures.FIRST_COMPLETED)
+        elif probes:
+            started = self.clock.now()
+            done, _ = futures.wait(probes, timeout=self.poll_interval,
+                                   return_when=futures.FIRST_COMPLETED)
+            if not done:
+                # The rest of the interval, in the clock's time: nothing on a
+                # real clock, the whole interval on a virtual one (whose
+                # deadlines would otherwise never come while a probe hangs).
+                self.clock.sleep(self.poll_interval - (self.clock.now() - started))
         else:
             self.clock.sleep(self.poll_interval)
 

@@ -101,6 +101,11 @@ class Observer:
                 answers[name] = Readiness(False, self._last[name].detail)
         return answers
 
+    def running(self) -> list[futures.Future[Readiness]]:
+        """The probes still running, so the controller's pause can end the
+        moment one answers instead of at its next poll."""
+        return [f for f in self._probes.values() if not f.done()]
+
     def _start_probe(self, node: Node) -> futures.Future[Readiness]:
         # A daemon thread, not a pool's: a stopping controller (and the
         # process) must not wait for a probe that hangs until its deadline.

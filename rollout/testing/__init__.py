@@ -3,6 +3,9 @@ drivers with them.
 
 - :mod:`rollout.testing.fakes`: in-memory Provider, LoadBalancer, SmokeRunner,
   ImageStore and a FakeClock, plus :class:`FakeWorld` wiring them together.
+- :mod:`rollout.testing.latency`: seeded lognormal latencies with stragglers
+  and AWS-like throttling, for timing runs of the fakes (``pace``, ``boot``,
+  ``drain``, ``durations``).
 - :mod:`rollout.testing.fake_hooks`: a lifecycle hook runner that fails as told.
 - :mod:`rollout.testing.fake_shadow`: a dark-launch gate replaying in a FakeWorld.
 - :mod:`rollout.testing.builder`: an in-memory Builder and Ansible stand-in

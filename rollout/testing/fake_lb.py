@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rollout.errors import DriverError
@@ -37,6 +37,7 @@ class _Slot:
     check_downs: int = 0
     counted_until: float = 0.0
     weight: int = 100
+    drain_time: float = 0.0
 
 
 #: The weight of a member nobody re-weighted (like a server line's ``weight``).
@@ -46,12 +47,20 @@ NORMAL_WEIGHT = 100
 class FakeLoadBalancer:
     """LB members whose health follows the provider's readiness after ``rise``
     checks; drained sessions fall to 0 over ``drain_time``; in-service members
-    serve ``rps`` requests per virtual second, a share of them 5xx."""
+    serve ``rps`` requests per virtual second, a share of them 5xx.
+
+    For timing runs (see :mod:`rollout.testing.latency`): ``drain`` gives each
+    drained node its own drain time (by node name; default ``drain_time``, an
+    ELBv2 target's deregistration delay), checks of a new member start
+    ``registration_delay`` seconds after it was added (ELBv2's registration),
+    and ``pace(op, name)`` is called before every call, outside the fake's
+    lock, to take the call's latency or raise its throttling."""
 
     def __init__(
         self, clock: FakeClock, provider: FakeProvider, *, rise: int = 2,
         interval: float = 0.5, drain_time: float = 0.5, sessions: int = 2, rps: float = 10.0,
-        slots: int | None = None,
+        slots: int | None = None, drain: Callable[[str], float] | None = None,
+        registration_delay: float = 0.0, pace: Callable[[str, str], None] | None = None,
     ) -> None:
         self.clock = clock
         self.provider = provider
@@ -61,6 +70,9 @@ class FakeLoadBalancer:
         self.sessions = sessions
         self.rps = rps
         self.slots = slots
+        self.drain = drain
+        self.registration_delay = registration_delay
+        self.pace = pace
         self._members: dict[str, _Slot] = {}
         self._rules: list[FailureRule] = []
         self._error_rates: dict[str, float] = {}
@@ -104,6 +116,7 @@ class FakeLoadBalancer:
     # --- the LoadBalancer protocol ---------------------------------------------------
 
     def members(self) -> list[Member]:
+        self._pace("members", "")
         with self._lock:
             self._check("members", "")
             out = [self._member(s) for s in self._members.values()]
@@ -115,6 +128,7 @@ class FakeLoadBalancer:
             return out
 
     def add(self, node: Node) -> Member:
+        self._pace("add", node.name)
         with self._lock:
             self._check("add", node.lb_target)
             slot = self._members.get(node.lb_target)
@@ -125,6 +139,7 @@ class FakeLoadBalancer:
             return self._member(slot)
 
     def set_admin(self, node: Node, admin: Admin) -> None:
+        self._pace("set_admin", node.name)
         with self._lock:
             self._check("set_admin", node.lb_target)
             slot = self._members.get(node.lb_target)
@@ -134,6 +149,7 @@ class FakeLoadBalancer:
             if admin is Admin.DRAIN and slot.admin is not Admin.DRAIN:
                 slot.drained_at = self.clock.now()
                 slot.drain_from = before.sessions
+                slot.drain_time = self._drain_time(slot)
             if admin is Admin.READY and slot.admin is Admin.MAINT:
                 slot.checks_since = self.clock.now()  # back from MAINT: checks start over
                 slot.last_health = Health.UNKNOWN
@@ -141,6 +157,7 @@ class FakeLoadBalancer:
 
     def stage(self, node: Node) -> Member:
         """As :meth:`add`, but the member is DRAIN (checked, no traffic)."""
+        self._pace("stage", node.name)
         with self._lock:
             self._check("stage", node.lb_target)
             slot = self._members.get(node.lb_target)
@@ -150,12 +167,14 @@ class FakeLoadBalancer:
                 slot = self._new_slot(node)
                 slot.admin = Admin.DRAIN
                 slot.drained_at = self.clock.now()
+                slot.drain_time = self._drain_time(slot)
             elif slot.admin is Admin.MAINT:
                 slot.admin = Admin.DRAIN
             return self._member(slot)
 
     def switch(self, ready: Sequence[Node], drain: Sequence[Node]) -> None:
         """All at once, under one lock (as HAProxy's one-line batch)."""
+        self._pace("switch", "")
         with self._lock:
             self._check("switch", "")
             for node in ready:
@@ -169,14 +188,17 @@ class FakeLoadBalancer:
                     slot.admin = Admin.DRAIN
                     slot.drained_at = self.clock.now()
                     slot.drain_from = self._member(slot).sessions
+                    slot.drain_time = self._drain_time(slot)
 
     def remove(self, node: Node) -> None:
+        self._pace("remove", node.name)
         with self._lock:
             self._check("remove", node.lb_target)
             self._members.pop(node.lb_target, None)
 
     def set_weight(self, node: Node, weight: int | None) -> None:
         """Members weigh :data:`NORMAL_WEIGHT` unless told otherwise."""
+        self._pace("set_weight", node.name)
         with self._lock:
             self._check("set_weight", node.lb_target)
             slot = self._members.get(node.lb_target)
@@ -186,14 +208,22 @@ class FakeLoadBalancer:
 
     # --- internals -------------------------------------------------------------------
 
+    def _pace(self, op: str, name: str) -> None:
+        if self.pace is not None:
+            self.pace(op, name)
+
+    def _drain_time(self, slot: _Slot) -> float:
+        return self.drain(slot.node) if self.drain is not None else self.drain_time
+
     def _new_slot(self, node: Node) -> _Slot:
         used = {s.slot for s in self._members.values()}
         k = 1
         while f"node{k}" in used:
             k += 1
         now = self.clock.now()
-        slot = _Slot(f"node{k}", node.lb_target, node.name, node.image_id, Admin.READY, now,
-                     counted_until=now)
+        slot = _Slot(f"node{k}", node.lb_target, node.name, node.image_id, Admin.READY,
+                     now + self.registration_delay, counted_until=now,
+                     drain_time=self.drain_time)
         self._members[node.lb_target] = slot
         return slot
 
@@ -225,8 +255,8 @@ class FakeLoadBalancer:
             sessions = slot.stuck
         elif serving:
             sessions = self.sessions
-        elif slot.admin is Admin.DRAIN and self.drain_time > 0:
-            left = 1.0 - (now - slot.drained_at) / self.drain_time
+        elif slot.admin is Admin.DRAIN and slot.drain_time > 0:
+            left = 1.0 - (now - slot.drained_at) / slot.drain_time
             sessions = max(0, math.ceil(slot.drain_from * left))
         else:
             sessions = 0

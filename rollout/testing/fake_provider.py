@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from rollout.errors import DriverError
@@ -37,11 +38,18 @@ class FakeProvider(Provider):
     nodes at (as an ASG's launch template would be), None until then.
     ``setup`` lists the steps a launched (or restarted) node owes before it is
     ready; with ``two_step_removal`` a destroyed node stays REMOVING until
-    :meth:`finish_removal`."""
+    :meth:`finish_removal`.
+
+    For timing runs (see :mod:`rollout.testing.latency`): ``boot`` gives each
+    launched node its own boot time (by name; default ``boot_time``), and
+    ``pace(op, name)`` is called before every call, outside the fake's lock, to
+    take the call's latency (a readiness probe's cost) or raise its throttling."""
 
     def __init__(
         self, clock: FakeClock, *, role: str = "web", env: str = "lab", boot_time: float = 1.0,
         setup: tuple[Setup, ...] = (), two_step_removal: bool = False,
+        boot: Callable[[str], float] | None = None,
+        pace: Callable[[str, str], None] | None = None,
     ) -> None:
         self.clock = clock
         self.role = role
@@ -49,6 +57,8 @@ class FakeProvider(Provider):
         self.boot_time = boot_time
         self.setup = setup
         self.two_step_removal = two_step_removal
+        self.boot = boot
+        self.pace = pace
         self.machines: dict[str, _Machine] = {}
         self.calls: list[tuple[str, str]] = []
         self._rules: list[FailureRule] = []
@@ -102,12 +112,14 @@ class FakeProvider(Provider):
     # --- the Provider protocol ---------------------------------------------------
 
     def list(self) -> list[Node]:
+        self._pace("list", "")
         with self._lock:
             self._check("list", "", "")
             return [self._current(m) for m in self.machines.values()
                     if m.node.state is not NodeState.GONE]
 
     def launch(self, spec: LaunchSpec) -> Node:
+        self._pace("launch", spec.name)
         with self._lock:
             self.calls.append(("launch", spec.name))
             existing = self.machines.get(spec.name)
@@ -121,7 +133,8 @@ class FakeProvider(Provider):
                 state=NodeState.PENDING, created_at=self.clock.now(), rollout_id=spec.rollout_id,
                 labels={"rollout_id": spec.rollout_id} if spec.rollout_id else {},
             )
-            machine = _Machine(node, self.clock.now() + self.boot_time, owed=list(self.setup))
+            boot = self.boot(spec.name) if self.boot is not None else self.boot_time
+            machine = _Machine(node, self.clock.now() + boot, owed=list(self.setup))
             machine.never_ready = self._is_never(node)
             self.machines[spec.name] = machine
             return node
@@ -129,6 +142,7 @@ class FakeProvider(Provider):
     def readiness(self, node: Node) -> Readiness:
         """A volume is owed as soon as the machine runs, a group membership once
         it answers (as on AWS)."""
+        self._pace("readiness", node.name)
         with self._lock:
             self._check("readiness", node.name, node.image_id)
             machine = self.machines.get(node.name)
@@ -144,6 +158,7 @@ class FakeProvider(Provider):
             return Readiness(False, "booting", ssh=False, systemd="starting", http=False)
 
     def stop(self, node: Node) -> None:
+        self._pace("stop", node.name)
         with self._lock:
             self.calls.append(("stop", node.name))
             self._check("stop", node.name, node.image_id)
@@ -152,6 +167,7 @@ class FakeProvider(Provider):
             machine.ready_at = math.inf
 
     def start(self, node: Node) -> Node:
+        self._pace("start", node.name)
         with self._lock:
             self.calls.append(("start", node.name))
             self._check("start", node.name, node.image_id)
@@ -165,6 +181,7 @@ class FakeProvider(Provider):
             return self._current(machine)
 
     def destroy(self, node: Node) -> None:
+        self._pace("destroy", node.name)
         with self._lock:
             self.calls.append(("destroy", node.name))
             self._check("destroy", node.name, node.image_id)
@@ -187,6 +204,7 @@ class FakeProvider(Provider):
         self.take_rule("join_group", node, Setup.JOIN_GROUP)
 
     def finish_removal(self, node: Node) -> None:
+        self._pace("finish_removal", node.name)
         with self._lock:
             self.calls.append(("finish_removal", node.name))
             self._check("finish_removal", node.name, node.image_id)
@@ -195,6 +213,7 @@ class FakeProvider(Provider):
                 machine.node = replace(machine.node, state=NodeState.GONE)
 
     def take_rule(self, op: str, node: Node, step: Setup) -> None:
+        self._pace(op, node.name)
         with self._lock:
             self.calls.append((op, node.name))
             self._check(op, node.name, node.image_id)
@@ -224,6 +243,10 @@ class FakeProvider(Provider):
                     if m.node.state is not NodeState.GONE]
 
     # --- internals ------------------------------------------------------------------------
+
+    def _pace(self, op: str, name: str) -> None:
+        if self.pace is not None:
+            self.pace(op, name)
 
     def _address(self) -> str:
         return f"10.0.{self._count // 250}.{self._count % 250 + 1}"

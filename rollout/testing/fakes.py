@@ -48,11 +48,14 @@ from rollout.testing.rules import FailureRule, take_rule
 
 
 class FakeSmokeRunner:
-    """A smoke gate taking ``duration`` virtual seconds; fails as injected."""
+    """A smoke gate taking ``duration`` virtual seconds (or ``durations(node
+    name)``, for timing runs); fails as injected."""
 
-    def __init__(self, clock: FakeClock, duration: float = 0.5) -> None:
+    def __init__(self, clock: FakeClock, duration: float = 0.5,
+                 durations: Callable[[str], float] | None = None) -> None:
         self.clock = clock
         self.duration = duration
+        self.durations = durations
         self.runs: list[tuple[str, str, bool]] = []  # (node, image id, passed)
         self._rules: list[FailureRule] = []
         self._lock = threading.Lock()
@@ -68,7 +71,7 @@ class FakeSmokeRunner:
             self._rules.append(FailureRule(op, times, node, image, summary))
 
     def run(self, node: Node, image: Image) -> SmokeResult:
-        self.clock.sleep(self.duration)
+        self.clock.sleep(self.duration if self.durations is None else self.durations(node.name))
         with self._lock:
             if take_rule(self._rules, "raise", node.name, image.id) is not None:
                 raise DriverError(f"fake smoke: cannot reach {node.name}")

@@ -1,0 +1,261 @@
+"""The benches' figures as JSON, and docs/BENCHMARKS.md's tables generated from them.
+
+    .venv/bin/python bench/report.py             # rewrite the generated blocks
+    .venv/bin/python bench/report.py --print     # show them, change nothing
+
+Each bench writes ``bench/results/NAME.json`` through :func:`write_result`:
+``{"bench": NAME, "entries": {KEY: {"commit", "date", "load", "host",
+"figures"}}}``, one entry per configuration it was run with (``scale_sim``
+keeps one per profile and store), each stamped with the commit it ran on
+(``git rev-parse``), the date and the host's load average.
+
+docs/BENCHMARKS.md holds blocks between ``<!-- generated: NAME -->`` and
+``<!-- end generated: NAME -->``; this script replaces the inside of each
+block whose JSON exists and leaves the rest of the file (the hand-written
+prose, blocks of benches not run) alone. A bench it has no table for, or a
+JSON whose shape changed, is shown as a plain list of its figures rather
+than dropped. A goal ``{"figure", "value", "goal", "met", "cause"}`` that is
+not met is written as **missed** with its cause.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+DOC = REPO / "docs" / "BENCHMARKS.md"
+
+
+def stamp() -> dict[str, Any]:
+    """The commit, the date and the host's load, for a result written now."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO,
+                                capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO, capture_output=True, text=True, check=True).stdout
+        commit += "+dirty" if dirty.strip() else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return {
+        "commit": commit,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load": [round(x, 2) for x in os.getloadavg()],
+        "cpus": os.cpu_count(),
+        "host": socket.gethostname(),
+    }
+
+
+def write_result(bench: str, key: str, figures: dict[str, Any],
+                 results: Path = RESULTS, stamped: dict[str, Any] | None = None) -> Path:
+    """Store ``figures`` as entry ``key`` of ``results/BENCH.json`` (atomically),
+    stamped now or with ``stamped`` (a :func:`stamp` taken when the run began:
+    the commit whose code the run loaded)."""
+    path = results / f"{bench}.json"
+    data: dict[str, Any] = {"bench": bench, "entries": {}}
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+            if isinstance(old.get("entries"), dict):
+                data = old
+        except (ValueError, AttributeError):
+            pass  # a broken or foreign file is replaced
+    data["entries"][key] = {**(stamped or stamp()), "figures": figures}
+    results.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")
+    tmp.replace(path)
+    return path
+
+
+# --- rendering ----------------------------------------------------------------------
+
+
+def goal_cell(goal: dict[str, Any]) -> str:
+    value = f"{goal.get('value')}{(' ' + goal['unit']) if goal.get('unit') else ''}"
+    if goal.get("detail"):
+        value = f"{goal['detail']} = {value}"
+    if goal.get("met"):
+        return f"{value}: met"
+    cause = goal.get("cause") or "no cause recorded"
+    return f"**{value}: missed** ({cause})"
+
+
+def _stamp_line(entries: dict[str, Any]) -> str:
+    stamps = sorted({(e.get("commit", "?"), e.get("date", "?"), _load(e))
+                     for e in entries.values()})
+    return "; ".join(f"commit `{c}`, {d}, load {load}" for c, d, load in stamps)
+
+
+def _load(entry: dict[str, Any]) -> str:
+    load = entry.get("load")
+    if isinstance(load, list) and load:
+        return f"{load[0]:g} on {entry.get('cpus', '?')} CPUs"
+    return "?"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def render_scale_sim(entries: dict[str, Any]) -> list[str]:
+    rows = []
+    for key in sorted(entries):
+        f = entries[key]["figures"]
+        goals = {g["figure"]: g for g in f.get("goals", [])}
+        thr = f.get("throttle")
+        rows.append([
+            f"{f['profile']}", f"{f['store']}", f"{f['nodes']} ({f['batches']} x {f['batch']})",
+            f"{f['poll']:g} s", f"{thr['throttled']}/{thr['attempts']}" if thr else "none",
+            f"{f['status']}, {f['replaced']} replaced"
+            + ("" if not f.get("problems") else "; " + "; ".join(f["problems"])),
+            *(goal_cell(goals[name]) if name in goals else "-" for name in (
+                "controller CPU per node step", "peak RSS", "wall ÷ theoretical")),
+        ])
+    return _table(["latencies", "journal", "nodes (batches)", "poll", "throttled attempts",
+                   "outcome", "CPU per node step (≤ 2 ms)", "peak RSS (≤ 150 MB)",
+                   "wall ÷ theoretical (≤ 1.05)"], rows)
+
+
+def render_state_store(entries: dict[str, Any]) -> list[str]:
+    rows = []
+    for key in sorted(entries, key=lambda k: (entries[k]["figures"].get("batch", 0), k)):
+        f = entries[key]["figures"]
+        for store, r in sorted(f["stores"].items()):
+            if isinstance(r, str):
+                rows.append([store, str(f["batch"]), r, "", "", ""])
+                continue
+            rows.append([store, str(f["batch"]), f"{r['median_ms']:.2f}", f"{r['p95_ms']:.2f}",
+                         f"{r['per_step_ms']:.2f}", f"{r['cpu_per_step_ms']:.2f}"])
+    return _table(["store", "steps per txn", "median ms", "p95 ms", "write ms/step",
+                   "CPU ms/step"], rows)
+
+
+def render_under_load(entries: dict[str, Any]) -> list[str]:
+    rows = []
+    for key in sorted(entries):
+        f = entries[key]["figures"]
+        f = f.get("figures", f)  # the bench's own {"figures": ..., "runs": ...}
+        for tool in ("rollout", "baseline"):
+            t = f.get(tool)
+            if not isinstance(t, dict):
+                continue
+            rows.append([tool, f"{t.get('wall_median')} s", f"{t.get('failed_total')} of "
+                         f"{t.get('requests_total')}", str(t.get("min_capacity")),
+                         str(t.get("overhead_median") or "-"), str(t.get("runs"))])
+        if "wall_ratio" in f:
+            rows.append(["rollout ÷ baseline", str(f["wall_ratio"]), "", "", "", ""])
+    return _table(["tool", "wall (median)", "failed requests", "min in service",
+                   "overhead (median)", "runs"], rows)
+
+
+def render_generic(entries: dict[str, Any]) -> list[str]:
+    """Any bench: its goals as met/missed, then its scalar figures."""
+    lines: list[str] = []
+    for key in sorted(entries):
+        figures = entries[key].get("figures", {})
+        rows = [[g.get("figure", "?"), goal_cell(g), str(g.get("goal", ""))]
+                for g in figures.get("goals", []) if isinstance(g, dict)]
+        rows += [[name, _scalar(value), ""] for name, value in _flatten(figures)]
+        if len(entries) > 1:
+            lines += ["", f"`{key}`:", ""]
+        lines += _table(["figure", "measured", "goal"], rows)
+    return lines
+
+
+def _flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    if isinstance(data, dict):
+        for k in sorted(data):
+            if k == "goals":
+                continue
+            out += _flatten(data[k], f"{prefix}{k}.")
+    elif isinstance(data, list):
+        if all(isinstance(x, int | float | str) for x in data) and len(data) <= 12:
+            out.append((prefix.rstrip("."), ", ".join(_scalar(x) for x in data)))
+    else:
+        out.append((prefix.rstrip("."), data))
+    return out
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "scale_sim": render_scale_sim,
+    "state_store": render_state_store,
+    "rollout_under_load": render_under_load,
+}
+
+
+def render(bench: str, data: dict[str, Any]) -> list[str]:
+    """The block for one bench's JSON: its stamps, then its table."""
+    entries = data.get("entries")
+    if not isinstance(entries, dict):
+        # A bench writing its own format (no entries): one undated entry.
+        entries = {"default": {"commit": "?", "date": "?", "figures": data}}
+    try:
+        body = RENDERERS.get(bench, render_generic)(entries)
+    except (KeyError, TypeError, AttributeError, ValueError):
+        body = render_generic(entries)  # the shape changed: still show what is there
+    return [f"_Generated by `bench/report.py` from `bench/results/{bench}.json`: "
+            f"{_stamp_line(entries)}._", "", *body]
+
+
+def regenerate(doc: str, results: Path) -> tuple[str, list[str]]:
+    """``doc`` with every generated block whose JSON exists rewritten."""
+    done: list[str] = []
+
+    def block(match: re.Match[str]) -> str:
+        bench = match.group(1)
+        path = results / f"{bench}.json"
+        if not path.exists():
+            return match.group(0)
+        try:
+            data = json.loads(path.read_text())
+        except ValueError as exc:
+            body = [f"_`bench/results/{bench}.json` is unreadable: {exc}_"]
+        else:
+            body = render(bench, data)
+        done.append(bench)
+        return (f"<!-- generated: {bench} -->\n" + "\n".join(body)
+                + f"\n<!-- end generated: {bench} -->")
+
+    pattern = re.compile(r"<!-- generated: (\w+) -->\n.*?<!-- end generated: \1 -->", re.S)
+    return pattern.sub(block, doc), done
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--doc", type=Path, default=DOC)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--print", action="store_true", help="print, change nothing")
+    args = parser.parse_args(argv)
+    text, done = regenerate(args.doc.read_text(), args.results)
+    if args.print:
+        print(text)
+    else:
+        args.doc.write_text(text)
+    present = sorted(p.stem for p in args.results.glob("*.json"))
+    print(f"regenerated: {', '.join(done) or 'nothing'}; results without a block: "
+          f"{', '.join(sorted(set(present) - set(done))) or 'none'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
