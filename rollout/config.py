@@ -211,6 +211,11 @@ class AwsSettings(_Strict):
     volume_size: int = Field(10, ge=1, le=16384)  # GiB
     volume_type: str = "gp3"
     volume_device: str = "/dev/xvdf"
+    # Blue-green and weighted canary steps on ELBv2 (docs/AWS.md): the listener
+    # whose default action forwards to target_group_arn or to this second
+    # group; the two swap roles at every blue-green switch.
+    listener_arn: str | None = None
+    alternate_target_group_arn: str | None = None
 
 
 class BakeSettings(_Strict):

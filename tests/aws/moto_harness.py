@@ -25,7 +25,7 @@ from rollout.backends.aws.elbv2 import Elbv2LoadBalancer, HealthSource, describe
 from rollout.backends.aws.images import AwsImageStore, image_tags
 from rollout.backends.aws.provider import AwsProvider
 from rollout.backends.aws.session import AwsClients, tag_list
-from rollout.config import Pool, PoolSettings
+from rollout.config import AwsSettings, Pool, PoolSettings
 from rollout.model import Image, LaunchSpec, Node, Readiness
 
 # moto logs every request at INFO; keep test output readable.
@@ -143,8 +143,9 @@ class ScriptedTargetHealth:
         self.clients = clients
         self.rise = rise
         self.unhealthy: set[str] = set()
-        self._registered: dict[str, float] = {}
-        self._deregistered: dict[str, float] = {}
+        # Keyed by (target group, instance id): a target may be in two groups.
+        self._registered: dict[tuple[str, str], float] = {}
+        self._deregistered: dict[tuple[str, str], float] = {}
         self._port: dict[str, int] = {}
         events = clients.elbv2.meta.events
         # before-parameter-build carries the call's parameters (after-call does not).
@@ -157,17 +158,19 @@ class ScriptedTargetHealth:
         )
 
     def _on_register(self, params: dict[str, Any], **_: Any) -> None:
+        arn = str(params.get("TargetGroupArn"))
         for target in params.get("Targets", []):
-            tid = str(target["Id"])
-            self._deregistered.pop(tid, None)
-            if tid not in self._registered:
-                self._registered[tid] = self.clock.now()
+            key = (arn, str(target["Id"]))
+            self._deregistered.pop(key, None)
+            if key not in self._registered:
+                self._registered[key] = self.clock.now()
 
     def _on_deregister(self, params: dict[str, Any], **_: Any) -> None:
+        arn = str(params.get("TargetGroupArn"))
         for target in params.get("Targets", []):
-            tid = str(target["Id"])
-            if self._registered.pop(tid, None) is not None:
-                self._deregistered[tid] = self.clock.now()
+            key = (arn, str(target["Id"]))
+            if self._registered.pop(key, None) is not None:
+                self._deregistered[key] = self.clock.now()
 
     def delay(self, arn: str) -> float:
         attrs = self.clients.elbv2.describe_target_group_attributes(TargetGroupArn=arn)[
@@ -181,7 +184,7 @@ class ScriptedTargetHealth:
         for desc in self.real(arn):
             tid = str(desc["Target"]["Id"])
             self._port[tid] = int(desc["Target"].get("Port", 80))
-            since = self._registered.setdefault(tid, now)
+            since = self._registered.setdefault((arn, tid), now)
             if tid in self.unhealthy:
                 state = "unhealthy"
             elif now - since < self.rise:
@@ -189,13 +192,14 @@ class ScriptedTargetHealth:
             else:
                 state = "healthy"
             out.append({**desc, "TargetHealth": {"State": state}})
-        if self._deregistered:
+        mine = [(key, since) for key, since in self._deregistered.items() if key[0] == arn]
+        if mine:
             delay = self.delay(arn)
-            for tid, since in list(self._deregistered.items()):
+            for key, since in mine:
                 if now - since < delay:
                     out.append(
                         {
-                            "Target": {"Id": tid, "Port": self._port.get(tid, 80)},
+                            "Target": {"Id": key[1], "Port": self._port.get(key[1], 80)},
                             "TargetHealth": {
                                 "State": "draining",
                                 "Reason": "Target.DeregistrationInProgress",
@@ -203,7 +207,7 @@ class ScriptedTargetHealth:
                         }
                     )
                 else:
-                    del self._deregistered[tid]
+                    del self._deregistered[key]
         return out
 
 
@@ -232,6 +236,9 @@ class AwsWorld:
     old: Image
     new: Image
     asg: str | None = None
+    # With_listener(): the pool's listener and second target group (blue-green).
+    listener_arn: str | None = None
+    alternate_arn: str | None = None
     uid: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
     def settings(self, **aws: Any) -> PoolSettings:
@@ -246,6 +253,9 @@ class AwsWorld:
         }
         if self.asg:
             data["auto_scaling_group"] = self.asg
+        if self.listener_arn:
+            data["listener_arn"] = self.listener_arn
+            data["alternate_target_group_arn"] = self.alternate_arn
         data.update(aws)
         return PoolSettings.model_validate(
             {
@@ -276,11 +286,24 @@ class AwsWorld:
         )
 
     def lb(self, health: HealthSource | None = None) -> Elbv2LoadBalancer:
-        return Elbv2LoadBalancer(
-            self.target_group_arn,
+        return Elbv2LoadBalancer.from_settings(
+            self.settings().aws or AwsSettings(),
             clients=self.clients,
             health_source=health or describe_target_health(self.clients),
         )
+
+    def forward(self) -> dict[str, int]:
+        """The listener's default action: target group ARN -> weight."""
+        assert self.listener_arn
+        action = self.clients.elbv2.describe_listeners(ListenerArns=[self.listener_arn])[
+            "Listeners"
+        ][0]["DefaultActions"][0]
+        if "ForwardConfig" in action:
+            return {
+                g["TargetGroupArn"]: int(g.get("Weight", 1))
+                for g in action["ForwardConfig"]["TargetGroups"]
+            }
+        return {action["TargetGroupArn"]: 1}
 
     def instance(self, iid: str) -> dict[str, Any]:
         res = self.clients.ec2.describe_instances(InstanceIds=[iid])["Reservations"]
@@ -297,13 +320,49 @@ class AwsWorld:
             ][0]
         )
 
-    def registered(self) -> set[str]:
+    def registered(self, arn: str | None = None) -> set[str]:
         return {
             d["Target"]["Id"]
             for d in self.clients.elbv2.describe_target_health(
-                TargetGroupArn=self.target_group_arn
+                TargetGroupArn=arn or self.target_group_arn
             )["TargetHealthDescriptions"]
         }
+
+
+def with_listener(world: AwsWorld) -> AwsWorld:
+    """Give ``world`` an application load balancer whose listener forwards
+    to its target group, and a second target group like the first."""
+    elbv2 = world.clients.elbv2
+    lb = elbv2.create_load_balancer(Name=f"web-{world.uid}", Subnets=list(world.subnets))[
+        "LoadBalancers"
+    ][0]["LoadBalancerArn"]
+    first = elbv2.describe_target_groups(TargetGroupArns=[world.target_group_arn])[
+        "TargetGroups"
+    ][0]
+    alternate = elbv2.create_target_group(
+        Name=f"web-{world.uid}-b",
+        Protocol="HTTP",
+        Port=80,
+        VpcId=world.vpc,
+        TargetType="instance",
+        HealthCheckPath=first.get("HealthCheckPath", "/healthz"),
+    )["TargetGroups"][0]["TargetGroupArn"]
+    attrs = elbv2.describe_target_group_attributes(TargetGroupArn=world.target_group_arn)
+    delay = {a["Key"]: a["Value"] for a in attrs["Attributes"]}[
+        "deregistration_delay.timeout_seconds"
+    ]
+    elbv2.modify_target_group_attributes(
+        TargetGroupArn=alternate,
+        Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": delay}],
+    )
+    world.listener_arn = elbv2.create_listener(
+        LoadBalancerArn=lb,
+        Protocol="HTTP",
+        Port=80,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": world.target_group_arn}],
+    )["Listeners"][0]["ListenerArn"]
+    world.alternate_arn = alternate
+    return world
 
 
 _BASE_AMI: dict[str, str] = {}

@@ -3,6 +3,9 @@ ELBv2 target group (:class:`Elbv2LoadBalancer`), AMIs found by their tags
 (:class:`AwsImageStore`, which also keeps promotions and rollout evidence in
 AMI tags: see docs/AWS.md), the testinfra smoke gate over the instances' SSH.
 
+Blue-green and weighted canary steps use a second target group behind the
+pool's listener (:mod:`rollout.backends.aws.listener`).
+
 It serves ``load_balancer: elbv2`` only: an HAProxy backend knows its servers
 by address, while an AWS node is known to the load balancer by its instance id.
 """
@@ -48,11 +51,6 @@ class AwsBackend(Backend):
                 f"{settings.load_balancer!r} (it serves: {', '.join(LOAD_BALANCERS)})",
                 hint="use load_balancer: elbv2 with rollout.aws.target_group_arn",
             )
-        if settings.strategy is Strategy.BLUE_GREEN:
-            raise ConfigError(
-                f"{pool.source}: rollout.strategy: blue_green is not supported on aws yet "
-                "(it needs a second target group and a listener flip)",
-                hint="use strategy surge for an aws pool")
         if settings.shadow.enabled:
             raise ConfigError(
                 f"{pool.source}: rollout.shadow: the dark-launch gate is not supported on "
@@ -63,6 +61,35 @@ class AwsBackend(Backend):
                 f"{pool.source}: rollout.aws.target_group_arn: load_balancer is elbv2, so "
                 "aws.target_group_arn is required",
                 hint="copy the target group's ARN from the console or CLI")
+        self._listener_keys(pool)
+
+    def _listener_keys(self, pool: Pool) -> None:
+        """Blue-green needs the listener and the second group;
+        one without the other is a half-made pair (docs/AWS.md)."""
+        aws, settings = self._aws(pool), pool.settings
+        needs = []
+        if settings.strategy is Strategy.BLUE_GREEN:
+            needs.append("strategy blue_green")
+        given = {"aws.listener_arn": aws.listener_arn,
+                 "aws.alternate_target_group_arn": aws.alternate_target_group_arn}
+        missing = [key for key, value in given.items() if not value]
+        if missing and (needs or len(missing) == 1):
+            other = ", ".join(k for k in given if k not in missing)
+            why = " and ".join(needs) if needs else f"{other} is set"
+            raise ConfigError(
+                f"{pool.source}: rollout.{missing[0]}: {why}, so {' and '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} required",
+                hint="name the listener whose default action forwards to aws.target_group_arn, "
+                "and a second target group of the same port and health check (docs/AWS.md)")
+        if not missing and aws.alternate_target_group_arn == aws.target_group_arn:
+            raise ConfigError(
+                f"{pool.source}: rollout.aws.alternate_target_group_arn: it is "
+                "aws.target_group_arn itself", hint="create a second target group")
+        if any(step.weight is not None for step in settings.canary_steps):
+            raise ConfigError(
+                f"{pool.source}: rollout.canary_steps: weight steps are not built for ELBv2 "
+                "yet (a weighted forward between the two target groups)",
+                hint="use pause and analysis steps for an aws pool")
 
     def _aws(self, pool: Pool) -> AwsSettings:
         if pool.settings.aws is None:

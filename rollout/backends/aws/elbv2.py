@@ -38,8 +38,10 @@ draining).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from rollout.backends.aws.listener import Forward, Listener
 from rollout.backends.aws.session import AwsClients, aws_errors
 from rollout.config import AwsSettings
 from rollout.errors import ConfigError, DriverError
@@ -75,7 +77,16 @@ TARGETS_PER_GROUP = 1000
 
 class Elbv2LoadBalancer:
     """``rollout.protocols.LoadBalancer`` over one ELBv2 target group of
-    ``instance`` targets (the target id is the node's instance id)."""
+    ``instance`` targets (the target id is the node's instance id), or, with
+    a :class:`~rollout.backends.aws.listener.Listener`, over the pool's two
+    target groups behind that listener (blue-green; see docs/AWS.md).
+
+    With two groups, a target of the group the listener serves reports as
+    above; a target of the idle group (weight 0) is checked but takes no
+    traffic, so it reports DRAIN with its health and no sessions: a staged
+    green node, or a warm blue one after the switch. A target in both groups
+    reports the entry that decides its traffic (see :meth:`members`).
+    """
 
     def __init__(
         self,
@@ -83,6 +94,7 @@ class Elbv2LoadBalancer:
         *,
         clients: AwsClients,
         health_source: HealthSource | None = None,
+        listener: Listener | None = None,
     ) -> None:
         if not target_group_arn.startswith("arn:"):
             raise ConfigError(
@@ -92,27 +104,9 @@ class Elbv2LoadBalancer:
         self.arn = target_group_arn
         self.clients = clients
         self.health_source = health_source or describe_target_health(clients)
+        self.listener = listener
         self._deregistered: set[str] = set()
         self._delay: float | None = None
-
-    def stage(self, node: Node) -> Member:
-        """A single target group cannot hold a node that is checked but takes
-        no traffic: blue-green on ELBv2 is not built yet."""
-        raise ConfigError(f"target group {self.arn}: blue-green is not supported on ELBv2 yet",
-                          hint="use strategy surge for an aws pool")
-
-    def switch(self, ready: Sequence[Node], drain: Sequence[Node]) -> None:
-        """See :meth:`stage`."""
-        raise ConfigError(f"target group {self.arn}: blue-green is not supported on ELBv2 yet",
-                          hint="use strategy surge for an aws pool")
-
-    def set_weight(self, node: Node, weight: int | None) -> None:
-        """Targets of one ELBv2 target group have no weights (weights are
-        between target groups, in a listener's forward action): refused."""
-        raise ConfigError(
-            f"ELBv2 target group {self.arn}: targets have no weights (node {node.name})",
-            hint="remove the weight steps from canary_steps for this pool",
-        )
 
     def capacity(self) -> LbCapacity:
         """ELBv2's quota of targets per target group (the AWS default)."""
@@ -124,7 +118,12 @@ class Elbv2LoadBalancer:
         if not settings.target_group_arn:
             raise ConfigError("load_balancer elbv2 needs aws.target_group_arn")
         clients = kwargs.pop("clients", None) or AwsClients.from_settings(settings)
-        return cls(settings.target_group_arn, clients=clients, **kwargs)
+        listener = None
+        if settings.listener_arn and settings.alternate_target_group_arn:
+            listener = Listener(settings.listener_arn,
+                                (settings.target_group_arn, settings.alternate_target_group_arn),
+                                clients=clients)
+        return cls(settings.target_group_arn, clients=clients, listener=listener, **kwargs)
 
     def _target(self, node: Node) -> str:
         target = node.lb_target
@@ -135,50 +134,96 @@ class Elbv2LoadBalancer:
             )
         return target
 
+    # --- observation ---------------------------------------------------------------
+
+    def _forward(self) -> Forward:
+        if self.listener is None:
+            return Forward({self.arn: 1}, self.arn)
+        return self.listener.read()
+
+    def _entries(self, forward: Forward) -> list[_Entry]:
+        """Every registration in the pool's groups, as ELBv2 reports it."""
+        entries = []
+        for arn in forward.weights:
+            for desc in self.health_source(arn):
+                port = desc["Target"].get("Port")
+                entries.append(_Entry(
+                    arn, str(desc["Target"]["Id"]),
+                    str(desc.get("TargetHealth", {}).get("State", "unavailable")),
+                    int(port) if port is not None else None))
+        return entries
+
     def members(self) -> list[Member]:
-        found: dict[str, Member] = {}
-        for desc in self.health_source(self.arn):
-            tid = str(desc["Target"]["Id"])
-            state = str(desc.get("TargetHealth", {}).get("State", "unavailable"))
-            admin, health = _MAP.get(state, (Admin.READY, Health.UNKNOWN))
-            port = desc["Target"].get("Port")
-            found[tid] = Member(
-                slot=tid,
-                target=tid,
-                admin=admin,
-                health=health,
-                sessions=1 if admin is Admin.DRAIN else 0,
-                port=int(port) if port is not None else None,
-            )
+        """Each target once. A target registered in both groups (by hand, or
+        a move cut short) reports the registration that is not draining, then
+        the UP one, then the one in the group that takes traffic.
+        A target draining from a group at weight 0 is not reported there: it
+        takes no traffic, so its removal is over as far as rollout is
+        concerned (a warm blue node retires without waiting for the delay)."""
+        forward = self._forward()
+        entries = self._entries(forward)
+        best: dict[str, _Entry] = {}
+        for entry in entries:
+            if entry.state.endswith("draining") and not forward.takes_traffic(entry.arn):
+                continue  # leaving a group at weight 0: nothing to wait for
+            current = best.get(entry.target)
+            if current is None or _rank(entry, forward) > _rank(current, forward):
+                best[entry.target] = entry
+        found = {tid: self._member(entry, forward) for tid, entry in best.items()}
         for tid in sorted(self._deregistered - set(found)):
             found[tid] = Member(slot=tid, target=tid, admin=Admin.MAINT, health=Health.UNKNOWN)
         return list(found.values())
+
+    def _member(self, entry: _Entry, forward: Forward) -> Member:
+        admin, health = _MAP.get(entry.state, (Admin.READY, Health.UNKNOWN))
+        serves = forward.takes_traffic(entry.arn)
+        if not serves and admin is not Admin.DRAIN:
+            # Idle group: health-checked (it stays in the listener at weight
+            # 0), no traffic. "unused": the listener does not name it yet.
+            admin = Admin.DRAIN
+            health = Health.UNKNOWN if entry.state == "unused" else health
+        return Member(
+            slot=entry.target, target=entry.target, admin=admin, health=health,
+            sessions=1 if entry.state.endswith("draining") else 0, port=entry.port)
 
     def member(self, node: Node) -> Member | None:
         target = self._target(node)
         return next((m for m in self.members() if m.target == target), None)
 
-    def _register(self, target: str) -> None:
-        with aws_errors("register target", f"{target} in {self.arn}"):
-            self.clients.elbv2.register_targets(TargetGroupArn=self.arn, Targets=[{"Id": target}])
+    def _groups_of(self, target: str, forward: Forward) -> dict[str, str]:
+        """The groups ``target`` is registered in (not draining): arn -> state."""
+        return {e.arn: e.state for e in self._entries(forward)
+                if e.target == target and not e.state.endswith("draining")}
+
+    # --- registrations -------------------------------------------------------------
+
+    def _register(self, target: str, arn: str | None = None) -> None:
+        arn = arn or self.arn
+        with aws_errors("register target", f"{target} in {arn}"):
+            self.clients.elbv2.register_targets(TargetGroupArn=arn, Targets=[{"Id": target}])
         self._deregistered.discard(target)
 
-    def _deregister(self, target: str) -> None:
+    def _deregister(self, target: str, arn: str | None = None) -> None:
+        arn = arn or self.arn
         try:
-            with aws_errors("deregister target", f"{target} from {self.arn}"):
-                self.clients.elbv2.deregister_targets(
-                    TargetGroupArn=self.arn, Targets=[{"Id": target}]
-                )
+            with aws_errors("deregister target", f"{target} from {arn}"):
+                self.clients.elbv2.deregister_targets(TargetGroupArn=arn, Targets=[{"Id": target}])
         except DriverError as exc:
             # InvalidTarget: not registered (or the instance is gone): done already.
             if "InvalidTarget" not in str(exc):
                 raise
 
+    def _leave(self, target: str) -> None:
+        """Deregister ``target`` from every group it is registered in."""
+        groups = self._groups_of(target, self._forward())
+        for arn in groups or {self.arn: ""}:
+            self._deregister(target, arn)
+
     def add(self, node: Node) -> Member:
         target = self._target(node)
         existing = self.member(node)
         if existing is None or existing.admin is not Admin.READY:
-            self._register(target)
+            self._register(target, self._forward().serving)
             existing = self.member(node)
         return existing or Member(
             slot=target, target=target, admin=Admin.READY, health=Health.UNKNOWN
@@ -189,17 +234,71 @@ class Elbv2LoadBalancer:
         if admin is Admin.READY:
             current = self.member(node)
             if current is None or current.admin is not Admin.READY:
-                self._register(target)
+                self._register(target, self._forward().serving)
             return
         # DRAIN and MAINT both deregister: ELBv2 drains a deregistered target
         # for the deregistration delay and then drops it.
-        self._deregister(target)
+        self._leave(target)
         self._deregistered.add(target)
 
     def remove(self, node: Node) -> None:
         target = self._target(node)
-        self._deregister(target)
+        self._leave(target)
         self._deregistered.discard(target)
+
+    # --- blue-green (the listener) -----------------------------------------------------
+
+    def _listener(self, what: str) -> Listener:
+        if self.listener is None:
+            raise ConfigError(
+                f"target group {self.arn}: {what} needs aws.listener_arn and "
+                "aws.alternate_target_group_arn (a single target group cannot hold a node "
+                "that is checked but takes no traffic)",
+                hint="add both keys to the pool's rollout.aws (see docs/AWS.md)")
+        return self.listener
+
+    def stage(self, node: Node) -> Member:
+        """Register ``node`` in the idle group, which the listener keeps at
+        weight 0: health-checked, no traffic. A node already serving is left."""
+        listener, target = self._listener(f"blue-green (node {node.name})"), self._target(node)
+        forward = listener.read()
+        if not forward.attached or forward.weights[forward.idle] != 0:
+            # The weighted form keeps the idle group attached, hence checked.
+            listener.serve(forward.serving)
+        if not self._groups_of(target, forward):
+            self._register(target, forward.idle)
+        return self.member(node) or Member(slot=target, target=target, admin=Admin.DRAIN,
+                                           health=Health.UNKNOWN)
+
+    def switch(self, ready: Sequence[Node], drain: Sequence[Node]) -> None:
+        """One ``modify_listener``: the group holding the ``ready`` nodes takes
+        all traffic, the other (holding ``drain``) keeps its targets, checked,
+        at weight 0. A ready node in neither group is registered in the group
+        that is to serve first; a drain node in that group is deregistered."""
+        listener = self._listener("a blue-green switch")
+        forward = listener.read()
+        homes = [self._groups_of(self._target(n), forward) for n in ready]
+        to = forward.idle if ready and any(forward.idle in h for h in homes) else forward.serving
+        if not ready:
+            to = forward.idle
+        for node, home in zip(ready, homes, strict=True):
+            if not home:
+                self._register(self._target(node), to)
+        if forward.weights[to] != 1 or forward.weights[_other(forward, to)] != 0:
+            listener.serve(to)
+        for node in drain:
+            if to in self._groups_of(self._target(node), forward):
+                self._deregister(self._target(node), to)
+                self._deregistered.add(self._target(node))
+
+    def set_weight(self, node: Node, weight: int | None) -> None:
+        """Targets of an ELBv2 target group have no weights (weights are
+        between target groups, in a listener's forward action), and weight
+        steps over the pool's two groups are not built yet: refused."""
+        raise ConfigError(
+            f"ELBv2 target group {self.arn}: targets have no weights (node {node.name})",
+            hint="remove the weight steps from canary_steps for this pool",
+        )
 
     def deregistration_delay(self) -> float:
         """The target group's ``deregistration_delay.timeout_seconds``."""
@@ -226,3 +325,22 @@ class Elbv2LoadBalancer:
                 "rollout registers instances",
                 hint="use a target group of type instance",
             )
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One registration: a target in one group, in an ELBv2 state."""
+
+    arn: str
+    target: str
+    state: str
+    port: int | None
+
+
+def _rank(entry: _Entry, forward: Forward) -> tuple[bool, bool, bool]:
+    return (not entry.state.endswith("draining"), entry.state == "healthy",
+            forward.takes_traffic(entry.arn))
+
+
+def _other(forward: Forward, arn: str) -> str:
+    return next(a for a in forward.weights if a != arn)

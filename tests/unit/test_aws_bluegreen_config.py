@@ -1,0 +1,58 @@
+"""The aws backend's checks of a blue-green pool: the listener and the second
+target group are required, named by key, before any AWS call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rollout.backends import Site
+from rollout.backends.aws.backend import AwsBackend
+from rollout.config import Pool, PoolSettings
+from rollout.errors import ConfigError
+
+TG = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web-a/1"
+TG_B = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web-b/2"
+LISTENER = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/web/3/4"
+
+
+def pool(aws: dict[str, Any], **rollout: Any) -> Pool:
+    settings = PoolSettings.model_validate({
+        "provider": "aws", "load_balancer": "elbv2", "pool_size": 2,
+        "aws": {"region": "eu-west-1", "target_group_arn": TG, **aws}, **rollout})
+    return Pool("prod", "web", settings, Path("inventories/prod/group_vars/web.yml"))
+
+
+def backend() -> AwsBackend:
+    return AwsBackend(Site(Path("."), None, None))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("aws", "key"), [
+    ({}, "rollout.aws.listener_arn"),
+    ({"listener_arn": LISTENER}, "rollout.aws.alternate_target_group_arn"),
+    ({"alternate_target_group_arn": TG_B}, "rollout.aws.listener_arn"),
+    ({"listener_arn": LISTENER, "alternate_target_group_arn": TG},
+     "rollout.aws.alternate_target_group_arn"),
+])
+def test_blue_green_on_aws_names_the_missing_key(aws: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        backend().validate(pool(aws, strategy="blue_green"))
+    assert f"web.yml: {key}" in str(err.value)
+
+
+def test_blue_green_with_both_keys_is_accepted() -> None:
+    backend().validate(pool({"listener_arn": LISTENER, "alternate_target_group_arn": TG_B},
+                            strategy="blue_green"))
+    backend().validate(pool({}))  # a surge pool needs neither
+
+
+def test_half_a_pair_is_refused_for_any_strategy() -> None:
+    with pytest.raises(ConfigError, match=r"rollout\.aws\.alternate_target_group_arn"):
+        backend().validate(pool({"listener_arn": LISTENER}))
+
+
+def test_weight_steps_are_refused_on_aws_until_they_are_built() -> None:
+    with pytest.raises(ConfigError, match=r"rollout\.canary_steps: weight steps"):
+        backend().validate(pool({}, canary_steps=[{"weight": 10}, {"pause": 5}]))
