@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from rollout import names
-from rollout.config_analysis import Analysis
+from rollout.config_analysis import Analysis, CloudWatchAnalysis
 from rollout.config_bluegreen import BlueGreenSettings
 from rollout.config_canary import CanaryStep
 from rollout.config_post_rollout import PostRollout
@@ -338,6 +338,11 @@ class PoolSettings(_Strict):
                 where = "post_rollout" if name in self.post_rollout.analysis else "blue_green"
                 raise ValueError(f"{where}: analysis {name!r} is not one of "
                                  f"rollout.analyses ({known})")
+        for name, spec in self.analyses.items():
+            if (isinstance(spec, CloudWatchAnalysis) and spec.region is None
+                    and (self.aws is None or self.aws.region is None)):
+                raise ValueError(f"analyses.{name}: a cloudwatch analysis needs a region: set "
+                                 f"analyses.{name}.region or aws.region")
         if self.analysis is not None and self.analysis not in self.analyses:
             known = ", ".join(sorted(self.analyses)) or "none is defined"
             raise ValueError(f"analysis {self.analysis!r} is not one of rollout.analyses "

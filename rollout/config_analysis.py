@@ -95,9 +95,37 @@ class HAProxyAnalysis(_Analysis):
     VARIABLES: ClassVar[tuple[str, ...]] = ("result", "baseline")
 
 
+class Statistic(StrEnum):
+    """The CloudWatch statistics an analysis may read."""
+
+    AVERAGE = "Average"
+    SUM = "Sum"
+    MINIMUM = "Minimum"
+    MAXIMUM = "Maximum"
+    SAMPLE_COUNT = "SampleCount"
+
+
+class CloudWatchAnalysis(_Analysis):
+    """A CloudWatch metric (``namespace``, ``metric``, ``dimensions``), its
+    ``statistic`` over ``period`` seconds; the newest datapoint within the last
+    ``window`` is ``result``, and none is no value. Dimension values take the
+    same placeholders as a Prometheus query. ``region`` defaults to the pool's
+    ``aws.region``; credentials and endpoint come from boto3's usual chain."""
+
+    provider: Literal["cloudwatch"]
+    namespace: str = Field(min_length=1)
+    metric: str = Field(min_length=1)
+    dimensions: dict[str, str] = Field(default_factory=dict)
+    statistic: Statistic = Statistic.AVERAGE
+    period: int = Field(60, ge=1, le=86400)
+    window: _Duration = Field(300.0, gt=0, le=86400)
+    region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")
+
+
 Analysis = Annotated[
-    PrometheusAnalysis | HttpAnalysis | HAProxyAnalysis, Field(discriminator="provider")
+    PrometheusAnalysis | HttpAnalysis | HAProxyAnalysis | CloudWatchAnalysis,
+    Field(discriminator="provider"),
 ]
 
-__all__ = ["Analysis", "HAProxyAnalysis", "HttpAnalysis", "OnInconclusive",
-           "PrometheusAnalysis"]
+__all__ = ["Analysis", "CloudWatchAnalysis", "HAProxyAnalysis", "HttpAnalysis", "OnInconclusive",
+           "PrometheusAnalysis", "Statistic"]

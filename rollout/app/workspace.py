@@ -140,7 +140,8 @@ class Workspace:
         lb = backend.load_balancer(pool)
         analyzer = Analyses(pool.settings.analyses, lb, SystemClock(),
                             prometheus=backend.prometheus_url(pool),
-                            where=f"{pool.source}: rollout.analyses")
+                            where=f"{pool.source}: rollout.analyses",
+                            region=pool.settings.aws.region if pool.settings.aws else None)
         source = backend.request_source(pool)
         return PoolDrivers(pool=pool, provider=provider, lb=lb,
                            smoke=backend.smoke_runner(pool, provider), images=images,

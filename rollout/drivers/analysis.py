@@ -4,6 +4,8 @@ loop that takes ``count`` of them ``interval`` seconds apart.
 - ``prometheus``: an instant query (``GET /api/v1/query``); one series or a
   scalar, else no value (an empty vector: no traffic yet).
 - ``http``: GET a JSON document; the number at a dotted path.
+- ``cloudwatch``: a CloudWatch metric's newest datapoint
+  (:mod:`rollout.drivers.cloudwatch`).
 - ``haproxy``: the pool's LB counters since the analysis began, the canary's
   5xx share (``result``) against the rest's (``baseline``); fewer than
   ``min_requests`` requests to the canary give no value.
@@ -27,7 +29,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rollout.config_analysis import Analysis, HAProxyAnalysis, HttpAnalysis, PrometheusAnalysis
+from rollout.config_analysis import (
+    Analysis,
+    CloudWatchAnalysis,
+    HAProxyAnalysis,
+    HttpAnalysis,
+    PrometheusAnalysis,
+)
 from rollout.core.analysis import (
     AnalysisContext,
     Measurement,
@@ -36,6 +44,7 @@ from rollout.core.analysis import (
     judge,
     tally,
 )
+from rollout.drivers.cloudwatch import CloudWatchReader
 from rollout.errors import ConfigError, NotFoundError
 from rollout.protocols import Clock, LoadBalancer
 
@@ -172,6 +181,7 @@ class Analyses:
     clock: Clock
     prometheus: str | None = None
     where: str = "rollout.analyses"
+    region: str | None = None  # of ``cloudwatch`` analyses without their own
 
     def spec(self, name: str) -> Analysis:
         spec = self.analyses.get(name)
@@ -197,6 +207,12 @@ class Analyses:
         if isinstance(spec, HttpAnalysis):
             target, path, timeout = expand(spec.url, ctx, f"{where}.url"), spec.path, spec.timeout
             return lambda: _guard(lambda: json_path(_get(target, timeout), path), "http")
+        if isinstance(spec, CloudWatchAnalysis):
+            region = spec.region or self.region
+            if region is None:
+                raise ConfigError(f"{where}: no region, and the pool has no aws.region",
+                                  hint=f"set {where}.region")
+            return CloudWatchReader(spec, ctx, region, expand, where)
         share = _HAProxyShare(spec, ctx, self.lb)
         share.start()
         return share
