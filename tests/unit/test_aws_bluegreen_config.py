@@ -53,6 +53,15 @@ def test_half_a_pair_is_refused_for_any_strategy() -> None:
         backend().validate(pool({"listener_arn": LISTENER}))
 
 
-def test_weight_steps_are_refused_on_aws_until_they_are_built() -> None:
-    with pytest.raises(ConfigError, match=r"rollout\.canary_steps: weight steps"):
+def test_weight_steps_on_aws_need_the_listener_pair() -> None:
+    with pytest.raises(ConfigError) as err:
         backend().validate(pool({}, canary_steps=[{"weight": 10}, {"pause": 5}]))
+    assert "web.yml: rollout.aws.listener_arn: canary weight steps" in str(err.value)
+    backend().validate(pool({"listener_arn": LISTENER, "alternate_target_group_arn": TG_B},
+                            canary_steps=[{"weight": 10}, {"pause": 5}, {"weight": 49}]))
+
+
+def test_weight_steps_of_half_or_more_are_refused_on_aws() -> None:
+    with pytest.raises(ConfigError, match=r"rollout\.canary_steps: weight 50 is 50 % or more"):
+        backend().validate(pool({"listener_arn": LISTENER, "alternate_target_group_arn": TG_B},
+                                canary_steps=[{"weight": 10}, {"weight": 50}]))

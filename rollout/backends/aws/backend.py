@@ -64,12 +64,14 @@ class AwsBackend(Backend):
         self._listener_keys(pool)
 
     def _listener_keys(self, pool: Pool) -> None:
-        """Blue-green needs the listener and the second group;
-        one without the other is a half-made pair (docs/AWS.md)."""
+        """Blue-green and canary weight steps need the listener and the second
+        group; one without the other is a half-made pair (docs/AWS.md)."""
         aws, settings = self._aws(pool), pool.settings
         needs = []
         if settings.strategy is Strategy.BLUE_GREEN:
             needs.append("strategy blue_green")
+        if any(step.weight is not None for step in settings.canary_steps):
+            needs.append("canary weight steps")
         given = {"aws.listener_arn": aws.listener_arn,
                  "aws.alternate_target_group_arn": aws.alternate_target_group_arn}
         missing = [key for key, value in given.items() if not value]
@@ -85,11 +87,15 @@ class AwsBackend(Backend):
             raise ConfigError(
                 f"{pool.source}: rollout.aws.alternate_target_group_arn: it is "
                 "aws.target_group_arn itself", hint="create a second target group")
-        if any(step.weight is not None for step in settings.canary_steps):
+        weights = [step.weight for step in settings.canary_steps if step.weight is not None]
+        if any(w >= 50 for w in weights):
+            # The group with the larger weight is the serving one (listener.py):
+            # at half or more, the canary group would become it.
             raise ConfigError(
-                f"{pool.source}: rollout.canary_steps: weight steps are not built for ELBv2 "
-                "yet (a weighted forward between the two target groups)",
-                hint="use pause and analysis steps for an aws pool")
+                f"{pool.source}: rollout.canary_steps: weight {max(weights):g} is 50 % or more; "
+                "on ELBv2 a canary weight must stay below half the traffic",
+                hint="use weight steps below 50 (the rollout's later batches give the new "
+                "image the rest)")
 
     def _aws(self, pool: Pool) -> AwsSettings:
         if pool.settings.aws is None:
@@ -110,7 +116,8 @@ class AwsBackend(Backend):
 
     def load_balancer(self, pool: Pool) -> LoadBalancer:
         self.validate(pool)
-        return Elbv2LoadBalancer.from_settings(self._aws(pool))
+        return Elbv2LoadBalancer.from_settings(
+            self._aws(pool), rise_timeout=pool.settings.timeouts.lb_up)
 
     def prometheus_url(self, pool: Pool) -> str | None:
         """None: an AWS pool's ``prometheus`` analyses name their ``address``."""

@@ -43,9 +43,12 @@ from typing import Any
 
 from rollout.backends.aws.listener import Forward, Listener
 from rollout.backends.aws.session import AwsClients, aws_errors
+from rollout.backends.aws.weights import NORMAL_WEIGHT, member_weight, split, until_healthy
+from rollout.clock import SystemClock
 from rollout.config import AwsSettings
 from rollout.errors import ConfigError, DriverError
 from rollout.model import Admin, Health, LbCapacity, Member, Node
+from rollout.protocols import Clock
 
 HealthSource = Callable[[str], list[dict[str, Any]]]
 
@@ -79,7 +82,8 @@ class Elbv2LoadBalancer:
     """``rollout.protocols.LoadBalancer`` over one ELBv2 target group of
     ``instance`` targets (the target id is the node's instance id), or, with
     a :class:`~rollout.backends.aws.listener.Listener`, over the pool's two
-    target groups behind that listener (blue-green; see docs/AWS.md).
+    target groups behind that listener (blue-green and weighted canary
+    steps; see docs/AWS.md).
 
     With two groups, a target of the group the listener serves reports as
     above; a target of the idle group (weight 0) is checked but takes no
@@ -95,6 +99,9 @@ class Elbv2LoadBalancer:
         clients: AwsClients,
         health_source: HealthSource | None = None,
         listener: Listener | None = None,
+        clock: Clock | None = None,
+        rise_timeout: float = 300.0,
+        poll: float = 5.0,
     ) -> None:
         if not target_group_arn.startswith("arn:"):
             raise ConfigError(
@@ -105,6 +112,11 @@ class Elbv2LoadBalancer:
         self.clients = clients
         self.health_source = health_source or describe_target_health(clients)
         self.listener = listener
+        # For a weight step, which waits for ELBv2's check of the group the
+        # node moves to.
+        self.clock: Clock = clock or SystemClock()
+        self.rise_timeout = rise_timeout
+        self.poll = poll
         self._deregistered: set[str] = set()
         self._delay: float | None = None
 
@@ -154,9 +166,10 @@ class Elbv2LoadBalancer:
         return entries
 
     def members(self) -> list[Member]:
-        """Each target once. A target registered in both groups (by hand, or
-        a move cut short) reports the registration that is not draining, then
-        the UP one, then the one in the group that takes traffic.
+        """Each target once. A target registered in both groups (it moves
+        between them for a weight step) reports the registration that is not
+        draining, then the UP one, then one in a group that takes traffic,
+        then the one in the canary (idle) group: the one its traffic follows.
         A target draining from a group at weight 0 is not reported there: it
         takes no traffic, so its removal is over as far as rollout is
         concerned (a warm blue node retires without waiting for the delay)."""
@@ -169,12 +182,12 @@ class Elbv2LoadBalancer:
             current = best.get(entry.target)
             if current is None or _rank(entry, forward) > _rank(current, forward):
                 best[entry.target] = entry
-        found = {tid: self._member(entry, forward) for tid, entry in best.items()}
+        found = {tid: self._member(entry, forward, entries) for tid, entry in best.items()}
         for tid in sorted(self._deregistered - set(found)):
             found[tid] = Member(slot=tid, target=tid, admin=Admin.MAINT, health=Health.UNKNOWN)
         return list(found.values())
 
-    def _member(self, entry: _Entry, forward: Forward) -> Member:
+    def _member(self, entry: _Entry, forward: Forward, entries: list[_Entry]) -> Member:
         admin, health = _MAP.get(entry.state, (Admin.READY, Health.UNKNOWN))
         serves = forward.takes_traffic(entry.arn)
         if not serves and admin is not Admin.DRAIN:
@@ -182,9 +195,17 @@ class Elbv2LoadBalancer:
             # 0), no traffic. "unused": the listener does not name it yet.
             admin = Admin.DRAIN
             health = Health.UNKNOWN if entry.state == "unused" else health
+        weight: int | None = None
+        if self.listener is not None:
+            weight = NORMAL_WEIGHT
+            if serves and entry.arn == forward.idle and admin is Admin.READY:
+                weight = member_weight(
+                    _live(entries, forward.serving), _live(entries, forward.idle),
+                    (forward.weights[forward.serving], forward.weights[forward.idle]))
         return Member(
             slot=entry.target, target=entry.target, admin=admin, health=health,
-            sessions=1 if entry.state.endswith("draining") else 0, port=entry.port)
+            sessions=1 if entry.state.endswith("draining") else 0, port=entry.port,
+            weight=weight, normal_weight=NORMAL_WEIGHT if self.listener is not None else None)
 
     def member(self, node: Node) -> Member | None:
         target = self._target(node)
@@ -214,8 +235,16 @@ class Elbv2LoadBalancer:
                 raise
 
     def _leave(self, target: str) -> None:
-        """Deregister ``target`` from every group it is registered in."""
-        groups = self._groups_of(target, self._forward())
+        """Deregister ``target`` from every group. When it is the last target
+        of a canary group that takes traffic, the listener first sends all
+        traffic back to the serving group (an empty group must not get any)."""
+        forward = self._forward()
+        groups = self._groups_of(target, forward)
+        if self.listener is not None and forward.takes_traffic(forward.idle):
+            rest = [e for e in self._entries(forward) if e.arn == forward.idle
+                    and e.target != target and not e.state.endswith("draining")]
+            if forward.idle in groups and not rest:
+                self.listener.serve(forward.serving)
         for arn in groups or {self.arn: ""}:
             self._deregister(target, arn)
 
@@ -246,14 +275,14 @@ class Elbv2LoadBalancer:
         self._leave(target)
         self._deregistered.discard(target)
 
-    # --- blue-green (the listener) -----------------------------------------------------
+    # --- blue-green and weights (the listener) ----------------------------------------
 
     def _listener(self, what: str) -> Listener:
         if self.listener is None:
             raise ConfigError(
                 f"target group {self.arn}: {what} needs aws.listener_arn and "
                 "aws.alternate_target_group_arn (a single target group cannot hold a node "
-                "that is checked but takes no traffic)",
+                "that is checked but takes no traffic, and its targets have no weights)",
                 hint="add both keys to the pool's rollout.aws (see docs/AWS.md)")
         return self.listener
 
@@ -292,13 +321,47 @@ class Elbv2LoadBalancer:
                 self._deregistered.add(self._target(node))
 
     def set_weight(self, node: Node, weight: int | None) -> None:
-        """Targets of an ELBv2 target group have no weights (weights are
-        between target groups, in a listener's forward action), and weight
-        steps over the pool's two groups are not built yet: refused."""
-        raise ConfigError(
-            f"ELBv2 target group {self.arn}: targets have no weights (node {node.name})",
-            hint="remove the weight steps from canary_steps for this pool",
-        )
+        """A canary weight: the node moves to the idle (canary) group, and the
+        listener's weighted forward gives that group the share of its targets
+        at ``weight`` beside the serving group's at NORMAL_WEIGHT each. None
+        moves it back, the canary group's weight back to 0 when it is the last
+        canary. Either way the node is registered in the group it moves to
+        and polled (on the clock, up to ``rise_timeout``) until ELBv2 says
+        ``healthy`` there; only then do the weights change and is it
+        deregistered from the group it leaves: it never takes traffic from a
+        group that has not checked it, and it is never in neither."""
+        listener = self._listener(f"a weight step (node {node.name})")
+        target, forward = self._target(node), listener.read()
+        serving, idle = forward.serving, forward.idle
+        groups = self._groups_of(target, forward)
+        if weight is None and idle not in groups:
+            return
+        to, leaves = (serving, idle) if weight is None else (idle, serving)
+        if to not in groups:
+            self._register(target, to)
+        until_healthy(lambda: next((e.state for e in self._entries(self._forward())
+                                    if e.arn == to and e.target == target), "absent"),
+                      f"target group {to}: node {node.name} ({target})", self.clock,
+                      timeout=self.rise_timeout, poll=self.poll)
+        entries = self._entries(forward)
+        others = _live(entries, serving) - (1 if serving in groups or to == serving else 0)
+        if weight is None:
+            rest = _live(entries, idle) - 1
+            weights = (1, 0)
+            if rest:
+                each = member_weight(others, rest + 1, (forward.weights[serving],
+                                                        forward.weights[idle]))
+                weights = split(others, rest, each)
+        else:
+            weights = split(others, _live(entries, idle), weight)
+            if weights[1] >= weights[0]:
+                raise ConfigError(
+                    f"listener {listener.arn}: weight {weight} for node {node.name} would give "
+                    "the canary group half the traffic or more; on ELBv2 it must stay below half",
+                    hint="use canary weight steps below 50 %")
+        listener.forward(dict(zip((serving, idle), weights, strict=True)))
+        if leaves in groups:
+            self._deregister(target, leaves)
 
     def deregistration_delay(self) -> float:
         """The target group's ``deregistration_delay.timeout_seconds``."""
@@ -337,9 +400,14 @@ class _Entry:
     port: int | None
 
 
-def _rank(entry: _Entry, forward: Forward) -> tuple[bool, bool, bool]:
+def _rank(entry: _Entry, forward: Forward) -> tuple[bool, bool, bool, bool]:
     return (not entry.state.endswith("draining"), entry.state == "healthy",
-            forward.takes_traffic(entry.arn))
+            forward.takes_traffic(entry.arn), entry.arn != forward.serving)
+
+
+def _live(entries: list[_Entry], arn: str) -> int:
+    """How many targets of group ``arn`` are registered and not draining."""
+    return sum(1 for e in entries if e.arn == arn and not e.state.endswith("draining"))
 
 
 def _other(forward: Forward, arn: str) -> str:
