@@ -198,9 +198,12 @@ class Journal(JournalReads, OperatorRequests):
         fence = holding.fence
         check_fence(conn, fence)  # first: if someone took over, name them
         if intent and holding.lost:
+            # Worded as the controller's own check (Controller._lost): one
+            # condition, one message, whichever layer sees it first.
             raise FencedOut(
-                f"pool {fence.key}: the lease (epoch {fence.epoch}) was not renewed in time, "
-                "so it counts as lost; this controller stopped before acting",
+                f"pool {fence.key}: this controller ({fence.holder}) lost its lease (epoch "
+                f"{fence.epoch}): it was not renewed in time, so it counts as lost; it "
+                "stopped before acting",
                 hint="check `rollout status`, then `rollout resume` once the pool is free",
             )
         return fence.epoch

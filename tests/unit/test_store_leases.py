@@ -105,7 +105,8 @@ def test_lost_locally_at_ttl_minus_margin_refuses_intents(store_url: str) -> Non
     store.begin_step(state.id, 0, "launch", "web-new-0", 1.0)
     now[0] = 20.0
     assert a.lost
-    with pytest.raises(FencedOut, match="not renewed in time"):
+    with pytest.raises(FencedOut,
+                       match=r"lost its lease \(epoch \d+\): it was not renewed in time"):
         store.begin_step(state.id, 0, "lb_add", "web-new-0", 2.0)
     assert a.renew() and not a.lost  # still ours in the store: renewing recovers it
     a.release()
