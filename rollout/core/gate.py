@@ -24,7 +24,7 @@ Every measurement becomes an :class:`~rollout.events.AnalysisMeasured` event
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from rollout.config_analysis import OnInconclusive
 from rollout.core.analysis import AnalysisContext, Verdict, VerdictKind
@@ -71,39 +71,60 @@ def journal(run: Pass, verdict: Verdict) -> None:
     ))
 
 
+@dataclass(frozen=True)
+class Settled:
+    """An analysis' verdict folded in: it passed, it holds the rollout for
+    `rollout continue` (inconclusive with ``inconclusive: pause``), or it
+    failed, saying why."""
+
+    passed: bool = False
+    held: bool = False
+    failure: str = ""
+
+
+def settle(run: Pass, action: RunAnalysis, outcome: Outcome, what: str) -> Settled:
+    """Journal the verdict of ``action`` (``what`` names it in messages) and
+    hold the rollout when it is inconclusive and set to pause; the caller acts
+    on a pass or a failure. Shared by the canary soak, the blue-green switch
+    checks and the post-rollout window."""
+    verdict = outcome.verdict
+    run.progressed = True
+    if verdict is None:
+        return Settled(failure=f"analysis {action.name} could not run: "
+                               f"{outcome.error or 'no verdict'}")
+    journal(run, verdict)
+    if verdict.passed:
+        return Settled(passed=True)
+    if verdict.kind is VerdictKind.INCONCLUSIVE and (
+            verdict.on_inconclusive is OnInconclusive.PAUSE):
+        why = f"{what} was inconclusive ({verdict.reason}); `rollout continue` runs it again"
+        run.gate = replace(run.gate, held_since=run.now, held_by=why)
+        run.events.append(RolloutPaused(run.state.id, run.now, reason=why))
+        return Settled(held=True)
+    return Settled(failure=verdict.reason)
+
+
 def conclude(run: Pass, action: RunAnalysis, outcome: Outcome) -> None:
     """Fold an analysis' outcome into the canary batch."""
     rep = run.reps[action.index]
     batch = [r for r in run.reps if r.batch == rep.batch]
-    verdict = outcome.verdict
-    run.progressed = True
-    if verdict is not None:
-        journal(run, verdict)
-    if verdict is not None and verdict.passed:
+    # Held like an inconclusive canary step: the canary keeps serving, the
+    # soak keeps its start, and `rollout continue` asks the analysis again.
+    settled = settle(run, action, outcome, f"analysis {action.name} of the canary soak")
+    if settled.passed:
         started = run.soak.started if run.soak is not None else run.now
         run.waits.append(Wait(None, "soak", max(0.0, run.now - started), run.now))
         run.soak = None
         run.soaked = True
         return
-    if verdict is not None and verdict.kind is VerdictKind.INCONCLUSIVE and (
-            verdict.on_inconclusive is OnInconclusive.PAUSE):
-        # Held like an inconclusive canary step: the canary keeps serving, the
-        # soak keeps its start, and `rollout continue` asks the analysis again.
-        why = (f"analysis {action.name} of the canary soak was inconclusive "
-               f"({verdict.reason}); `rollout continue` runs it again")
-        run.gate = replace(run.gate, held_since=run.now, held_by=why)
-        run.events.append(RolloutPaused(run.state.id, run.now, reason=why))
+    if settled.held:
         return
-    if verdict is None:
-        reason = f"analysis {action.name} could not run: {outcome.error or 'no verdict'}"
-    else:
-        reason = verdict.reason
     run.soak = None
     for r in batch:
         run.restore(r.index, RestoreReason.CANARY)
-    run.failing = run.failing or f"canary analysis: {reason}"
+    run.failing = run.failing or f"canary analysis: {settled.failure}"
     for i in range(len(run.reps)):
         run.restore(i, RestoreReason.ROLLOUT_FAILED)
 
 
-__all__ = ["conclude", "context", "journal", "request"]
+__all__ = ["Settled", "conclude", "context", "journal", "request", "settle"]

@@ -22,13 +22,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from rollout.config_analysis import OnInconclusive
 from rollout.core import gate
-from rollout.core.analysis import AnalysisContext, AnalysisPoint, VerdictKind
+from rollout.core.analysis import AnalysisContext, AnalysisPoint
 from rollout.core.bluegreen_state import BlueGreen
 from rollout.core.decision import Pass
 from rollout.core.state import Outcome, Phase, RestoreReason, RunAnalysis
-from rollout.events import RolloutPaused
 
 __all__ = ["after_switch", "before_switch", "concluded", "post_switch_pending",
            "pre_switch_pending"]
@@ -84,24 +82,15 @@ def concluded(run: Pass, action: RunAnalysis, outcome: Outcome) -> bool:
         run.settings.blue_green.post_switch_analysis
     if _pending(names, bg.pre_passed if pre else bg.post_passed) != action.name:
         return False
-    verdict = outcome.verdict
     when = "pre-switch" if pre else "post-switch"
-    run.progressed = True
-    if verdict is not None:
-        gate.journal(run, verdict)
-    if verdict is not None and verdict.passed:
+    settled = gate.settle(run, action, outcome, f"{when} analysis {action.name}")
+    if settled.passed:
         run.bg = replace(bg, pre_passed=(*bg.pre_passed, action.name)) if pre else \
             replace(bg, post_passed=(*bg.post_passed, action.name))
         return True
-    if (verdict is not None and verdict.kind is VerdictKind.INCONCLUSIVE
-            and verdict.on_inconclusive is OnInconclusive.PAUSE):
-        reason = (f"{when} analysis {action.name} was inconclusive ({verdict.reason}); "
-                  "`rollout continue` runs it again")
-        run.gate = replace(run.gate, held_since=run.now, held_by=reason)
-        run.events.append(RolloutPaused(run.state.id, run.now, reason=reason))
+    if settled.held:
         return True
-    why = verdict.reason if verdict is not None else (
-        f"analysis {action.name} could not run: {outcome.error or 'no verdict'}")
+    why = settled.failure
     back = "green was removed, blue kept" if pre else \
         "switched back to the warm blue pool"
     run.failing = f"{when} analysis: {why}; {back}"

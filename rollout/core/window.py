@@ -26,13 +26,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
-from rollout.config_analysis import OnInconclusive
 from rollout.core import gate
-from rollout.core.analysis import AnalysisContext, AnalysisPoint, VerdictKind
+from rollout.core.analysis import AnalysisContext, AnalysisPoint
 from rollout.core.decision import Pass
 from rollout.core.state import Outcome, Phase, RolloutState, RunAnalysis
 from rollout.core.window_state import Window
-from rollout.events import RolledBack, RolloutPaused
+from rollout.events import RolledBack
 
 __all__ = ["Window", "concluded", "pending", "replaced_image", "rolled_back", "step"]
 
@@ -95,22 +94,13 @@ def concluded(run: Pass, action: RunAnalysis, outcome: Outcome) -> bool:
     if w.started is None or w.done or run.failing or \
             next((n for n in names if n not in w.passed), None) != action.name:
         return False
-    verdict = outcome.verdict
-    run.progressed = True
-    if verdict is not None:
-        gate.journal(run, verdict)
-    if verdict is not None and verdict.passed:
+    settled = gate.settle(run, action, outcome, f"post-rollout analysis {action.name}")
+    if settled.passed:
         run.window = replace(w, passed=(*w.passed, action.name))
         return True
-    if (verdict is not None and verdict.kind is VerdictKind.INCONCLUSIVE
-            and verdict.on_inconclusive is OnInconclusive.PAUSE):
-        why = (f"post-rollout analysis {action.name} was inconclusive ({verdict.reason}); "
-               "`rollout continue` runs it again")
-        run.gate = replace(run.gate, held_since=run.now, held_by=why)
-        run.events.append(RolloutPaused(run.state.id, run.now, reason=why))
+    if settled.held:
         return True
-    why = verdict.reason if verdict is not None else (
-        f"analysis {action.name} could not run: {outcome.error or 'no verdict'}")
+    why = settled.failure
     back = (f"; rolling back to {w.rollback_to}" if run.settings.post_rollout.rollback
             and w.rollback_to else "")
     run.window = replace(w, failed=why)
