@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _lab
+import _results
 import yaml
 
 from rollout.inventory import load_environment
@@ -57,20 +59,6 @@ REPO = Path(__file__).resolve().parents[1]
 ROLE = "web"
 
 
-def cli(lab: LabHandle, *args: str) -> list[str]:
-    return [sys.executable, "-m", "rollout", "--project", str(lab.project),
-            "--data-dir", str(lab.data.root), *args]
-
-
-def ensure_image(lab: LabHandle, version: str) -> None:
-    listed = subprocess.run(cli(lab, "images", "--role", ROLE, "--output", "json"),
-                            capture_output=True, text=True, check=True)
-    if version not in {i["version"] for i in json.loads(listed.stdout)}:
-        print(f"baking {version} (not timed)…", flush=True)
-        subprocess.run(cli(lab, "build", "--role", ROLE, "--version", version),
-                       check=True, capture_output=True)
-
-
 def pool_nodes(lab: LabHandle) -> dict[str, str]:
     """Node name -> image version of the role's nodes."""
     return {n.name: n.image for n in lab.status().nodes if n.role == ROLE}
@@ -86,7 +74,7 @@ def one_run(lab: LabHandle, target: str, rate: float, concurrency: int) -> dict[
               timeline=True) as load:
         time.sleep(1.0)
         run_started = time.time()
-        run = subprocess.Popen(cli(lab, "run", "--role", ROLE, "--version", target,
+        run = subprocess.Popen(_lab.cli(lab, "run", "--role", ROLE, "--version", target,
                                    "--strategy", "blue_green", "--scale-down-delay", "10m",
                                    "--output", "json"),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -101,7 +89,7 @@ def one_run(lab: LabHandle, target: str, rate: float, concurrency: int) -> dict[
         green = set(seen[-1]["nodes"])
         time.sleep(1.0)  # green serves for a while
         back_started = time.time()
-        back = subprocess.run(cli(lab, "rollback", "--role", ROLE, "--output", "json"),
+        back = subprocess.run(_lab.cli(lab, "rollback", "--role", ROLE, "--output", "json"),
                               capture_output=True, text=True, timeout=600)
         rest, run_err = run.communicate(timeout=600)
         time.sleep(1.0)
@@ -156,6 +144,7 @@ def main() -> int:
     share_base_cache(data, args.base_cache)
     versions = args.versions.split(",")
     runs: list[dict[str, Any]] = []
+    host_at_start = _results.host()
     with tempfile.TemporaryDirectory(prefix="rollout-bench-bg-") as tmp:
         project = make_project(REPO, Path(tmp) / "project", bridge=args.bridge,
                                subnet=args.subnet, port=args.port)
@@ -167,7 +156,7 @@ def main() -> int:
         try:
             lab.up(nodes=args.pool)
             for v in versions:
-                ensure_image(lab, v)
+                _lab.ensure_image(lab, v)
             for _ in range(args.runs):
                 current = set(pool_nodes(lab).values())
                 target = next((v for v in versions if {v} != current), versions[0])
@@ -182,6 +171,31 @@ def main() -> int:
         values = [r[key] for r in runs]
         total = f" (total {sum(values)})" if key in ("failed", "requests") else ""
         print(f"  {key:40} {round(statistics.median(values), 3):>9}{total}")
+    medians = {key: round(statistics.median(r[key] for r in runs), 3) for key in runs[0]}
+    failed = sum(r["failed"] for r in runs)
+    goals = [{"figure": name, "value": medians[key], "unit": "s", "goal": "< 1 s",
+              "met": medians[key] < 1.0, "detail": "median",
+              "cause": None if medians[key] < 1.0 else "see the runs"}
+             for name, key in (("blue-green switch: first green to last blue answer", "switch"),
+                               ("rollback: command start to first blue answer",
+                                "rollback_start_to_first_blue"),
+                               ("rollback: command start to last green answer",
+                                "rollback_start_to_last_green"))]
+    goals.append({"figure": "failed requests", "value": failed, "goal": "0", "met": failed == 0,
+                  "detail": f"of {sum(r['requests'] for r in runs)}",
+                  "cause": None if failed == 0 else "see the runs"})
+    path = _results.write(
+        "bluegreen_switch", "bench/bluegreen_switch.py", {"goals": goals, "medians": medians},
+        describe={"switch": "first green answer to last blue answer (negative: no overlap)",
+                  "rollback_start_to_first_blue": "the `rollout rollback` command's start to "
+                                                  "the first answer from blue",
+                  "rollback_start_to_last_green": "the command's start to the last answer "
+                                                  "from green",
+                  "rollback_side_chosen_to_last_green": "the controller's decision to the "
+                                                        "last green answer"},
+        host_at_start=host_at_start,
+        extra={"runs": runs, "pool": args.pool, "rate": args.rate})
+    print(f"wrote {path}")
     return 0
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import re
@@ -143,22 +144,142 @@ def render_state_store(entries: dict[str, Any]) -> list[str]:
                    "CPU ms/step"], rows)
 
 
+#: The table's range dash and ratio sign (spelt out: ruff flags them as look-alikes).
+DASH, TIMES = "\u2013", "\u00d7"
+
+
+def _range(values: list[float], unit: str = " s") -> str:
+    if not values:
+        return "-"
+    lo, hi = min(values), max(values)
+    return f"{lo:.1f}{unit}" if lo == hi else f"{lo:.1f}{DASH}{hi:.1f}{unit}"
+
+
 def render_under_load(entries: dict[str, Any]) -> list[str]:
-    rows = []
+    """rollout against the in-place playbook: the three comparisons, then each
+    tool's commands (wall range, failures, capacity, the load's rate)."""
+    lines: list[str] = []
     for key in sorted(entries):
         f = entries[key]["figures"]
-        f = f.get("figures", f)  # the bench's own {"figures": ..., "runs": ...}
-        for tool in ("rollout", "baseline"):
-            t = f.get(tool)
-            if not isinstance(t, dict):
-                continue
-            rows.append([tool, f"{t.get('wall_median')} s", f"{t.get('failed_total')} of "
-                         f"{t.get('requests_total')}", str(t.get("min_capacity")),
-                         str(t.get("overhead_median") or "-"), str(t.get("runs"))])
-        if "wall_ratio" in f:
-            rows.append(["rollout ÷ baseline", str(f["wall_ratio"]), "", "", "", ""])
-    return _table(["tool", "wall (median)", "failed requests", "min in service",
-                   "overhead (median)", "runs"], rows)
+        cmp_rows = []
+        for name, label in (("rollout_only", "rollout only: one `rollout run` against one "
+                                              "playbook run"),
+                            ("bake_plus_rollout", "bake + rollout: the bake plus the rollout "
+                                                  "to that image, against one playbook run"),
+                            ("pipeline_3_envs", "pipeline: bake once + 3 rollouts against 3 "
+                                                "playbook runs")):
+            c = f[name]
+            extra = f" (bake {c['bake']:.1f} s)" if "bake" in c else ""
+            cmp_rows.append([label + extra, f"{c['rollout']:.1f} s", f"{c['baseline']:.1f} s",
+                             f"**{c['ratio']:.2f}{TIMES}**"])
+        lines += _table(["comparison (medians)", "rollout", "baseline", "rollout ÷ baseline"],
+                        cmp_rows)
+        tool_rows = []
+        for tool, label in (("rollout", "`rollout run`"), ("baseline", "playbook")):
+            t = f["tools"][tool]
+            cmds = [c for c in f["commands"] if c["kind"] == tool]
+            rates = [c["wrk"]["rate"] for c in cmds if isinstance(c.get("wrk"), dict)]
+            tool_rows.append([
+                label, str(t["commands"]), _range([c["wall"] for c in cmds]),
+                f"**{t['failed_total']}** of {t['requests_total']:,}",
+                f"{t['min_capacity']}/{f['pool_size']}", _range(rates, " req/s")])
+        lines += ["", *_table(["tool", "commands", "wall (range)", "failed requests (all "
+                               "commands)", "min in-service capacity", "wrk's rate"],
+                              tool_rows)]
+        bakes = [p["bake"] for p in f["pipelines"] if "bake" in p]
+        lines += ["", f"- Runs: {f['runs']} ({f['order']}); bakes "
+                  f"{', '.join(f'{b:.1f} s' for b in bakes)}; settle waits at most "
+                  f"{f['settle_waits']['max']:g} s; rollout's wall ÷ observed phase time "
+                  f"{f['tools']['rollout'].get('wall_over_phases_median')} (median); host load at "
+                  f"the end {', '.join(str(x) for x in f.get('load_at_end', []))}."]
+        for p in f["pipelines"]:
+            steps = p.get("rollouts") or p.get("playbooks") or []
+            lines.append(f"- Run {p['run']}, {p['kind']}: pipeline {p['pipeline']:.1f} s ("
+                         + ", ".join(f"{x:.1f}" for x in steps) + " s per environment)")
+    return lines
+
+
+def _overhead_row(runs: list[dict[str, float]], med: dict[str, float], label: str,
+                  name: str, unit: str = " s", bold: bool = False) -> list[str]:
+    value = f"{med[name]:.3f}" if not unit else f"{med[name]:.1f}{unit}"
+    spread = (_range([r[name] for r in runs], unit) if unit else
+              f"{min(r[name] for r in runs):.3f}{DASH}{max(r[name] for r in runs):.3f}")
+    return [label, f"**{value}**" if bold else value, spread]
+
+
+def render_overhead(entries: dict[str, Any]) -> list[str]:
+    """The controller's overhead: wall ÷ the physical limit, the components,
+    and the time to notice a change."""
+    lines: list[str] = []
+    for key in sorted(entries):
+        f = entries[key]["figures"]
+        runs, med, comp = f["runs"], f["medians"], f["components"]
+
+        limit_label = (f"limit: the critical path from the components (boot {comp['boot']:.2f}"
+                       f" s, smoke {comp['smoke']:.2f} s, LB rise {comp['lb_rise']:g} s, drain "
+                       f"{comp['drain']:.3f} s per node; soak {comp['soak']:g} s)")
+        ratio = med["wall_over_limit"]
+        verdict = "the wall at or above the limit, as it must be" if ratio >= 1.0 else \
+            "below 1: the wall beat its limit, so the limit is wrong, a miss of the measure"
+        row = functools.partial(_overhead_row, runs, med)
+
+        lines += _table(["measure", "median", "range"], [
+            row("wall time of the rollout (journal)", "wall"),
+            row("wall time of the `rollout run` process", "process_wall"),
+            [f"failed requests (of {min(r['requests'] for r in runs):,.0f}{DASH}"
+             f"{max(r['requests'] for r in runs):,.0f} per run)", f"{med['failed']:g}",
+             f"{min(r['failed'] for r in runs):g}{DASH}{max(r['failed'] for r in runs):g}"],
+            row(limit_label, "limit"),
+            row(f"**wall ÷ limit** (the controller's overhead; {verdict})", "wall_over_limit",
+                "", bold=True),
+            row("wall ÷ observed phase time (formerly \"the overhead ratio\")",
+                "wall_over_phases", ""),
+            row("wall ÷ observed phase time, soak left out", "wall_over_phases_excl_soak", ""),
+        ])
+        labels = {"lb_admin": "admin state set to DRAIN through HAProxy's runtime API",
+                  "lb_health": "health forced DOWN through the runtime API",
+                  "node_killed": "a node's systemd-nspawn killed",
+                  "readiness_probe": "(not a change) one readiness probe: TCP 22, one ssh "
+                                     "call, one HTTP GET"}
+        notice = f["notice"]
+        lines += ["", f"Time for a controller-like observation (polled every "
+                  f"{f['poll_interval']:g} s) to reflect a change, goal ≤ 0.5 s:", "",
+                  *_table(["change", "median", "range"], [
+                      [labels.get(k, k), f"{v['median']:.3f} s",
+                       f"{v['min']:.3f}{DASH}{v['max']:.3f} s"]
+                      for k, v in sorted(notice.items())])]
+        lines += ["", f"- {len(runs)} runs of a {f['pool']['nodes']}-node pool "
+                  f"({f['pool']['strategy']}, batch {f['pool']['batch_size']}, canary "
+                  f"{f['pool']['canary']}) at {f['rate']:g} req/s; host load at the end "
+                  f"{', '.join(str(x) for x in f.get('load_at_end', []))}."]
+    return lines
+
+
+def render_canary_share(entries: dict[str, Any]) -> list[str]:
+    """Per weight: the share each run counted, what HAProxy's weights give,
+    the verdict, the failed requests and whether the weights came back."""
+    lines: list[str] = []
+    for key in sorted(entries):
+        f = entries[key]["figures"]
+        goals = {g["figure"]: g for g in f.get("goals", [])}
+        rows = []
+        for weight, w in sorted(f["weights"].items(), key=lambda kv: int(kv[0])):
+            runs = [r for r in f.get("runs", []) if str(r.get("weight")) == weight]
+            expected = sorted({e for r in runs for e in r.get("expected_shares", [])})
+            goal = goals.get(f"canary share at weight {weight}")
+            rows.append([f"{weight} %", ", ".join(f"{x:g}" for x in w["shares"]),
+                         ", ".join(f"{x:g}" for x in expected) or "-",
+                         goal_cell(goal) if goal else f"{w['median']}",
+                         f"{w['failed']} of {w['requests']:,}",
+                         "yes" if w["weights_restored"] else "**no**"])
+        lines += _table(["weight", "share per run (%)", "share HAProxy's weights give (%)",
+                         "median (goal: weight ± 3 points in every run)", "failed requests",
+                         "weights restored"], rows)
+        lines += ["", f"- {len(f.get('runs', []))} runs of a {f.get('pool')}-node pool, each "
+                  f"weight step held {f.get('soak'):g} s; two load streams of {f.get('rate'):g} "
+                  f"req/s; host load at the end "
+                  f"{', '.join(str(x) for x in f.get('load_at_end', []))}."]
+    return lines
 
 
 def render_generic(entries: dict[str, Any]) -> list[str]:
@@ -200,6 +321,8 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "scale_sim": render_scale_sim,
     "state_store": render_state_store,
     "rollout_under_load": render_under_load,
+    "rollout_overhead": render_overhead,
+    "canary_share": render_canary_share,
 }
 
 

@@ -50,7 +50,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -58,6 +57,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import _lab
 import _results
 
 from rollout.app.workspace import PoolDrivers, Workspace
@@ -66,10 +66,8 @@ from rollout.config import PoolSettings
 from rollout.core.critical_path import Components, pool_limit
 from rollout.drivers.haproxy.lb import HAProxyLoadBalancer
 from rollout.engine.controller import Controller
-from rollout.inventory import load_environment
 from rollout.model import Admin, Health, LaunchSpec, Member, Node, NodeState
-from rollout.paths import DataDir
-from rollout.testing.lab import LabHandle, lab_skip_reason, make_project, share_base_cache
+from rollout.testing.lab import LabHandle
 from rollout.testing.loadgen import Load
 
 REPO = Path(__file__).resolve().parents[1]
@@ -324,12 +322,8 @@ def _median_line(name: str, values: list[float], unit: str = "s") -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--bridge", default="rbench1")
-    parser.add_argument("--subnet", default="10.231.248.0/24")
-    parser.add_argument("--port", type=int, default=18248)
-    parser.add_argument("--data-dir", type=Path, default=Path("/var/tmp/rollout-bench"))
-    parser.add_argument("--base-cache", type=Path, default=None,
-                        help="a prebuilt base directory to link as the data dir's base cache")
+    _lab.add_lab_args(parser, bridge="rbench1", subnet="10.231.248.0/24", port=18248,
+                      data_dir="/var/tmp/rollout-bench")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rate", type=float, default=500.0, help="load, requests/s")
     parser.add_argument("--samples", type=int, default=7, help="samples per notice time")
@@ -337,49 +331,37 @@ def main() -> int:
                         help="samples of each component time (boot, smoke, drain) before "
                              "the first run and after every run")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
-    parser.add_argument("--keep", action="store_true", help="leave the lab up")
     args = parser.parse_args()
-    reason = lab_skip_reason()
-    if reason:
-        print(f"cannot run: {reason}", file=sys.stderr)
-        return 5
+    if _lab.cannot_run():
+        return _lab.CANNOT_RUN
     host_at_start = _results.host()
-    data = DataDir(args.data_dir)
-    share_base_cache(data, args.base_cache)
-    with tempfile.TemporaryDirectory(prefix="rollout-bench-") as tmp:
-        project = make_project(REPO, Path(tmp) / "project", bridge=args.bridge,
-                               subnet=args.subnet, port=args.port)
-        lab = LabHandle(project, load_environment(project, "lab"), data.ensure())
-        try:
-            lab.up()
-            ensure_images(lab)
-            settings = Workspace.open(lab.project, "lab", lab.data.root).pool(ROLE).settings
-            measured = [measure_components(lab, args.component_samples, args.rate)]
-            runs = []
-            for i in range(args.runs):
-                run = one_rollout(lab, args.rate)
-                measured.append(measure_components(lab, args.component_samples, args.rate))
-                components = bracketed(measured[-2], measured[-1], settings)
-                limit = pool_limit(settings, int(run["replaced"]), components)
-                run |= {"limit": limit.total, "wall_over_limit": limit.ratio(run["wall"]),
-                        **{f"component_{k}": v for k, v in asdict(components).items()}}
-                runs.append(run)
-                print(f"run {i + 1}: components (bracketing, without the controller) "
-                      f"boot {components.boot:.2f}s, smoke {components.smoke:.2f}s, lb_rise "
-                      f"{components.lb_rise:.2f}s, drain {components.drain:.3f}s, soak "
-                      f"{settings.soak:g}s; wall {run['wall']:.2f}s "
-                      f"(process {run['process_wall']:.2f}s),"
-                      f" failed {run['failed']:.0f}/{run['requests']:.0f} requests "
-                      f"at {run['rate']:.0f} req/s; wall / limit {run['limit']:.2f}s = "
-                      f"{run['wall_over_limit']:.3f}; wall / observed phase time "
-                      f"{run['wall_over_phases']:.3f} (excl. soak "
-                      f"{run['wall_over_phases_excl_soak']:.3f}); waits "
-                      + ", ".join(f"{k[5:]} {v:.2f}s" for k, v in run.items()
-                                  if k.startswith("wait_")), flush=True)
-            notices = notice_times(lab, args.samples)
-        finally:
-            if not args.keep:
-                lab.down()
+    with _lab.bench_lab(args) as lab:
+        lab.up()
+        ensure_images(lab)
+        settings = Workspace.open(lab.project, "lab", lab.data.root).pool(ROLE).settings
+        measured = [measure_components(lab, args.component_samples, args.rate)]
+        runs = []
+        for i in range(args.runs):
+            run = one_rollout(lab, args.rate)
+            measured.append(measure_components(lab, args.component_samples, args.rate))
+            components = bracketed(measured[-2], measured[-1], settings)
+            limit = pool_limit(settings, int(run["replaced"]), components)
+            run |= {"limit": limit.total, "wall_over_limit": limit.ratio(run["wall"]),
+                    **{f"component_{k}": v for k, v in asdict(components).items()}}
+            runs.append(run)
+            print(f"run {i + 1}: components (bracketing, without the controller) "
+                  f"boot {components.boot:.2f}s, smoke {components.smoke:.2f}s, lb_rise "
+                  f"{components.lb_rise:.2f}s, drain {components.drain:.3f}s, soak "
+                  f"{settings.soak:g}s; wall {run['wall']:.2f}s "
+                  f"(process {run['process_wall']:.2f}s),"
+                  f" failed {run['failed']:.0f}/{run['requests']:.0f} requests "
+                  f"at {run['rate']:.0f} req/s; wall / limit {run['limit']:.2f}s = "
+                  f"{run['wall_over_limit']:.3f}; wall / observed phase time "
+                  f"{run['wall_over_phases']:.3f} (excl. soak "
+                  f"{run['wall_over_phases_excl_soak']:.3f}); waits "
+                  + ", ".join(f"{k[5:]} {v:.2f}s" for k, v in run.items()
+                              if k.startswith("wait_")), flush=True)
+        notices = notice_times(lab, args.samples)
     print(f"--- {len(runs)} rollout(s) of 4 nodes (surge, batch 1, canary soak as "
           f"configured) at {args.rate:.0f} req/s; poll interval {POLL}s")
     keys = (("wall", "s"), ("process_wall", "s"), ("failed", ""), ("limit", "s"),

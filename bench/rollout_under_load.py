@@ -48,11 +48,11 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import _lab
 import _results
 import _settle
 import yaml
@@ -62,9 +62,7 @@ from rollout.backends.lab import haproxy_process, nodes
 from rollout.backends.lab.images import LabImageStore
 from rollout.drivers.ansible import build_inventory, runner_env
 from rollout.errors import NotFoundError
-from rollout.inventory import load_environment
-from rollout.paths import DataDir
-from rollout.testing.lab import LabHandle, lab_skip_reason, make_project, share_base_cache
+from rollout.testing.lab import LabHandle
 from rollout.testing.loadgen import Load
 
 REPO = Path(__file__).resolve().parents[1]
@@ -304,42 +302,27 @@ def comparisons(p: Pipelines) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bridge", default="rbench1")
-    parser.add_argument("--subnet", default="10.231.248.0/24")
-    parser.add_argument("--port", type=int, default=18248)
-    parser.add_argument("--data-dir", type=Path, default=Path("/var/tmp/rollout-bench-load"))
-    parser.add_argument("--base-cache", type=Path, default=None,
-                        help="a prebuilt base cache to link in (saves the debootstrap)")
+    _lab.add_lab_args(parser, bridge="rbench1", subnet="10.231.248.0/24", port=18248,
+                      data_dir="/var/tmp/rollout-bench-load")
     parser.add_argument("--runs", type=int, default=3,
                         help="pipelines of each tool, the order alternating")
     parser.add_argument("--rate", type=int, default=1000, help="wrk's requests per second")
     parser.add_argument("--versions", default="2.0.0,3.0.0",
                         help="the two images the pool starts from (baked if missing)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
-    parser.add_argument("--keep", action="store_true", help="leave the lab running")
     args = parser.parse_args()
-    reason = lab_skip_reason()
-    if reason:
-        print(f"cannot run: {reason}", file=sys.stderr)
-        return 5
+    if _lab.cannot_run():
+        return _lab.CANNOT_RUN
     host_at_start = _results.host()
-    data = DataDir(args.data_dir)
-    share_base_cache(data, args.base_cache)
     versions = args.versions.split(",")
-    with tempfile.TemporaryDirectory(prefix="rollout-bench-") as tmp:
-        project = make_project(REPO, Path(tmp) / "project", bridge=args.bridge,
-                               subnet=args.subnet, port=args.port)
-        lab = LabHandle(project, load_environment(project, "lab"), data.ensure())
-        try:
-            lab.up(nodes=POOL_SIZE)
-            for v in versions:
-                ensure_image(lab, v)
-            pipelines = Pipelines(lab, Path(tmp), args.rate, versions)
-            for run in range(1, args.runs + 1):
-                pipelines.run(run)
-        finally:
-            if not args.keep:
-                lab.down()
+    with _lab.bench_lab(args) as lab:
+        lab.up(nodes=POOL_SIZE)
+        for v in versions:
+            ensure_image(lab, v)
+        # The pipelines' scratch files sit beside the throwaway project copy.
+        pipelines = Pipelines(lab, lab.project.parent, args.rate, versions)
+        for run in range(1, args.runs + 1):
+            pipelines.run(run)
     figures = comparisons(pipelines)
     figures["settle_waits"] = {"median": median([{"v": w} for w in pipelines.settles], "v"),
                                "max": max(pipelines.settles), "all": pipelines.settles}

@@ -67,7 +67,7 @@ from typing import Any, TypeVar
 from report import stamp, write_result
 
 from rollout.config import Pool, PoolSettings
-from rollout.engine.controller import Controller, RolloutResult
+from rollout.engine.controller import GATHER, Controller, RolloutResult
 from rollout.model import Admin, Image, LaunchSpec, Member, Node, Readiness, SmokeResult
 from rollout.store.journal import Journal
 from rollout.store.stores import open_store
@@ -337,7 +337,7 @@ def simulate(args: argparse.Namespace, data: Path) -> dict[str, Any]:
             lb=TimedLoadBalancer(lb, cost),  # type: ignore[arg-type]
             smoke=TimedSmoke(smoke, cost),  # type: ignore[arg-type]
             journal=journal, clock=clock, poll_interval=args.poll,
-            workers=args.workers or batch,
+            workers=args.workers or batch, gather=GATHER,  # as `rollout run` has it
             # New nodes are named after the rollout id, and draws are seeded
             # by name: a fixed id makes a seed give the same latencies again.
             new_id=lambda: f"r{args.seed:08x}",

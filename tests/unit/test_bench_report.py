@@ -103,3 +103,52 @@ def test_an_unknown_or_changed_shape_is_still_shown(report: ModuleType, tmp_path
     assert sorted(done) == ["bake", "scale_sim"]
     assert "| median_bake_s | 11.7 |" in text
     assert "1.3: missed** (no cause recorded)" in text
+
+
+def _overhead_figures(wall_over_limit: float) -> dict[str, object]:
+    run = {"wall": 50.0, "process_wall": 60.0, "failed": 0.0, "requests": 30000.0,
+           "limit": 50.0 / wall_over_limit, "wall_over_limit": wall_over_limit,
+           "wall_over_phases": 1.02, "wall_over_phases_excl_soak": 1.08}
+    return {"runs": [run, run], "medians": dict(run),
+            "components": {"boot": 2.5, "smoke": 10.0, "lb_rise": 1.0, "drain": 0.01,
+                           "soak": 3.0},
+            "notice": {"lb_admin": {"median": 0.08, "min": 0.03, "max": 0.09}},
+            "pool": {"nodes": 4, "strategy": "surge", "batch_size": 1, "canary": 1},
+            "rate": 500.0, "poll_interval": 0.1}
+
+
+def test_the_overhead_table_says_when_its_limit_is_wrong(report: ModuleType,
+                                                          tmp_path: Path) -> None:
+    doc = "<!-- generated: rollout_overhead -->\n<!-- end generated: rollout_overhead -->\n"
+    report.write_result("rollout_overhead", "default", _overhead_figures(0.9), results=tmp_path)
+    text, done = report.regenerate(doc, tmp_path)
+    assert done == ["rollout_overhead"]
+    assert "**0.900**" in text and "a miss of the measure" in text
+    report.write_result("rollout_overhead", "default", _overhead_figures(1.1), results=tmp_path)
+    text, _ = report.regenerate(doc, tmp_path)
+    assert "**1.100**" in text and "a miss of the measure" not in text
+    assert "| admin state set to DRAIN" in text and "| 0.080 s |" in text
+
+
+def test_the_ansible_comparison_renders_its_three_ratios(report: ModuleType,
+                                                         tmp_path: Path) -> None:
+    doc = "<!-- generated: rollout_under_load -->\n<!-- end generated: rollout_under_load -->\n"
+    command = {"kind": "rollout", "wall": 40.0, "wrk": {"rate": 500.0}}
+    figures = {
+        "rollout_only": {"rollout": 40.0, "baseline": 200.0, "ratio": 0.2},
+        "bake_plus_rollout": {"bake": 60.0, "rollout": 100.0, "baseline": 200.0, "ratio": 0.5},
+        "pipeline_3_envs": {"rollout": 180.0, "baseline": 600.0, "ratio": 0.3},
+        "tools": {"rollout": {"commands": 1, "failed_total": 0, "requests_total": 1000,
+                              "min_capacity": 4, "wall_over_phases_median": 1.02},
+                  "baseline": {"commands": 1, "failed_total": 3, "requests_total": 5000,
+                               "min_capacity": 3}},
+        "commands": [command, {**command, "kind": "baseline", "wall": 200.0}],
+        "pipelines": [{"run": 1, "kind": "rollout", "bake": 60.0, "pipeline": 180.0,
+                       "rollouts": [40.0, 40.0, 40.0]}],
+        "pool_size": 4, "runs": 1, "order": "alternating", "settle_waits": {"max": 0.0},
+    }
+    report.write_result("rollout_under_load", "default", figures, results=tmp_path)
+    text, _ = report.regenerate(doc, tmp_path)
+    times = "\u00d7"
+    assert all(f"**{r}{times}**" in text for r in ("0.20", "0.50", "0.30"))
+    assert "| playbook | 1 | 200.0 s | **3** of 5,000 | 3/4 |" in text
