@@ -163,6 +163,17 @@ class HAProxySettings(_Strict):
     # (redispatch), before the client sees an error.
     retries: int = Field(3, ge=0, le=10)
     redispatch: bool = True
+    # blue_green.preview: the backend (same slots as ``backend``) and the port
+    # of the preview frontend that serve the idle side. The lab renders both
+    # (port unset: frontend_port + 3000); another HAProxy must declare them.
+    preview_backend: BackendName | None = None
+    preview_port: int | None = Field(None, ge=1, le=65535)
+
+    @property
+    def preview_frontend_port(self) -> int:
+        """``preview_port``, or the lab's default: ``frontend_port`` + 3000
+        (the lab's metrics take + 1000 and + 2000)."""
+        return self.preview_port or self.frontend_port + 3000
 
     @field_validator("runtime")
     @classmethod
@@ -216,6 +227,9 @@ class AwsSettings(_Strict):
     # group; the two swap roles at every blue-green switch.
     listener_arn: str | None = None
     alternate_target_group_arn: str | None = None
+    # blue_green.preview: a listener rule the user made, whose forward rollout
+    # keeps on the idle group (green before the switch, warm blue after).
+    preview_rule_arn: str | None = None
 
 
 class BakeSettings(_Strict):
@@ -383,6 +397,7 @@ class PoolSettings(_Strict):
             )
         if self.strategy is Strategy.BLUE_GREEN:
             _check_blue_green(self)
+        _check_preview(self)
         if self.haproxy is not None and self.haproxy.slots < self.pool_size + self.batch_size:
             raise ValueError(
                 f"haproxy.slots ({self.haproxy.slots}) must be at least pool_size + batch_size "
@@ -479,6 +494,30 @@ def _check_blue_green(s: PoolSettings) -> None:
             f"strategy blue_green needs haproxy.slots ≥ {peak} (twice pool_size "
             f"{s.pool_size}: the green pool joins beside the blue one), got {s.haproxy.slots}"
         )
+
+
+def _check_preview(s: PoolSettings) -> None:
+    """A HAProxy preview needs a backend of its own to fill (and a port that
+    is no other frontend's)."""
+    if not s.blue_green.preview or s.load_balancer != "haproxy" or s.haproxy is None:
+        return
+    hap = s.haproxy
+    if hap.preview_backend is None:
+        raise ValueError(
+            "blue_green.preview needs haproxy.preview_backend: the HAProxy backend (with "
+            f"the same {hap.slots} slots as {hap.backend!r}) that the preview frontend "
+            "serves; set it, e.g. preview_backend: " + f"{hap.backend}_preview, or set "
+            "blue_green.preview: false")
+    if hap.preview_backend == hap.backend:
+        raise ValueError(f"haproxy.preview_backend must not be the pool's backend "
+                         f"{hap.backend!r}: the preview has server slots of its own")
+    if hap.runtime and hap.preview_port is None:
+        raise ValueError(
+            "blue_green.preview on the HAProxy at haproxy.runtime needs haproxy.preview_port "
+            "(the port its preview frontend listens on): set it")
+    if hap.preview_frontend_port == hap.frontend_port:
+        raise ValueError(f"haproxy.preview_port ({hap.preview_frontend_port}) must differ "
+                         "from haproxy.frontend_port")
 
 
 @dataclass(frozen=True)

@@ -76,10 +76,11 @@ class PrometheusAnalysis(_Analysis):
 
 class HttpAnalysis(_Analysis):
     """GET ``url`` (same placeholders as a Prometheus query); the number at the
-    dotted ``path`` of its JSON answer is ``result``."""
+    dotted ``path`` of its JSON answer is ``result``. A ``url`` may also start
+    with ``$preview``: the pool's preview frontend (``blue_green.preview``)."""
 
     provider: Literal["http"]
-    url: str = Field(pattern=r"^https?://[^\s]+$")
+    url: str = Field(pattern=r"^(?:https?://[^\s]+|(?:\$preview|\$\{preview\})(?:/[^\s]*)?)$")
     path: str = Field(pattern=_JSON_PATH.pattern)
     timeout: _Duration = Field(5.0, gt=0, le=60)
 

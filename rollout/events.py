@@ -9,7 +9,9 @@ one human line, or None for events too chatty to show.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import enum
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,8 +34,14 @@ class Event:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        data = {"event": self.kind}
-        data.update(dataclasses.asdict(self))
+        """``{"event": kind}`` and the fields, as :func:`dataclasses.asdict`
+        gives them. Events are nearly all scalars, and the journal converts
+        ~10 per pass of the controller, so scalars are taken as they are
+        rather than through asdict's deep copy of each."""
+        data: dict[str, Any] = {"event": self.kind}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            data[f.name] = value if isinstance(value, _SCALARS) else _plain(value)
         return data
 
     def to_json(self) -> str:
@@ -42,6 +50,23 @@ class Event:
 
 
 EventSink = Callable[[Event], None]
+
+#: Immutable values asdict would return as they are (its deep copy of each is
+#: the value itself).
+_SCALARS = (str, int, float, bool, type(None), enum.Enum)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as :func:`dataclasses.asdict` converts a field's value."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*[_plain(v) for v in value])
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return type(value)((_plain(k), _plain(v)) for k, v in value.items())
+    return value if isinstance(value, _SCALARS) else copy.deepcopy(value)
 
 
 @dataclass(frozen=True)

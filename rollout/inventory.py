@@ -24,6 +24,7 @@ from rollout.config import Environment, EnvSettings, Pool, PoolSettings, validat
 from rollout.drivers.ansible_vars import read_inventory
 from rollout.errors import ConfigError, NotFoundError
 from rollout.model import VaultOptions
+from rollout.paths import find_project
 
 #: The variable holding a pool's settings, and the environment's.
 POOL_KEY = "rollout"
@@ -33,9 +34,9 @@ ENV_KEY = "rollout_env"
 def project_root(start: Path | None = None) -> Path:
     """The nearest directory at or above ``start`` holding ``inventories/``."""
     here = (start or Path.cwd()).resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / "inventories").is_dir() and (candidate / "roles").is_dir():
-            return candidate
+    found = find_project(here)
+    if found is not None:
+        return found
     raise ConfigError(
         f"{here}: no inventories/ and roles/ here or above",
         hint="run rollout from the project directory, or pass --project DIR",

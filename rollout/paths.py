@@ -14,7 +14,6 @@ artifacts, pytest's JUnit files...) are private too.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 PRIVATE_DIR = 0o700
@@ -34,6 +33,17 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def find_project(start: Path) -> Path | None:
+    """The nearest directory at or above ``start`` holding ``inventories/`` and
+    ``roles/``, or None. Standard library only: the fast `rollout rollback`
+    client (rollout.entry) finds the project with it too."""
+    here = start.resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "inventories").is_dir() and (candidate / "roles").is_dir():
+            return candidate
+    return None
+
+
 def default_data_dir() -> Path:
     env = os.environ.get("ROLLOUT_DATA_DIR")
     if env:
@@ -43,9 +53,24 @@ def default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "rollout"
 
 
-@dataclass(frozen=True)
 class DataDir:
-    root: Path
+    """The data directory's layout. A plain class, not a dataclass: the fast
+    `rollout rollback` client (rollout.entry) imports this module, and the
+    dataclasses module's import is a noticeable part of its start."""
+
+    __slots__ = ("root",)
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DataDir) and other.root == self.root
+
+    def __hash__(self) -> int:
+        return hash(self.root)
+
+    def __repr__(self) -> str:
+        return f"DataDir(root={self.root!r})"
 
     @property
     def base_cache(self) -> Path:

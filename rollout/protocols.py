@@ -338,6 +338,12 @@ class Backend(Protocol):
         its ``prometheus`` analyses), or None when it runs none."""
         ...
 
+    def preview_url(self, pool: Pool) -> str | None:
+        """The base URL of ``pool``'s preview frontend (``blue_green.preview``:
+        the idle side), for the ``$preview`` placeholder of its analyses; None
+        when it has none."""
+        return None
+
     def request_source(self, pool: Pool) -> RequestSource | None:
         """Where ``pool``'s recent requests come from, for its dark-launch gate;
         None when ``rollout.shadow`` is off (``validate`` refuses the gate on a

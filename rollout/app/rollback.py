@@ -5,7 +5,9 @@ still warm, so the rollback is one switch back:
 
 - a live controller holds the pool (the ``run`` waiting out the delay): the
   rollback journals a ``rollback_requested`` event, which that controller
-  honours within one loop pass, and waits for the rollout to end;
+  honours within one loop pass, and waits for the rollout to end (on the
+  controller's host the console script rings its doorbell first, see
+  :mod:`rollout.entry`, and this path runs only when that falls back);
 - nobody holds it (the ``run`` was killed): the rollback takes the pool's
   lease and switches back itself.
 
@@ -30,7 +32,7 @@ from rollout.core.bluegreen import rollback_refusal
 from rollout.core.rollback import RollbackTarget, rollback_target
 from rollout.core.state import RolloutStatus
 from rollout.engine.controller import RolloutResult
-from rollout.engine.result import conclude
+from rollout.engine.result import rollback_outcome
 from rollout.errors import ConfigError, LockHeldError
 from rollout.events import RollbackRequested
 from rollout.protocols import Clock
@@ -112,12 +114,7 @@ def _ask_holder(journal: Journal, rollout_id: str, on_event: EventSink,
                 f"{state.role}`; if its process is gone, `rollout rollback` again once "
                 "its lease expired")
         clock.sleep(POLL_SECONDS)
-    if state.status is RolloutStatus.SUCCEEDED:
-        raise ConfigError(
-            f"rollout {state.id} finished (blue retired) before it saw the rollback "
-            "request", hint=f"`rollout rollback --role {state.role}` again rolls out "
-            "the previous image")
-    return conclude(state, journal.wait_totals(state.id), clock.now())
+    return rollback_outcome(state, journal.wait_totals(state.id), clock.now())
 
 
 __all__ = ["rollback_of", "rollback_pool"]

@@ -37,8 +37,10 @@ from rollout.clock import SystemClock
 from rollout.config import Pool
 from rollout.core.promotion import check_promotion
 from rollout.core.state import RolloutStatus
+from rollout.doorbell import socket_path
 from rollout.drivers.hooks import AnsibleHookRunner
-from rollout.engine.controller import Controller, RolloutResult
+from rollout.engine.controller import GATHER, Controller, RolloutResult
+from rollout.engine.doorbell import Doorbell
 from rollout.engine.reap import ReapReport
 from rollout.errors import ConfigError, RolloutError
 from rollout.events import AnalysisVerdict, Event
@@ -141,6 +143,8 @@ class Session:
         self.ws = ws
         self.drivers: PoolDrivers = ws.drivers(pool.role)
         self.clock: Clock = clock or SystemClock()
+        # The doorbell waits on real time: only a session on the system clock has one.
+        self.real_time = clock is None
         # The pool's webhooks hear the same events as the caller's sink.
         self.notifier = (Notifier(pool.settings.notify, f"{pool.env}/{pool.role}")
                          if pool.settings.notify else None)
@@ -216,8 +220,8 @@ class Session:
 
     # --- running the controller -----------------------------------------------------
 
-    def controller(self) -> Controller:
-        """A controller of the pool under the held lease."""
+    def controller(self, doorbell: Doorbell | None = None) -> Controller:
+        """A controller of the pool under the held lease (hearing ``doorbell``)."""
         if self._lease is None:
             raise RuntimeError("take the pool's lease first: `with session.lease():`")
         d = self.drivers
@@ -225,11 +229,25 @@ class Session:
             self.ws.project, self.pool.role, d.provider.ssh, log_dir=self.ws.data.logs,
             store_root=self.ws.data.root / "hooks", inventory=self.ws.env.path,
             vault=self.ws.vault)
+        on_event = self.on_event if doorbell is None else _tee(self.on_event, doorbell.publish)
         return Controller(pool=self.pool, provider=d.provider, lb=d.lb, smoke=d.smoke,
-                          journal=self.journal, clock=self.clock, on_event=self.on_event,
+                          journal=self.journal, clock=self.clock, on_event=on_event,
                           stop_requested=self.stop_requested, lease=self._lease, hooks=hooks,
                           analyzer=d.analyzer, shadow=d.shadow,
-                          after_effect=faults.from_environment())
+                          after_effect=faults.from_environment(), doorbell=doorbell,
+                          gather=GATHER if self.real_time else 0.0)
+
+    def doorbell(self) -> Doorbell | None:
+        """The pool's doorbell, listening, for `rollout rollback`'s fast client
+        (:mod:`rollout.entry`); None when the socket cannot be had."""
+        path = socket_path(self.ws.data.root, self.pool.env, self.pool.role)
+        if path is None or not self.real_time:
+            return None
+        expect = {"env": self.pool.env, "role": self.pool.role,
+                  "project": str(self.ws.project),
+                  "state": self.ws.state or os.environ.get(ENV_VAR) or None}
+        bell = Doorbell(path, expect)
+        return bell if bell.start() else None
 
     def run(self, target: Image, *, only: list[str] | None = None,
             kind: str = "rollout") -> RolloutResult:
@@ -250,11 +268,10 @@ class Session:
 
     def _conclude(self, start: Callable[[Controller], RolloutResult]) -> RolloutResult:
         """Run the controller, then the one post-run path, still under the lease."""
-        controller = self.controller()
         before = self._latest_id()
         result: RolloutResult | None = None
         try:
-            result = start(controller)
+            result = self._drive(start)
             if result.status is RolloutStatus.SUCCEEDED and result.replaced:
                 state = self.journal.get(result.id)
                 reports.record_evidence(self.drivers.images, self.ws.data, state,
@@ -267,6 +284,21 @@ class Session:
             # held, an unfinished rollout): then there is nothing to report.
             rid = result.id if result is not None else self._latest_id()
             self._write_reports(None if result is None and rid == before else rid)
+
+    def _drive(self, start: Callable[[Controller], RolloutResult]) -> RolloutResult:
+        """Run the controller, hearing the pool's doorbell while it runs; its
+        clients hear the end before the post-run work."""
+        bell = self.doorbell()
+        result: RolloutResult | None = None
+        try:
+            result = start(self.controller(bell))
+            return result
+        finally:
+            if bell is not None:
+                rid = result.id if result is not None else self._latest_id()
+                if rid is not None:
+                    bell.finish(self.journal, rid, self.clock.now())
+                bell.close()
 
     def _write_reports(self, rollout_id: str | None) -> None:
         if rollout_id is None or (self.reports.junit is None

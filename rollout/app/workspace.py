@@ -141,7 +141,8 @@ class Workspace:
         analyzer = Analyses(pool.settings.analyses, lb, SystemClock(),
                             prometheus=backend.prometheus_url(pool),
                             where=f"{pool.source}: rollout.analyses",
-                            region=pool.settings.aws.region if pool.settings.aws else None)
+                            region=pool.settings.aws.region if pool.settings.aws else None,
+                            preview=backend.preview_url(pool))
         source = backend.request_source(pool)
         return PoolDrivers(pool=pool, provider=provider, lb=lb,
                            smoke=backend.smoke_runner(pool, provider), images=images,

@@ -80,6 +80,13 @@ def target_options(func: F) -> F:
     return func
 
 
+def report_end(mode: str, result: dict[str, Any]) -> None:
+    """Print what ``rollout rollback`` prints after the rollout's events, for
+    the fast client (:mod:`rollout.entry`), which got ``result`` from the live
+    controller (:meth:`RolloutResult.to_dict`)."""
+    _report(Output(mode), RolloutResult.from_dict(result))
+
+
 def _report(out: Output, result: RolloutResult) -> None:
     if out.json:
         return  # the rollout_finished event already said it

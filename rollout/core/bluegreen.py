@@ -108,6 +108,7 @@ def step(run: Pass) -> None:
     bg = run.bg
     if bg is None or run.halted:
         return
+    resumed = bg.resumed
     back = _why_blue(run, bg)
     if bg.side is Side.GREEN and back:
         bg = _choose(run, bg, Side.BLUE, back)
@@ -119,6 +120,11 @@ def step(run: Pass) -> None:
         _say(run, bg.side, _why_kept(run, bg))
     run.bg = bg = replace(bg, resumed=False)
     ready, drain = _to_switch(run, bg.side)
+    if resumed and not (ready or drain):
+        # The LB matches the side, but what a switch derives from it (a preview
+        # kept on the idle side) may lag behind a kill mid-switch: one
+        # idempotent switch re-asserts the side (docs/BLUE-GREEN.md).
+        ready = _on_side(run, bg.side)
     if ready or drain:
         run.held.update(range(len(run.reps)))
         if run.busy or run.now < bg.retry_at:
@@ -248,6 +254,22 @@ def _green_not_up(run: Pass) -> list[str]:
         if member is None or member.health is not Health.UP:
             down.append(rep.new_name)
     return down
+
+
+def _on_side(run: Pass, side: Side) -> tuple[Node, ...]:
+    """The nodes of ``side`` that are in service in the LB."""
+    on = []
+    for rep in run.reps:
+        if rep.phase not in _PAIRED:
+            continue
+        green = side is Side.GREEN
+        node = run.node(rep.new_name if green else rep.old_name)
+        if node is None:
+            continue
+        member = run.member(node.lb_target if green else rep.old_target)
+        if member is not None and member.admin is Admin.READY:
+            on.append(node)
+    return tuple(on)
 
 
 def _to_switch(run: Pass, side: Side) -> tuple[tuple[Node, ...], tuple[Node, ...]]:

@@ -55,15 +55,27 @@ def _regex(slots: tuple[str, ...]) -> str:
     return "|".join(re.escape(s) for s in slots) or "^$"
 
 
-def expand(template: str, ctx: AnalysisContext, where: str) -> str:
+def expand(template: str, ctx: AnalysisContext, where: str, *,
+           preview: str | None = None) -> str:
     """``template`` with ``$canary``, ``$baseline``, ``$backend``, ``$rollout``,
-    ``$env`` and ``$role`` filled in."""
+    ``$env`` and ``$role`` filled in, and ``$preview``: the base URL of the
+    pool's preview frontend (``blue_green.preview``; no trailing slash)."""
     values = {"canary": _regex(ctx.canary_slots), "baseline": _regex(ctx.baseline_slots),
               "backend": ctx.backend, "rollout": ctx.rollout_id, "env": ctx.env,
               "role": ctx.role}
+    if preview is not None:
+        values["preview"] = preview.rstrip("/")
     try:
         return string.Template(template).substitute(values)
-    except (KeyError, ValueError) as exc:
+    except KeyError as exc:
+        if exc.args == ("preview",):
+            raise ConfigError(f"{where}: $preview: the pool has no preview frontend",
+                              hint="set rollout.blue_green.preview: true (and, on HAProxy, "
+                                   "rollout.haproxy.preview_backend)") from None
+        raise ConfigError(f"{where}: unknown placeholder {exc}",
+                          hint="use $canary, $baseline, $backend, $rollout, $env, $role or "
+                               "$preview ($$ for a literal $)") from None
+    except ValueError as exc:
         raise ConfigError(f"{where}: unknown placeholder {exc}",
                           hint="use $canary, $baseline, $backend, $rollout, $env or $role "
                                "($$ for a literal $)") from None
@@ -182,6 +194,7 @@ class Analyses:
     prometheus: str | None = None
     where: str = "rollout.analyses"
     region: str | None = None  # of ``cloudwatch`` analyses without their own
+    preview: str | None = None  # the preview frontend's URL, for ``$preview``
 
     def spec(self, name: str) -> Analysis:
         spec = self.analyses.get(name)
@@ -200,12 +213,13 @@ class Analyses:
             if address is None:
                 raise ConfigError(f"{where}: no address, and the pool's backend runs no "
                                   "Prometheus", hint=f"set {where}.address")
-            query = expand(spec.query, ctx, f"{where}.query")
+            query = expand(spec.query, ctx, f"{where}.query", preview=self.preview)
             url, timeout = address.rstrip("/") + "/api/v1/query", spec.timeout
             return lambda: _guard(
                 lambda: prometheus_value(_get(url, timeout, {"query": query})), "prometheus")
         if isinstance(spec, HttpAnalysis):
-            target, path, timeout = expand(spec.url, ctx, f"{where}.url"), spec.path, spec.timeout
+            target = expand(spec.url, ctx, f"{where}.url", preview=self.preview)
+            path, timeout = spec.path, spec.timeout
             return lambda: _guard(lambda: json_path(_get(target, timeout), path), "http")
         if isinstance(spec, CloudWatchAnalysis):
             region = spec.region or self.region

@@ -51,6 +51,7 @@ from rollout.core.state import (
     SetWeight,
     World,
 )
+from rollout.engine.doorbell import Doorbell
 from rollout.engine.flights import Flight, abandon_smokes
 from rollout.engine.observe import Observer
 from rollout.engine.perform import perform
@@ -87,6 +88,11 @@ def _new_id() -> str:
     return "r" + uuid.uuid4().hex[:8]
 
 
+#: The pause's lingering after a first answer, for controllers on the real
+#: clock (see ``Controller.gather``): 10 ms, small beside any driver call.
+GATHER = 0.01
+
+
 class Controller:
     """Runs, resumes, aborts and reaps the rollouts of one pool."""
 
@@ -109,6 +115,8 @@ class Controller:
         hooks: HookRunner | None = None,
         analyzer: Analyzer | None = None,
         shadow: ShadowReplayer | None = None,
+        doorbell: Doorbell | None = None,
+        gather: float = 0.0,
     ) -> None:
         self.pool = pool
         self.provider = provider
@@ -128,9 +136,18 @@ class Controller:
         self.hooks = hooks
         self.analyzer = analyzer  # runs rollout.analyses (None: the pool uses none)
         self.shadow = shadow  # runs the rollout.shadow gate (None: the pool has none)
+        # `rollout rollback`'s fast way in (rollout.engine.doorbell); real time only.
+        self.doorbell = doorbell
+        # Real seconds a pause lingers once an action or a probe has finished,
+        # so that the others finishing with it are taken in the same pass: a
+        # pass costs CPU for every replacement, and without this a batch of
+        # 100 paid one pass per answer (GATHER; real time only).
+        self.gather = gather
         # The pass does not wait for its probes: the pause ends the moment
         # one answers (see _pause), so a slow probe delays no other outcome.
-        self.observer = Observer(provider, lb, clock, self._emit, probe_wait=0.0)
+        # A node is probed at most once per poll interval.
+        self.observer = Observer(provider, lb, clock, self._emit, probe_wait=0.0,
+                                 probe_every=poll_interval)
 
     # --- entry points ---------------------------------------------------------------
 
@@ -242,6 +259,8 @@ class Controller:
                 if running:
                     state = self._requests(state)
                 state, world = self._look(state, pool)
+                if running and self.doorbell is not None:
+                    self._answer(state, self.doorbell)
                 if running and state.blue_green is not None:
                     # After the observation, so a request that came in while
                     # the pool was observed is acted on in this very pass.
@@ -249,9 +268,7 @@ class Controller:
                 if world is not None:
                     busy = frozenset(f.action.index for f in inflight.values())
                     decision = decide(state, world, self.clock.now(), busy)
-                    state = self._commit(decision)
-                    if state.status is RolloutStatus.RUNNING:
-                        self._start(state, decision.actions, pool, inflight)
+                    state = self._start(decision, pool, inflight)
                 if state.status is not RolloutStatus.RUNNING:
                     self._settle(state, inflight)
                     return state
@@ -278,6 +295,20 @@ class Controller:
             return state
         return self._commit(request_rollback(state, self.clock.now()))
 
+    def _answer(self, state: RolloutState, doorbell: Doorbell) -> None:
+        """Journal a rollback rung at the doorbell as `rollout rollback` would
+        have (then :meth:`_honour_rollback` takes it from the journal); refuse
+        one this rollout cannot honour, so its client runs the full CLI."""
+        refusal = rollback_refusal(state)
+        t = self.pool.settings.timeouts
+        for ring in doorbell.take():
+            if refusal is not None:
+                ring.refuse(refusal)
+                continue
+            # The client waits as long as `rollout rollback` waits for a holder.
+            ring.accept(patience=t.drain + t.lb_up + self.pool.settings.lease_ttl)
+            self._emit(state, RollbackRequested(state.id, self.clock.now(), by=ring.by))
+
     def _look(self, state: RolloutState, pool: futures.ThreadPoolExecutor | None,
               ) -> tuple[RolloutState, World | None]:
         """Observe; halt when that fails for good or for too long."""
@@ -300,11 +331,13 @@ class Controller:
                                           self.clock.now()))
         return state, world
 
-    def _start(self, state: RolloutState, actions: tuple[Action, ...],
-               pool: futures.ThreadPoolExecutor | None,
-               inflight: dict[futures.Future[Outcome], Flight]) -> None:
-        if not actions:
-            return
+    def _start(self, decision: Decision, pool: futures.ThreadPoolExecutor | None,
+               inflight: dict[futures.Future[Outcome], Flight]) -> RolloutState:
+        """Journal the decision and, while the rollout runs, the intents of its
+        actions (one transaction), then start the actions."""
+        state, actions = decision.state, decision.actions
+        if state.status is not RolloutStatus.RUNNING or not actions:
+            return self._commit(decision)
         now = self.clock.now()
         intents = []
         for action in actions:
@@ -319,9 +352,10 @@ class Controller:
         started = tuple(StepStarted(state.id, now, index=a.replacement, node=a.node.name,
                                     step=a.kind) for a in actions)
         # Every intent is durable (one transaction, one fsync for the whole
-        # decision) before any of the side effects starts.
-        step_ids = self.journal.begin_steps(state.id, intents, started)
-        for event in started:
+        # decision and its intents) before any of the side effects starts.
+        step_ids = self.journal.decided(state, waits=decision.waits, events=decision.events,
+                                        intents=intents, started=started)
+        for event in (*decision.events, *started):
             self.on_event(event)
         for action, step_id in zip(actions, step_ids, strict=True):
             if pool is None:
@@ -330,6 +364,7 @@ class Controller:
             else:
                 future = pool.submit(self._perform, action)
             inflight[future] = Flight(action, step_id)
+        return state
 
     def _perform(self, action: Action) -> Outcome:
         # The intent was fenced when it was written, but a process frozen
@@ -412,17 +447,23 @@ class Controller:
         probes = self.observer.running()
         if inflight:
             waiting: list[futures.Future[Any]] = [*inflight, *probes]
-            futures.wait(waiting, timeout=self.poll_interval,
-                         return_when=futures.FIRST_COMPLETED)
+            done, _ = futures.wait(waiting, timeout=self.poll_interval,
+                                   return_when=futures.FIRST_COMPLETED)
+            if done and self.gather > 0:
+                futures.wait(waiting, timeout=self.gather, return_when=futures.ALL_COMPLETED)
         elif probes:
             started = self.clock.now()
             done, _ = futures.wait(probes, timeout=self.poll_interval,
                                    return_when=futures.FIRST_COMPLETED)
+            if done and self.gather > 0:
+                futures.wait(probes, timeout=self.gather, return_when=futures.ALL_COMPLETED)
             if not done:
                 # The rest of the interval, in the clock's time: nothing on a
                 # real clock, the whole interval on a virtual one (whose
                 # deadlines would otherwise never come while a probe hangs).
                 self.clock.sleep(self.poll_interval - (self.clock.now() - started))
+        elif self.doorbell is not None:
+            self.doorbell.wait(self.poll_interval)  # a rollback ends the wait at once
         else:
             self.clock.sleep(self.poll_interval)
 

@@ -28,16 +28,20 @@ tests deterministic.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from concurrent import futures
+from typing import TypeVar
 
 from rollout.core.decide import wants_probe
 from rollout.core.state import RolloutState, World
 from rollout.errors import RolloutError, TransientError
 from rollout.events import Event, Waiting
-from rollout.model import Node, Readiness
+from rollout.model import Member, Node, Readiness
 from rollout.protocols import Clock, LoadBalancer, Provider
+
+T = TypeVar("T")
 
 
 class Observer:
@@ -45,7 +49,7 @@ class Observer:
 
     def __init__(self, provider: Provider, lb: LoadBalancer, clock: Clock,
                  emit: Callable[[RolloutState, Event], None], *,
-                 probe_wait: float = 0.2) -> None:
+                 probe_wait: float = 0.2, probe_every: float = 0.0) -> None:
         self.provider = provider
         self.lb = lb
         self.clock = clock
@@ -53,13 +57,19 @@ class Observer:
         self.probe_wait = probe_wait  # real seconds a pass waits for its probes
         self._probes: dict[str, futures.Future[Readiness]] = {}  # node name -> running probe
         self._last: dict[str, Readiness] = {}  # node name -> its last finished probe
+        # A node's next probe starts no sooner than ``probe_every`` clock
+        # seconds after its last one started: a pass may come every few
+        # milliseconds, and probing a booting node back to back costs the
+        # controller a pass per answer and the node a probe it cannot use.
+        self.probe_every = probe_every
+        self._probed: dict[str, float] = {}  # node name -> its last probe's start
         self.failing_since: float | None = None  # first transient failure in a row
         self.error = ""  # its message
 
     def observe(self, state: RolloutState, concurrent: bool) -> World | None:
         """The world, or None after a transient error (see the module doc)."""
         try:
-            nodes, members = self.provider.list(), self.lb.members()
+            nodes, members = self._list_both(concurrent)
         except TransientError as exc:
             message = f"cannot observe the pool: {exc}"
             if message != self.error:
@@ -85,19 +95,26 @@ class Observer:
             del self._probes[name]  # no longer asked for: its answer is dropped
         for name in [n for n in self._last if n not in names]:
             del self._last[name]
+        for name in [n for n in self._probed if n not in names]:
+            del self._probed[name]
+        now = self.clock.now()
         for node in wanted:
-            if node.name not in self._probes:
+            due = now - self._probed.get(node.name, -math.inf) >= self.probe_every
+            if node.name not in self._probes and due:
+                self._probed[node.name] = now
                 self._probes[node.name] = self._start_probe(node)
-        futures.wait([self._probes[n] for n in names], timeout=self.probe_wait)
+        futures.wait([self._probes[n] for n in names if n in self._probes],
+                     timeout=self.probe_wait)
         answers: dict[str, Readiness] = {}
         for name in sorted(names):
-            future = self._probes[name]
-            if future.done():
+            future = self._probes.get(name)
+            if future is not None and future.done():
                 del self._probes[name]
                 answers[name] = self._last[name] = future.result()  # a bug re-raises here
             elif name in self._last:
-                # Still probing: say "not ready" with what the last probe saw,
-                # so that a timeout names the node's last answer.
+                # Still probing (or its next probe not due): say "not ready"
+                # with what the last probe saw, so that a timeout names the
+                # node's last answer.
                 answers[name] = Readiness(False, self._last[name].detail)
         return answers
 
@@ -106,19 +123,23 @@ class Observer:
         moment one answers instead of at its next poll."""
         return [f for f in self._probes.values() if not f.done()]
 
+    def _list_both(self, concurrent: bool) -> tuple[list[Node], list[Member]]:
+        """The provider's nodes and the LB's members. Concurrently, the two
+        calls overlap: each is I/O (an API call, a runtime-API socket), and
+        every hop of a replacement waits for one pass, so a pass costs the
+        slower call, not their sum. Neither call is atomic with the other
+        either way; the core reads any interleaving of the two."""
+        if not concurrent:
+            return self.provider.list(), self.lb.members()
+        asked = _in_thread(self.lb.members, "members")
+        try:
+            nodes = self.provider.list()
+        finally:
+            futures.wait([asked])  # never leave the LB call running past the pass
+        return nodes, asked.result()
+
     def _start_probe(self, node: Node) -> futures.Future[Readiness]:
-        # A daemon thread, not a pool's: a stopping controller (and the
-        # process) must not wait for a probe that hangs until its deadline.
-        future: futures.Future[Readiness] = futures.Future()
-
-        def run() -> None:
-            try:
-                future.set_result(self.probe(node))
-            except BaseException as exc:  # handed to the loop, which re-raises it
-                future.set_exception(exc)
-
-        threading.Thread(target=run, name=f"probe-{node.name}", daemon=True).start()
-        return future
+        return _in_thread(lambda: self.probe(node), f"probe-{node.name}")
 
     def probe(self, node: Node) -> Readiness:
         """One readiness probe. A transient error is a probe to repeat; another
@@ -129,3 +150,19 @@ class Observer:
             return Readiness(False, f"probe failed: {exc}")
         except RolloutError as exc:
             return Readiness(False, f"probe failed: {exc}", failed=True)
+
+
+def _in_thread(call: Callable[[], T], name: str) -> futures.Future[T]:
+    """``call()`` in a daemon thread of its own, not a pool's: a stopping
+    controller (and the process) must not wait for a probe that hangs until
+    its deadline."""
+    future: futures.Future[T] = futures.Future()
+
+    def run() -> None:
+        try:
+            future.set_result(call())
+        except BaseException as exc:  # handed to the loop, which re-raises it
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future

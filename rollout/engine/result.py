@@ -3,10 +3,12 @@ result for a succeeded run, a typed error naming the next step otherwise."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from rollout.core.state import Phase, RestoreReason, RolloutState, RolloutStatus
-from rollout.errors import Interrupted, RolloutFailed, RolloutHalted
+from rollout.errors import ConfigError, Interrupted, RolloutFailed, RolloutHalted
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,20 @@ class RolloutResult:
         """Wall time ÷ the irreducible waits (boot, smoke, lb_rise, drain, soak)."""
         total = sum(self.waits.values())
         return self.wall / total if total > 0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-able data (the doorbell's end, :meth:`from_dict`)."""
+        data = dataclasses.asdict(self)
+        data["status"] = self.status.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RolloutResult:
+        return cls(id=data["id"], status=RolloutStatus(data["status"]),
+                   replaced=tuple(data["replaced"]), restored=tuple(data["restored"]),
+                   not_replaced=tuple(data["not_replaced"]),
+                   already_on_target=tuple(data["already_on_target"]), wall=data["wall"],
+                   waits=dict(data["waits"]), message=data["message"])
 
 
 def conclude(state: RolloutState, waits: dict[str, float], now: float) -> RolloutResult:
@@ -62,3 +78,16 @@ def conclude(state: RolloutState, waits: dict[str, float], now: float) -> Rollou
                           hint=f"`rollout resume --role {role}` continues it, "
                           f"`rollout abort --role {role}` restores the old nodes")
     return result
+
+
+def rollback_outcome(state: RolloutState, waits: dict[str, float], now: float,
+                     ) -> RolloutResult:
+    """What `rollout rollback` reports when the live controller it asked ended
+    the rollout: :func:`conclude`, except that a rollout that succeeded (blue
+    retired before the request was seen) refuses the rollback (exit 2)."""
+    if state.status is RolloutStatus.SUCCEEDED:
+        raise ConfigError(
+            f"rollout {state.id} finished (blue retired) before it saw the rollback "
+            "request", hint=f"`rollout rollback --role {state.role}` again rolls out "
+            "the previous image")
+    return conclude(state, waits, now)

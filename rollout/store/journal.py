@@ -52,6 +52,8 @@ __all__ = ["SCHEMA_VERSION", "Holding", "Journal", "Record", "Step"]
 
 #: ``(step id, ok, error, at, duration)``: the outcome of a step.
 Finished = tuple[int, bool, str, float, float]
+#: A step's intent: (replacement index, kind, node, at, detail).
+Intent = tuple[int | None, str, str, float, str]
 
 
 class Holding(Protocol):
@@ -237,6 +239,17 @@ class Journal(JournalReads, OperatorRequests):
         (``(step id, ok, error, at, duration)``), what changed in ``state`` since
         its last save, and waits and events. A controller collecting many
         outcomes at once (a 100-node batch) pays one fsync, not four per step."""
+        self.decided(state, waits=waits, events=events, finished=finished)
+
+    def decided(self, state: RolloutState, *, waits: tuple[Wait, ...] = (),
+                events: tuple[Event, ...] = (), finished: Sequence[Finished] = (),
+                intents: Sequence[Intent] = (), started: tuple[Event, ...] = ()) -> list[int]:
+        """As :meth:`commit`, plus the intents ``(index, kind, node, at, detail)``
+        of the decision's actions and their events (as :meth:`begin_steps`), all
+        in one transaction: a decision and its intents cost one fsync, not two.
+        Fenced as an intent when there is one: a controller whose lease counts
+        as lost writes neither (its successor decides again from the world).
+        Returns the intents' step ids."""
         blob = codec.state_json(state)
         last_blob, last_reps = self._saved.get(state.id, ("", {}))
         # Unchanged replacements are the very same objects (the core copies the
@@ -244,11 +257,12 @@ class Journal(JournalReads, OperatorRequests):
         changed = [r for r in state.replacements
                    if (last := last_reps.get(r.index)) is not r and last != r]
         unchanged = blob == last_blob and not changed and state.id in self._saved
-        if unchanged and not waits and not events and not finished:
-            return
+        if unchanged and not waits and not events and not finished and not intents:
+            return []
 
-        def write(conn: Connection) -> None:
-            self._fenced(conn, state.id)
+        def write(conn: Connection) -> list[int]:
+            epoch = self._fenced(conn, state.id, intent=bool(intents))
+            ids = self._insert_intents(conn, state.id, epoch, intents)
             if finished:
                 _finish(conn, finished)
             if not unchanged:
@@ -257,10 +271,12 @@ class Journal(JournalReads, OperatorRequests):
                 if changed:
                     conn.execute(self._put_rep, [codec.replacement_values(state.id, r)
                                                  for r in changed])
-            _insert_records(conn, state.id, waits, events)
+            _insert_records(conn, state.id, waits, (*events, *started))
+            return ids
 
-        self._db.transact("save state", write)
+        ids = self._db.transact("save state", write)
         self._saved[state.id] = (blob, {r.index: r for r in state.replacements})
+        return ids
 
     def claim(self, rollout_id: str, pid: int, host: str) -> None:
         """Record which process drives the rollout now (on resume)."""
@@ -291,19 +307,24 @@ class Journal(JournalReads, OperatorRequests):
                  events: tuple[Event, ...]) -> list[int]:
         def write(conn: Connection) -> list[int]:
             epoch = self._fenced(conn, rollout_id, intent=True)
-            ids: list[int] = []
-            if intents:
-                rows = conn.execute(
-                    steps.insert().returning(steps.c.id, sort_by_parameter_order=True),
-                    [{"rollout_id": rollout_id, "idx": index, "kind": kind, "node": node,
-                      "detail": detail, "started_at": at, "epoch": epoch}
-                     for index, kind, node, at, detail in intents])
-                ids = [int(r[0]) for r in rows]
+            ids = self._insert_intents(conn, rollout_id, epoch, intents)
             if rollout_id is not None:
                 _insert_records(conn, rollout_id, (), events)
             return ids
 
         return self._db.transact(op, write)
+
+    @staticmethod
+    def _insert_intents(conn: Connection, rollout_id: str | None, epoch: int | None,
+                        intents: Sequence[Intent]) -> list[int]:
+        if not intents:
+            return []
+        rows = conn.execute(
+            steps.insert().returning(steps.c.id, sort_by_parameter_order=True),
+            [{"rollout_id": rollout_id, "idx": index, "kind": kind, "node": node,
+              "detail": detail, "started_at": at, "epoch": epoch}
+             for index, kind, node, at, detail in intents])
+        return [int(r[0]) for r in rows]
 
     def finish_step(self, step_id: int, ok: bool, error: str, at: float,
                     duration: float) -> None:

@@ -22,7 +22,7 @@ from rollout.core.state import RolloutState, Wait
 from rollout.errors import ConfigError
 from rollout.events import Event
 from rollout.state_url import StateUrl, parse_state_url, sqlite_url
-from rollout.store.journal import Finished, Holding, Journal, Record, Step
+from rollout.store.journal import Finished, Holding, Intent, Journal, Record, Step
 from rollout.store.lease_table import Holder, LeaseStatus, LeaseTable
 
 ENV_VAR = "ROLLOUT_STATE_URL"
@@ -47,6 +47,10 @@ class StateStore(Protocol):
     def save(self, state: RolloutState) -> None: ...
     def commit(self, state: RolloutState, *, waits: tuple[Wait, ...] = (),
                events: tuple[Event, ...] = (), finished: Sequence[Finished] = ()) -> None: ...
+    def decided(self, state: RolloutState, *, waits: tuple[Wait, ...] = (),
+                events: tuple[Event, ...] = (), finished: Sequence[Finished] = (),
+                intents: Sequence[Intent] = (), started: tuple[Event, ...] = ()
+                ) -> list[int]: ...
     def claim(self, rollout_id: str, pid: int, host: str) -> None: ...
     def begin_step(self, rollout_id: str | None, index: int | None, kind: str, node: str,
                    at: float, detail: str = "") -> int: ...

@@ -119,7 +119,12 @@ class FakeLoadBalancer:
         self._pace("members", "")
         with self._lock:
             self._check("members", "")
-            out = [self._member(s) for s in self._members.values()]
+            # One clock read and one provider lookup for all members (the
+            # answers are those of per-member calls at this instant).
+            now = self.clock.now()
+            slots = list(self._members.values())
+            since = self.provider.ready_since_each([s.node for s in slots], now)
+            out = [self._view(s, now, since[s.node]) for s in slots]
             if self.slots is not None:
                 used = {m.slot for m in out}
                 for k in range(1, self.slots + 1):
@@ -227,9 +232,7 @@ class FakeLoadBalancer:
         self._members[node.lb_target] = slot
         return slot
 
-    def _health(self, slot: _Slot) -> Health:
-        now = self.clock.now()
-        since = self.provider.ready_since(slot.node)
+    def _health(self, slot: _Slot, now: float, since: float | None) -> Health:
         if since is None:
             health = Health.DOWN if slot.last_health is not Health.UNKNOWN else Health.UNKNOWN
         elif now >= max(since, slot.checks_since) + self.rise * self.interval:
@@ -243,7 +246,11 @@ class FakeLoadBalancer:
 
     def _member(self, slot: _Slot) -> Member:
         now = self.clock.now()
-        health = self._health(slot)
+        return self._view(slot, now, self.provider.ready_since(slot.node))
+
+    def _view(self, slot: _Slot, now: float, since: float | None) -> Member:
+        """The member at ``now``, its node ready since ``since`` (None: not ready)."""
+        health = self._health(slot, now, since)
         serving = slot.admin is Admin.READY and health is Health.UP
         if serving:
             served = self.rps * max(0.0, now - slot.counted_until)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from rollout.errors import DriverError
@@ -235,6 +235,25 @@ class FakeProvider(Provider):
         with self._lock:
             machine = self.machines.get(name)
             return machine.ready_at if machine is not None and self.is_ready(name) else None
+
+    def ready_since_each(self, names: Iterable[str], now: float) -> dict[str, float | None]:
+        """:meth:`ready_since` of each name at ``now``, under one lock: the fake
+        LB asks this for all its members at once, so that a members() call over
+        1,000 slots costs the controller's process (which runs the fakes) one
+        pass, not 1,000 lock round trips and clock reads."""
+        out: dict[str, float | None] = {}
+        with self._lock:
+            for name in names:
+                machine = self.machines.get(name)
+                if machine is None or machine.never_ready:
+                    out[name] = None
+                    continue
+                node = machine.node
+                if node.state is NodeState.PENDING and now >= machine.ready_at:
+                    node = machine.node = replace(node, state=NodeState.RUNNING)
+                ready = node.state is NodeState.RUNNING and now >= machine.ready_at
+                out[name] = machine.ready_at if ready else None
+        return out
 
     def live(self) -> builtins.list[Node]:
         """Nodes that exist (any state but GONE), ignoring injected failures."""

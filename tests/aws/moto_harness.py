@@ -239,6 +239,8 @@ class AwsWorld:
     # With_listener(): the pool's listener and second target group (blue-green).
     listener_arn: str | None = None
     alternate_arn: str | None = None
+    # with_preview_rule(): the user's listener rule for the blue-green preview.
+    preview_rule_arn: str | None = None
     uid: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
     def settings(self, **aws: Any) -> PoolSettings:
@@ -256,6 +258,8 @@ class AwsWorld:
         if self.listener_arn:
             data["listener_arn"] = self.listener_arn
             data["alternate_target_group_arn"] = self.alternate_arn
+        if self.preview_rule_arn:
+            data["preview_rule_arn"] = self.preview_rule_arn
         data.update(aws)
         return PoolSettings.model_validate(
             {
@@ -285,10 +289,11 @@ class AwsWorld:
             ENV, ROLE, self.settings(), clients=self.clients, images=self.images, **kwargs
         )
 
-    def lb(self, health: HealthSource | None = None) -> Elbv2LoadBalancer:
+    def lb(self, health: HealthSource | None = None, *, preview: bool = False
+           ) -> Elbv2LoadBalancer:
         return Elbv2LoadBalancer.from_settings(
             self.settings().aws or AwsSettings(),
-            clients=self.clients,
+            clients=self.clients, preview=preview,
             health_source=health or describe_target_health(self.clients),
         )
 
@@ -362,6 +367,22 @@ def with_listener(world: AwsWorld) -> AwsWorld:
         DefaultActions=[{"Type": "forward", "TargetGroupArn": world.target_group_arn}],
     )["Listeners"][0]["ListenerArn"]
     world.alternate_arn = alternate
+    return world
+
+
+PREVIEW_HOST = "preview.example.com"
+
+
+def with_preview_rule(world: AwsWorld) -> AwsWorld:
+    """Give ``world``'s listener (from :func:`with_listener`) the rule a user
+    makes for the preview: requests for PREVIEW_HOST, forwarded (to begin
+    with) to the serving group, as infrastructure code would leave it."""
+    assert world.listener_arn
+    world.preview_rule_arn = world.clients.elbv2.create_rule(
+        ListenerArn=world.listener_arn, Priority=10,
+        Conditions=[{"Field": "host-header", "HostHeaderConfig": {"Values": [PREVIEW_HOST]}}],
+        Actions=[{"Type": "forward", "TargetGroupArn": world.target_group_arn}],
+    )["Rules"][0]["RuleArn"]
     return world
 
 

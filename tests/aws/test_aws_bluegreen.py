@@ -46,7 +46,7 @@ class Rig:
 
     def __init__(self, world: AwsWorld, tmp_path: Path, clock: FakeClock | None = None,
                  lb: Any = None, health: ScriptedTargetHealth | None = None,
-                 **settings: Any) -> None:
+                 preview: bool = False, **settings: Any) -> None:
         self.world = world
         self.clock = clock or FakeClock()
         # A restarted controller shares ELBv2's view of target health (the
@@ -55,7 +55,7 @@ class Rig:
             describe_target_health(world.clients), self.clock, world.clients, rise=3.0
         )
         self.provider: AwsProvider = world.provider()
-        self.lb: Elbv2LoadBalancer = world.lb(self.health)
+        self.lb: Elbv2LoadBalancer = world.lb(self.health, preview=preview)
         self.events: list[Event] = []
         base = world.pool()
         pool = Pool(base.env, base.role, PoolSettings.model_validate(

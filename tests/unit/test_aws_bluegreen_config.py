@@ -65,3 +65,26 @@ def test_weight_steps_of_half_or_more_are_refused_on_aws() -> None:
     with pytest.raises(ConfigError, match=r"rollout\.canary_steps: weight 50 is 50 % or more"):
         backend().validate(pool({"listener_arn": LISTENER, "alternate_target_group_arn": TG_B},
                                 canary_steps=[{"weight": 10}, {"weight": 50}]))
+
+
+RULE = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener-rule/app/web/3/4/5"
+PAIR = {"listener_arn": LISTENER, "alternate_target_group_arn": TG_B}
+
+
+def test_preview_on_aws_needs_the_preview_rule() -> None:
+    with pytest.raises(ConfigError) as err:
+        backend().validate(pool(PAIR, strategy="blue_green", blue_green={"preview": True}))
+    assert "web.yml: rollout.aws.preview_rule_arn: blue_green.preview is on" in str(err.value)
+    backend().validate(pool({**PAIR, "preview_rule_arn": RULE}, strategy="blue_green",
+                            blue_green={"preview": True}))
+
+
+@pytest.mark.parametrize(("aws", "key"), [
+    ({}, "rollout.aws.listener_arn"),
+    ({"listener_arn": LISTENER}, "rollout.aws.alternate_target_group_arn"),
+])
+def test_a_preview_rule_needs_the_listener_pair(aws: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        backend().validate(pool({**aws, "preview_rule_arn": RULE}))
+    assert f"web.yml: {key}" in str(err.value)
+    assert "preview_rule_arn" in str(err.value)

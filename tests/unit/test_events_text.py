@@ -55,3 +55,28 @@ def test_each_event_says_its_own_line(event: ev.Event, text: str | None) -> None
 def test_a_rebuilt_event_says_the_same() -> None:
     for event, text in CASES:
         assert ev.from_dict(event.to_dict()).text() == text
+
+
+def _all_events(cls: type[ev.Event] = ev.Event) -> list[type[ev.Event]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_all_events(sub))
+    return found
+
+
+@pytest.mark.parametrize("cls", _all_events(), ids=lambda c: c.kind)
+def test_to_dict_is_asdict_with_the_kind(cls: type[ev.Event]) -> None:
+    """to_dict takes scalar fields as they are (a shortcut past asdict's deep
+    copy): the result must stay exactly what asdict gives, for every event."""
+    import dataclasses
+
+    event = cls("r00000001", 12.5)
+    assert event.to_dict() == {"event": cls.kind, **dataclasses.asdict(event)}
+    values = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+    nested = {k: (v, [v], {"k": (v,)}) for k, v in values.items()
+              if k not in ("rollout_id", "at")}
+    if nested:  # containers of the same values, as asdict rebuilds them
+        odd = cls("r00000001", 12.5)
+        for name, value in nested.items():  # past __post_init__'s coercions
+            object.__setattr__(odd, name, value)
+        assert odd.to_dict() == {"event": cls.kind, **dataclasses.asdict(odd)}

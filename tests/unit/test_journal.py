@@ -115,3 +115,36 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         conn.execute("UPDATE schema_version SET version = 99")
     with pytest.raises(JournalError, match="newer"):
         Journal(path)
+
+
+def test_a_decision_and_its_intents_are_one_transaction(tmp_path: Path) -> None:
+    """The controller journals a decision and the intents of its actions with
+    ``decided``: one write, so a failure leaves neither (not a state that moved
+    on without the intents of its actions), and a success holds both."""
+    from dataclasses import replace
+
+    path = tmp_path / "j.sqlite"
+    writes: list[str] = []
+    journal = Journal(path, fault=writes.append)
+    state = _state()
+    journal.create(state)
+    moved = state.with_replacement(replace(state.replacements[0], phase=Phase.LAUNCHING))
+    intents = [(0, "launch", "web-new-0", 5.0, "web-2.0.0")]
+
+    def full(op: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    journal.fault = full
+    with pytest.raises(JournalError):
+        journal.decided(moved, intents=intents)
+    journal.fault = writes.append
+    reader = Journal(path)
+    assert reader.get(state.id).replacements[0].phase is Phase.PENDING
+    assert reader.steps(state.id) == []
+
+    writes.clear()
+    ids = journal.decided(moved, intents=intents)
+    assert len(writes) == 1  # one transaction, one fsync
+    assert reader.get(state.id).replacements[0].phase is Phase.LAUNCHING
+    assert [(s.id, s.kind, s.node) for s in reader.steps(state.id)] == [
+        (ids[0], "launch", "web-new-0")]

@@ -4,6 +4,7 @@ whose probes take 0.3 s finishes in well under one poll interval."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -56,3 +57,35 @@ def test_a_probe_answer_wakes_the_loop_before_the_poll_interval(tmp_path: Path) 
     assert [n.image_id for n in provider.live()] == [new.id]
     # Waiting for the next poll after the probe would take at least 3 s.
     assert took < poll, f"the rollout took {took:.1f}s: the loop waited for its poll"
+
+
+
+def test_a_booting_node_is_probed_at_most_once_per_poll_interval(tmp_path: Path) -> None:
+    """Waking on every answer must not turn into probing back to back: with 8
+    nodes booting for 1.2 s at once, every answer wakes the loop, yet each node
+    gets a probe about every 0.4 s poll (back to back: one per pass)."""
+    clock = _RealClock()
+    probes: dict[str, list[float]] = {}
+
+    def pace(op: str, name: str) -> None:
+        if op == "readiness":
+            probes.setdefault(name, []).append(time.monotonic())
+            time.sleep(0.05)
+
+    provider = FakeProvider(clock, boot_time=1.2, pace=pace)
+    old, new = image("web", "1.0.0", 1.0), image("web", "2.0.0", 2.0)
+    lb = FakeLoadBalancer(clock, provider, rise=0, interval=0.0, drain_time=0.0)
+    provider.pace = None
+    lb.seed(provider.seed(8, old))
+    provider.pace = pace
+    settings = pool_settings(pool_size=8, batch_size=8, canary=0)
+    ctl = Controller(pool=Pool("lab", "web", settings, tmp_path / "web.yml"),
+                     provider=provider, lb=lb, smoke=FakeSmokeRunner(clock, duration=0.0),
+                     journal=Journal(tmp_path / "j.sqlite", durable=False), clock=clock,
+                     poll_interval=0.4, workers=8)
+    result = ctl.run(new)
+    assert str(result.status) == "succeeded"
+    assert len(probes) == 8
+    for name, times in probes.items():
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert len(times) <= 6 and min(gaps) >= 0.4 * 0.9, f"{name} probed {gaps} apart"

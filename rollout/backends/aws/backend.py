@@ -72,6 +72,9 @@ class AwsBackend(Backend):
             needs.append("strategy blue_green")
         if any(step.weight is not None for step in settings.canary_steps):
             needs.append("canary weight steps")
+        if aws.preview_rule_arn:
+            # The preview forwards to the idle one of the two groups.
+            needs.append("aws.preview_rule_arn is set")
         given = {"aws.listener_arn": aws.listener_arn,
                  "aws.alternate_target_group_arn": aws.alternate_target_group_arn}
         missing = [key for key, value in given.items() if not value]
@@ -83,6 +86,12 @@ class AwsBackend(Backend):
                 f"{'is' if len(missing) == 1 else 'are'} required",
                 hint="name the listener whose default action forwards to aws.target_group_arn, "
                 "and a second target group of the same port and health check (docs/AWS.md)")
+        if settings.blue_green.preview and not aws.preview_rule_arn:
+            raise ConfigError(
+                f"{pool.source}: rollout.aws.preview_rule_arn: blue_green.preview is on, so "
+                "aws.preview_rule_arn is required (the listener rule that serves the preview)",
+                hint="create a listener rule with the condition you want (a host header, a "
+                "path) and name it here, or set blue_green.preview: false (docs/AWS.md)")
         if not missing and aws.alternate_target_group_arn == aws.target_group_arn:
             raise ConfigError(
                 f"{pool.source}: rollout.aws.alternate_target_group_arn: it is "
@@ -117,7 +126,8 @@ class AwsBackend(Backend):
     def load_balancer(self, pool: Pool) -> LoadBalancer:
         self.validate(pool)
         return Elbv2LoadBalancer.from_settings(
-            self._aws(pool), rise_timeout=pool.settings.timeouts.lb_up)
+            self._aws(pool), preview=pool.settings.blue_green.preview,
+            rise_timeout=pool.settings.timeouts.lb_up)
 
     def prometheus_url(self, pool: Pool) -> str | None:
         """None: an AWS pool's ``prometheus`` analyses name their ``address``."""

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rollout.backends.aws.listener import Forward, Listener
+from rollout.backends.aws.preview import PreviewRule
 from rollout.backends.aws.session import AwsClients, aws_errors
 from rollout.backends.aws.weights import NORMAL_WEIGHT, member_weight, split, until_healthy
 from rollout.clock import SystemClock
@@ -126,15 +127,20 @@ class Elbv2LoadBalancer:
                           "(Service Quotas)")
 
     @classmethod
-    def from_settings(cls, settings: AwsSettings, **kwargs: Any) -> Elbv2LoadBalancer:
+    def from_settings(cls, settings: AwsSettings, *, preview: bool = False,
+                      **kwargs: Any) -> Elbv2LoadBalancer:
+        """``preview``: the pool's ``blue_green.preview``, which puts
+        ``aws.preview_rule_arn`` in rollout's hands."""
         if not settings.target_group_arn:
             raise ConfigError("load_balancer elbv2 needs aws.target_group_arn")
         clients = kwargs.pop("clients", None) or AwsClients.from_settings(settings)
         listener = None
         if settings.listener_arn and settings.alternate_target_group_arn:
+            rule = settings.preview_rule_arn if preview else None
             listener = Listener(settings.listener_arn,
                                 (settings.target_group_arn, settings.alternate_target_group_arn),
-                                clients=clients)
+                                clients=clients,
+                                preview=PreviewRule(rule, clients=clients) if rule else None)
         return cls(settings.target_group_arn, clients=clients, listener=listener, **kwargs)
 
     def _target(self, node: Node) -> str:
@@ -294,6 +300,8 @@ class Elbv2LoadBalancer:
         if not forward.attached or forward.weights[forward.idle] != 0:
             # The weighted form keeps the idle group attached, hence checked.
             listener.serve(forward.serving)
+        else:
+            listener.sync_preview()
         if not self._groups_of(target, forward):
             self._register(target, forward.idle)
         return self.member(node) or Member(slot=target, target=target, admin=Admin.DRAIN,
@@ -315,6 +323,8 @@ class Elbv2LoadBalancer:
                 self._register(self._target(node), to)
         if forward.weights[to] != 1 or forward.weights[_other(forward, to)] != 0:
             listener.serve(to)
+        else:
+            listener.sync_preview()  # a switch re-asserted after a kill (core/bluegreen.py)
         for node in drain:
             if to in self._groups_of(self._target(node), forward):
                 self._deregister(self._target(node), to)

@@ -12,6 +12,12 @@ health-checks its targets (a group no listener uses reports them
 ``unused``), and a staged green node can be seen healthy before it takes
 traffic. Every change of who serves is one ``modify_listener`` call, which
 ELBv2 applies as a whole: there is no moment with half the pool switched.
+
+With a preview rule (:mod:`rollout.backends.aws.preview`), every such call is
+followed by one ``modify_rule`` that points the rule at the group the
+listener now leaves idle. A kill between the two leaves the preview on the
+serving group for a while, which is harmless; :meth:`Listener.sync_preview`
+(from the switch a resumed rollout re-asserts) puts it right from the listener's state.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rollout.backends.aws.preview import PreviewRule
 from rollout.backends.aws.session import AwsClients, aws_errors
 from rollout.errors import ConfigError
 
@@ -52,7 +59,7 @@ class Listener:
     """One listener and the pool's two target groups."""
 
     def __init__(self, listener_arn: str, groups: tuple[str, str], *,
-                 clients: AwsClients) -> None:
+                 clients: AwsClients, preview: PreviewRule | None = None) -> None:
         for key, arn in (("aws.listener_arn", listener_arn),
                          ("aws.alternate_target_group_arn", groups[1])):
             if not arn.startswith("arn:"):
@@ -65,6 +72,7 @@ class Listener:
         self.arn = listener_arn
         self.groups = groups
         self.clients = clients
+        self.preview = preview
 
     def read(self) -> Forward:
         """The default action's weights; a ConfigError when it forwards to
@@ -96,12 +104,22 @@ class Listener:
     def forward(self, weights: dict[str, int]) -> None:
         """Make the default action a weighted forward over both groups, in
         one ``modify_listener`` call (ELBv2 allows weights 0..999)."""
-        groups = [{"TargetGroupArn": arn, "Weight": max(0, min(999, weights.get(arn, 0)))}
-                  for arn in self.groups]
+        clamped = {arn: max(0, min(999, weights.get(arn, 0))) for arn in self.groups}
+        groups = [{"TargetGroupArn": arn, "Weight": w} for arn, w in clamped.items()]
         with aws_errors("modify listener", self.arn):
             self.clients.elbv2.modify_listener(
                 ListenerArn=self.arn,
                 DefaultActions=[{"Type": "forward", "ForwardConfig": {"TargetGroups": groups}}])
+        if self.preview is not None:
+            # After the switch, never before: the listener is what decides.
+            self.preview.point(Forward(clamped, self.groups[0]).idle)
+
+    def sync_preview(self) -> bool:
+        """Point the preview rule (if any) at the group the listener leaves
+        idle, as it stands now; True when the rule was changed."""
+        if self.preview is None:
+            return False
+        return self.preview.point(self.read().idle)
 
     def serve(self, arn: str) -> None:
         """All traffic to ``arn``, the other group kept attached at weight 0."""

@@ -14,6 +14,7 @@ names the action and the resource and says what to do.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -90,6 +91,9 @@ class AwsClients:
     page_size: int | None = None  # None: each API's default page size
     session: Any = None
     _clients: dict[str, Any] = field(default_factory=dict)
+    # Creating clients from one boto3 session is not thread-safe, and the
+    # controller observes the provider and the LB (EC2, ELBv2) concurrently.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def from_settings(cls, settings: AwsSettings) -> AwsClients:
@@ -100,6 +104,10 @@ class AwsClients:
         )
 
     def client(self, service: str) -> Any:
+        with self._lock:
+            return self._client(service)
+
+    def _client(self, service: str) -> Any:
         if service not in self._clients:
             if self.session is None:
                 self.session = boto3.session.Session(region_name=self.region)

@@ -98,6 +98,15 @@ class LabBackend(Backend):
         ports = lab_metrics_ports(self.site.env)
         return None if ports is None else ports.url
 
+    def preview_url(self, pool: Pool) -> str | None:
+        """The preview frontend the lab renders for ``blue_green.preview``."""
+        hap = pool.settings.haproxy
+        if not pool.settings.blue_green.preview or hap is None or hap.preview_backend is None:
+            return None
+        host = hap.frontend_address
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{hap.preview_frontend_port}"
+
     def request_source(self, pool: Pool) -> RequestSource | None:
         """The pool frontend's request log (rollout.drivers.haproxy.requestlog),
         bound under the lab's directory while a controller runs."""

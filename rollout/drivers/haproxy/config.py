@@ -2,9 +2,11 @@
 
 Each pool gets a frontend and a backend of FIXED server slots
 (``server-template``), filled and emptied at runtime with ``set server ... addr``
-and ``state``. Dynamic ``add server`` entries are lost on a reload; slots are
-not, provided ``show servers state`` is saved to the state file first
-(:func:`save_server_state`).
+and ``state``. A pool with ``blue_green.preview`` also gets a preview frontend
+on its own port and a preview backend with the same slots (the driver mirrors
+the idle side into it: rollout.drivers.haproxy.lb). Dynamic ``add server``
+entries are lost on a reload; slots are not, provided ``show servers state``
+is saved to the state file first (:func:`save_server_state`).
 
 An EMPTY slot points at 127.0.0.1 port 1: a refused port, so a slot that is
 READY by mistake fails fast instead of reaching something else. Slots are
@@ -75,6 +77,9 @@ class BackendSpec:
     # (rollout.drivers.haproxy.requestlog); these headers are captured.
     request_log: bool = False
     log_headers: tuple[str, ...] = ()
+    # blue_green.preview: the preview frontend's port and its backend.
+    preview_backend: str | None = None
+    preview_port: int | None = None
 
     def validated(self) -> BackendSpec:
         """Self, after checking every value that goes into the config text."""
@@ -84,6 +89,13 @@ class BackendSpec:
         names.address(self.frontend_address, f"{where}: frontend_address")
         names.port(self.frontend_port, f"{where}: frontend_port")
         names.port(self.service_port, f"{where}: service_port")
+        if self.preview_backend is not None:
+            names.backend(self.preview_backend, f"{where}: preview_backend")
+            if self.preview_backend == self.name:
+                raise ConfigError(f"{where}: preview_backend must differ from the backend")
+            if self.preview_port is None:
+                raise ConfigError(f"{where}: a preview_backend needs a preview_port")
+            names.port(self.preview_port, f"{where}: preview_port")
         if (
             isinstance(self.slots, bool)
             or not isinstance(self.slots, int)
@@ -114,6 +126,7 @@ def backend_spec(pool: Pool) -> BackendSpec:
             f"{pool.source}: pool {pool.role!r} has no 'rollout.haproxy' settings",
             hint="add rollout.haproxy.backend and frontend_port",
         )
+    preview = pool.settings.blue_green.preview and hap.preview_backend is not None
     return BackendSpec(
         name=hap.backend,
         frontend_address=hap.frontend_address,
@@ -129,6 +142,8 @@ def backend_spec(pool: Pool) -> BackendSpec:
         redispatch=hap.redispatch,
         request_log=pool.settings.shadow.enabled,
         log_headers=captured(pool.settings.shadow.allow_headers),
+        preview_backend=hap.preview_backend if preview else None,
+        preview_port=hap.preview_frontend_port if preview else None,
     ).validated()
 
 
@@ -185,8 +200,14 @@ def render_config(
     (one datagram socket each, see rollout.drivers.haproxy.requestlog)."""
     specs = [spec.validated() for spec in backends]
     seen: dict[str, str] = {}
+    if metrics_port is not None:
+        seen[f"bind 127.0.0.1:{metrics_port}"] = "the metrics frontend"
     for spec in specs:
-        for key in (f"backend {spec.name}", f"bind {spec.frontend_address}:{spec.frontend_port}"):
+        keys = [f"backend {spec.name}", f"bind {spec.frontend_address}:{spec.frontend_port}"]
+        if spec.preview_backend is not None:
+            keys += [f"backend {spec.preview_backend}",
+                     f"bind {spec.frontend_address}:{spec.preview_port}"]
+        for key in keys:
             if key in seen:
                 raise ConfigError(f"HAProxy config: {key} appears twice ({seen[key]})")
             seen[key] = spec.name
@@ -226,7 +247,6 @@ def render_config(
             "    http-request return status 404",
         ]
     for spec in specs:
-        inter = _ms(spec.check_interval)
         out += [
             "",
             f"frontend fe_{spec.name}",
@@ -236,19 +256,34 @@ def render_config(
         if spec.request_log and request_log_dir is not None:
             path = _plain_path(request_log_path(request_log_dir, spec.name), "request log")
             out += log_lines(path, spec.log_headers)
-        out += [
-            "",
-            f"backend {spec.name}",
-            f"    retries {spec.retries}",
-            "    option redispatch" if spec.redispatch else "    no option redispatch",
-            f"    option httpchk GET {spec.health_path}",
-            "    http-check expect status 200",
-            f"    server-template {spec.slot_prefix} 1-{spec.slots} {EMPTY_FQDN}:{EMPTY_PORT}"
-            f" init-addr last,{EMPTY_ADDRESS} check inter {inter} fastinter {inter}"
-            f" downinter {inter} rise {spec.rise} fall {spec.fall} weight {SLOT_WEIGHT}"
-            " disabled",
-        ]
+        out += _backend_lines(spec, spec.name)
+        if spec.preview_backend is not None:
+            # Its own frontend (never the main one's traffic) and slots that
+            # mirror the main backend's, with the same checks.
+            out += [
+                "",
+                f"frontend fe_{spec.preview_backend}",
+                f"    bind {spec.frontend_address}:{spec.preview_port}",
+                f"    default_backend {spec.preview_backend}",
+            ]
+            out += _backend_lines(spec, spec.preview_backend)
     return "\n".join(out) + "\n"
+
+
+def _backend_lines(spec: BackendSpec, name: str) -> list[str]:
+    inter = _ms(spec.check_interval)
+    return [
+        "",
+        f"backend {name}",
+        f"    retries {spec.retries}",
+        "    option redispatch" if spec.redispatch else "    no option redispatch",
+        f"    option httpchk GET {spec.health_path}",
+        "    http-check expect status 200",
+        f"    server-template {spec.slot_prefix} 1-{spec.slots} {EMPTY_FQDN}:{EMPTY_PORT}"
+        f" init-addr last,{EMPTY_ADDRESS} check inter {inter} fastinter {inter}"
+        f" downinter {inter} rise {spec.rise} fall {spec.fall} weight {SLOT_WEIGHT}"
+        " disabled",
+    ]
 
 
 def save_server_state(runtime: HAProxyRuntime, state_file: Path) -> None:

@@ -14,6 +14,22 @@ found by its address (``Node.lb_target``). Transitions, all idempotent:
 | stage (blue-green) | set addr; enable health; state drain; health down         |
 | switch (blue-green)| one line: state ready (each green); state drain (each blue)|
 
+With a preview backend (``blue_green.preview``), the driver keeps it holding
+the main backend's idle side only: the nodes it holds in DRAIN (the staged
+green pool; after the switch, the warm blue one). A node leaves the preview
+BEFORE it serves or leaves the main backend (in the switch, in the same
+runtime-API line, after the main backend's commands), and joins it only AFTER
+the main backend holds it drained. A crash between two exchanges therefore
+leaves the preview holding idle nodes only (maybe fewer), never a node that
+serves or is gone; no reconciliation is needed for it to stay right.
+
+| call               | preview backend                                           |
+|--------------------|-----------------------------------------------------------|
+| stage, switch      | every main DRAIN node added (as ``add``); others removed  |
+| switch             | the ``ready`` nodes to MAINT in the switch's own line     |
+| add, remove,       | the node removed from the preview first (set_admin DRAIN  |
+| set_admin          | leaves it: a surge's drain is not an idle side)           |
+
 Why the detour through DRAIN and "health down": a server leaving MAINT is
 assumed UP by HAProxy before any check has run (status "UP 1/2", check "INI")
 and takes traffic at once. Leaving MAINT into DRAIN takes no new sessions;
@@ -32,7 +48,7 @@ from rollout.drivers.haproxy.config import EMPTY_ADDRESS, EMPTY_PORT, backend_sp
 from rollout.drivers.haproxy.parse import member
 from rollout.drivers.haproxy.runtime import HAProxyRuntime
 from rollout.errors import ConfigError, DriverError, TransientError
-from rollout.model import Admin, LbCapacity, Member, Node
+from rollout.model import Admin, LbCapacity, Member, Node, NodeState
 
 
 def slot_number(slot: str, prefix: str) -> int | None:
@@ -65,6 +81,7 @@ class HAProxyLoadBalancer:
         service_port: int,
         slot_prefix: str = "node",
         slots: int,
+        preview_backend: str | None = None,
     ) -> None:
         self.runtime = runtime
         self.backend = names.backend(backend, "HAProxy load balancer: backend")
@@ -73,6 +90,11 @@ class HAProxyLoadBalancer:
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
             raise ConfigError(f"HAProxy backend {backend!r}: slots must be ≥ 1 (got {slots!r})")
         self.slots = slots
+        # The preview's own slots (as many as the main backend's), driven as
+        # a backend of its own; never observed as the pool's members.
+        self.preview = None if preview_backend is None else HAProxyLoadBalancer(
+            runtime, preview_backend, service_port=service_port, slot_prefix=slot_prefix,
+            slots=slots)
 
     def capacity(self) -> LbCapacity:
         """The backend's fixed slots: a member needs a free one."""
@@ -87,6 +109,7 @@ class HAProxyLoadBalancer:
             service_port=spec.service_port,
             slot_prefix=spec.slot_prefix,
             slots=spec.slots,
+            preview_backend=spec.preview_backend,
         )
 
     def _where(self) -> str:
@@ -141,6 +164,7 @@ class HAProxyLoadBalancer:
         """Put ``node`` in a free slot, READY with checks on; health stays DOWN
         until HAProxy's own check passed ``rise`` times. Idempotent."""
         target = self._target(node)
+        self._preview_drop(target)
         members = self.members()
         held = slots_of(members, target)
         if held:
@@ -174,6 +198,7 @@ class HAProxyLoadBalancer:
             slot = held[0]
             if slot.admin is Admin.MAINT:
                 self._drained(slot.slot)
+            self._preview_sync()
             return self._slot(slot.slot)
         free = free_slot(members)
         if free is None:
@@ -185,6 +210,7 @@ class HAProxyLoadBalancer:
             )
         self.runtime.set_server_addr(self.backend, free.slot, target, self.service_port)
         self._drained(free.slot)
+        self._preview_sync()
         return self._slot(free.slot)
 
     def _drained(self, slot: str) -> None:
@@ -202,13 +228,22 @@ class HAProxyLoadBalancer:
         for node in ready:
             for slot in self._held(members, node):
                 if slot.admin is Admin.MAINT:
+                    self._preview_drop(slot.target)  # it serves before the line below
                     self._ready(slot.slot, slot.admin)
                 elif slot.admin is Admin.DRAIN:
                     changes.append((self.backend, slot.slot, Admin.READY))
         for node in drain:
             changes.extend((self.backend, slot.slot, Admin.DRAIN)
                            for slot in self._held(members, node) if slot.admin is Admin.READY)
+        if self.preview is not None:
+            # In the same line, after the main backend's commands: a node that
+            # now serves is out of the preview before anything else happens.
+            serving = {self._target(n) for n in ready}
+            changes.extend((self.preview.backend, m.slot, Admin.MAINT)
+                           for m in self.preview.members()
+                           if m.target in serving and m.admin is not Admin.MAINT)
         self.runtime.set_server_states(changes)
+        self._preview_sync()
 
     def _held(self, members: Sequence[Member], node: Node,
               hint: str = "stage the node in the load balancer first") -> list[Member]:
@@ -224,6 +259,8 @@ class HAProxyLoadBalancer:
     def set_admin(self, node: Node, admin: Admin) -> None:
         """READY, DRAIN or MAINT for every slot holding the node."""
         held = self._held(self.members(), node, hint="add the node to the load balancer first")
+        if admin is not Admin.DRAIN:
+            self._preview_drop(self._target(node))
         for slot in held:
             if slot.admin is admin:
                 continue
@@ -236,6 +273,7 @@ class HAProxyLoadBalancer:
         """MAINT, then point the slot back at the EMPTY address with checks off.
         A node in no slot is already removed."""
         target = self._target(node)
+        self._preview_drop(target)
         for slot in slots_of(self.members(), target):
             self.runtime.set_server_state(self.backend, slot.slot, "maint")
             self.runtime.set_server_addr(self.backend, slot.slot, EMPTY_ADDRESS, EMPTY_PORT)
@@ -252,3 +290,34 @@ class HAProxyLoadBalancer:
             wanted = slot.normal_weight if weight is None else weight
             if slot.weight != wanted or wanted is None:
                 self.runtime.set_weight(self.backend, slot.slot, weight)
+
+    # -- the preview backend (blue_green.preview) ---------------------------------
+
+    def preview_members(self) -> list[Member]:
+        """The preview backend's slots (none without a preview), for tests and
+        tools to look at; never counted among the pool's members."""
+        return [] if self.preview is None else self.preview.members()
+
+    def _preview_drop(self, target: str) -> None:
+        """Take ``target`` out of the preview (before it serves or goes)."""
+        if self.preview is not None:
+            for slot in slots_of(self.preview.members(), target):
+                self.preview.remove(_stand_in(slot))
+
+    def _preview_sync(self) -> None:
+        """The preview := the main backend's DRAIN nodes (the idle side)."""
+        if self.preview is None:
+            return
+        idle = {m.target: m for m in self.members() if m.target and m.admin is Admin.DRAIN}
+        for slot in self.preview.members():
+            if slot.target and slot.target not in idle:
+                self.preview.remove(_stand_in(slot))
+        for main in idle.values():
+            self.preview.add(_stand_in(main))
+
+
+def _stand_in(member: Member) -> Node:
+    """A Node naming a slot's target, for the preview (which only needs that)."""
+    return Node(name=member.slot, address=member.target, role="", env="", image_id="",
+                image_version="", state=NodeState.RUNNING, created_at=0.0,
+                target=member.target)
