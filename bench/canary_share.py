@@ -9,8 +9,15 @@ subnet and port) and bakes two images if missing. Then, for each weight and
 ``--runs`` times, ``rollout run --canary-weight W --soak S`` to the other image
 under a steady load through the frontend (rollout.testing.loadgen, each answer
 names the node that served it): once the canary's weight step is journaled, a
-second load stream counts who answered until shortly before the soak ends. The
-share is the canary node's answers over all answers of that window.
+window opens and lasts until shortly before the soak ends. The share is the
+canary node's part of the requests HAProxy sent to the backend in that window,
+from the difference of each server's session counter (``stot``) at its two
+ends: what the weights decide, whatever client sent the requests.
+
+A second load stream counts who answered it through the window too (each answer
+names its node): one client's view, printed beside it. The two streams share
+one round-robin sequence, so one stream's count is a sample of the LB's split,
+not the split itself; the counters are.
 
 After every run it checks that each HAProxy slot has its configured weight
 again, and counts failed requests over the whole run. Writes
@@ -61,6 +68,15 @@ def weights_now(lab: LabHandle, canary: str) -> dict[str, Any]:
     return {"serving": serving, "expected_share": round(100.0 * mine / total, 2) if total else None}
 
 
+def sessions_now(lab: LabHandle) -> dict[str, int]:
+    """Each backend member's cumulative session count (HAProxy's ``stot``), by
+    node name: in HTTP mode every request to a server counts one."""
+    drivers = Workspace.open(lab.project, "lab", lab.data.root).drivers(ROLE)
+    names = {n.lb_target: n.name for n in drivers.provider.list()}
+    return {names.get(m.target, m.slot): m.total_sessions for m in drivers.lb.members()
+            if m.target}
+
+
 def one_run(lab: LabHandle, target: str, weight: int, soak: float,
             rate: float) -> dict[str, Any]:
     with Load(lab.frontend, concurrency=4, rate=rate, timeout=5.0) as load:
@@ -83,11 +99,13 @@ def one_run(lab: LabHandle, target: str, weight: int, soak: float,
             raise SystemExit(f"the run ended before its weight step: {run.communicate()[1]}")
         window = Load(lab.frontend, concurrency=4, rate=rate, timeout=5.0,
                       keep_bodies=True).start()
+        before = sessions_now(lab)
         until = time.time() + max(1.0, soak - MARGIN - (time.time() - stepped))
         seen = []  # HAProxy's weights, sampled through the window
         while time.time() < until:
             seen.append(weights_now(lab, canary))
             time.sleep(min(3.0, max(0.0, until - time.time())))
+        after = sessions_now(lab)
         counted = window.stop()
         counted_seconds = round(counted.duration, 1)
         _, err = run.communicate(timeout=900)
@@ -96,8 +114,13 @@ def one_run(lab: LabHandle, target: str, weight: int, soak: float,
         raise SystemExit(f"the run exited {run.returncode}: {err[-800:]}")
     total = sum(counted.bodies.values())
     served = sum(n for body, n in counted.bodies.items() if body.startswith(f"node={canary} "))
+    per_node = {name: after[name] - before.get(name, 0) for name in after}
+    lb_total = sum(per_node.values())
     report = load.report
-    return {"weight": weight, "share": round(100.0 * served / total, 2) if total else None,
+    return {"weight": weight,
+            "share": round(100.0 * per_node.get(canary, 0) / lb_total, 2) if lb_total else None,
+            "lb_requests": per_node,
+            "client_share": round(100.0 * served / total, 2) if total else None,
             "canary_answers": served, "answers": total, "window_s": counted_seconds,
             "failed": report.failed + counted.failed, "requests": report.requests,
             "off_weight_after": off_weight(lab),
@@ -142,6 +165,7 @@ def main() -> int:
         median = statistics.median(shares) if shares else None
         within = bool(shares) and all(abs(s - weight) <= 3.0 for s in shares)
         per_weight[str(weight)] = {"shares": shares, "median": median,
+                                   "client_shares": [r.get("client_share") for r in mine],
                                    "failed": sum(r["failed"] for r in mine),
                                    "requests": sum(r["requests"] for r in mine),
                                    "weights_restored": all(not r["off_weight_after"]
@@ -160,9 +184,11 @@ def main() -> int:
     path = _results.write(
         "canary_share", "bench/canary_share.py",
         {"goals": goals, "weights": per_weight},
-        describe={"share": "the canary node's share (%) of the answers counted from the "
-                           "weight step until shortly before the soak ends, from the response "
-                           "bodies that name the node",
+        describe={"share": "the canary node's share (%) of the requests HAProxy sent to the "
+                           "backend from the weight step until shortly before the soak ends, "
+                           "from each server's session counter (stot) at both ends",
+                  "client_share": "the same window as one of the two load streams saw it, "
+                                  "from the response bodies that name the node",
                   "weights_restored": "after the run every HAProxy slot has its configured "
                                       "weight"},
         host_at_start=host_at_start, out=args.out,

@@ -267,12 +267,16 @@ def render_canary_share(entries: dict[str, Any]) -> list[str]:
             runs = [r for r in f.get("runs", []) if str(r.get("weight")) == weight]
             expected = sorted({e for r in runs for e in r.get("expected_shares", [])})
             goal = goals.get(f"canary share at weight {weight}")
+            client = [x for x in w.get("client_shares", []) if x is not None]
             rows.append([f"{weight} %", ", ".join(f"{x:g}" for x in w["shares"]),
                          ", ".join(f"{x:g}" for x in expected) or "-",
+                         ", ".join(f"{x:g}" for x in client) or "-",
                          goal_cell(goal) if goal else f"{w['median']}",
                          f"{w['failed']} of {w['requests']:,}",
                          "yes" if w["weights_restored"] else "**no**"])
-        lines += _table(["weight", "share per run (%)", "share HAProxy's weights give (%)",
+        lines += _table(["weight", "share per run, HAProxy's counters (%)",
+                         "share HAProxy's weights give (%)",
+                         "one load stream's view (%)",
                          "median (goal: weight ± 3 points in every run)", "failed requests",
                          "weights restored"], rows)
         lines += ["", f"- {len(f.get('runs', []))} runs of a {f.get('pool')}-node pool, each "
