@@ -89,3 +89,45 @@ def test_a_booting_node_is_probed_at_most_once_per_poll_interval(tmp_path: Path)
     for name, times in probes.items():
         gaps = [b - a for a, b in itertools.pairwise(times)]
         assert len(times) <= 6 and min(gaps) >= 0.4 * 0.9, f"{name} probed {gaps} apart"
+
+
+def test_a_not_ready_answer_does_not_start_a_pass(tmp_path: Path) -> None:
+    """A probe that says "not ready" again is no news: the loop collects it at
+    its next poll instead of deciding over the whole pool once per answer.
+    8 nodes boot for 2.4 s with probes of 0.02-0.3 s and a 0.4 s poll: the
+    loop looks at the pool about once per poll while they boot (each look is a
+    provider list), not once per answer (8 answers per poll: about 50 looks)."""
+    clock = _RealClock()
+    lists: list[float] = []
+    ready_at: list[float] = []
+    delays: dict[str, int] = {}
+
+    def pace(op: str, name: str) -> None:
+        if op == "list":
+            lists.append(time.monotonic())
+        if op == "readiness":  # each node's probe its own length, so answers come apart
+            time.sleep(0.02 + 0.04 * delays.setdefault(name, len(delays)))
+
+    provider = FakeProvider(clock, boot_time=2.4, pace=pace)
+    old, new = image("web", "1.0.0", 1.0), image("web", "2.0.0", 2.0)
+    lb = FakeLoadBalancer(clock, provider, rise=0, interval=0.0, drain_time=0.0)
+    provider.pace = None
+    lb.seed(provider.seed(8, old))
+    provider.pace = pace
+    settings = pool_settings(pool_size=8, batch_size=8, canary=0)
+    ctl = Controller(pool=Pool("lab", "web", settings, tmp_path / "web.yml"),
+                     provider=provider, lb=lb, smoke=FakeSmokeRunner(clock, duration=0.0),
+                     journal=Journal(tmp_path / "j.sqlite", durable=False), clock=clock,
+                     poll_interval=0.4, workers=8,
+                     on_event=lambda e: ready_at.append(time.monotonic())
+                     if e.kind == "step_started" and getattr(e, "step", "") == "smoke" else None)
+    started = time.monotonic()
+    result = ctl.run(new)
+    assert str(result.status) == "succeeded"
+    assert ready_at, "no smoke test started"
+    # From the first launch to the first smoke (the boot): at most one look
+    # per poll plus one per finished launch (8) and a few for the outcomes.
+    booting = [t for t in lists if started < t < ready_at[0]]
+    polls = (ready_at[0] - started) / 0.4
+    assert len(booting) <= polls + 8 + 4, (
+        f"{len(booting)} looks at the pool in {ready_at[0] - started:.1f}s of boot")
