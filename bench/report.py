@@ -43,7 +43,10 @@ def stamp() -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO,
                                 capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # The results and this file change with every bench run: only other
+        # uncommitted changes make the code the figures came from unknown.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)bench/results", ":(exclude)docs/BENCHMARKS.md"],
                                cwd=REPO, capture_output=True, text=True, check=True).stdout
         commit += "+dirty" if dirty.strip() else ""
     except (OSError, subprocess.CalledProcessError):
