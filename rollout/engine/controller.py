@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent import futures
@@ -68,7 +67,7 @@ from rollout.errors import (
     UnfinishedRolloutError,
 )
 from rollout.events import Event, RollbackRequested, RolloutStarted, StepFinished, StepStarted
-from rollout.model import Image, Readiness
+from rollout.model import Image
 from rollout.protocols import (
     Analyzer,
     Clock,
@@ -443,20 +442,19 @@ class Controller:
     def _pause(self, inflight: dict[futures.Future[Outcome], Flight]) -> None:
         if any(f.done() for f in inflight):
             return
-        # A readiness probe that answers with news (ready, failed, a setup
-        # step to take) is a change too: waking on it (not at the next poll)
-        # starts the smoke test at once. A "not ready" again is not news: the
-        # next pass collects it, at the poll, as it would have started the
-        # node's next probe then anyway.
+        # A readiness probe answering is a change too: waking on it (not at
+        # the next poll) starts the next probe, or the smoke test, at once.
         probes = self.observer.running()
         if inflight:
             waiting: list[futures.Future[Any]] = [*inflight, *probes]
-            done = _first_news(waiting, self.poll_interval)
+            done, _ = futures.wait(waiting, timeout=self.poll_interval,
+                                   return_when=futures.FIRST_COMPLETED)
             if done and self.gather > 0:
                 futures.wait(waiting, timeout=self.gather, return_when=futures.ALL_COMPLETED)
         elif probes:
             started = self.clock.now()
-            done = _first_news(list(probes), self.poll_interval)
+            done, _ = futures.wait(probes, timeout=self.poll_interval,
+                                   return_when=futures.FIRST_COMPLETED)
             if done and self.gather > 0:
                 futures.wait(probes, timeout=self.gather, return_when=futures.ALL_COMPLETED)
             if not done:
@@ -533,36 +531,3 @@ class Controller:
 
     def _conclude(self, state: RolloutState) -> RolloutResult:
         return conclude(state, self.journal.wait_totals(state.id), self.clock.now())
-
-
-def _news(future: futures.Future[Any]) -> bool:
-    """Whether a finished future is worth a pass now: an action's outcome
-    always is; a probe's answer when it says ready, failed or a setup step
-    (or raised: the pass re-raises it)."""
-    if future.exception() is not None:
-        return True
-    answer = future.result()
-    if not isinstance(answer, Readiness):
-        return True
-    return answer.ready or answer.failed or answer.setup is not None
-
-
-def _first_news(waiting: Sequence[futures.Future[Any]], timeout: float,
-                ) -> set[futures.Future[Any]]:
-    """Wait, at most ``timeout`` real seconds, until one of ``waiting`` finishes
-    with news (see :func:`_news`); the finished ones then, or an empty set when
-    the time ran out or all finished without news."""
-    deadline = time.monotonic() + timeout
-    pending = set(waiting)
-    while pending:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        done, pending = futures.wait(pending, timeout=left,
-                                     return_when=futures.FIRST_COMPLETED)
-        if not done:
-            break
-        if any(_news(f) for f in done):
-            return done
-    return set()
-

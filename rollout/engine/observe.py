@@ -120,8 +120,7 @@ class Observer:
 
     def running(self) -> list[futures.Future[Readiness]]:
         """The probes still running, so the controller's pause can end the
-        moment one answers with news (ready, failed, a setup step) instead of
-        at its next poll."""
+        moment one answers instead of at its next poll."""
         return [f for f in self._probes.values() if not f.done()]
 
     def _list_both(self, concurrent: bool) -> tuple[list[Node], list[Member]]:
