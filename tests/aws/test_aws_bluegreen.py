@@ -74,6 +74,17 @@ class Rig:
     def in_service(self) -> set[str]:
         return {m.target for m in self.lb.members() if m.in_service}
 
+    def killed_after_switch(self, image: Any) -> None:
+        """Run to ``image`` and kill the controller the moment the traffic
+        switched, blue still warm."""
+        def kill(event: Event) -> None:
+            if isinstance(event, TrafficSwitched):
+                raise Crash("killed while blue is warm")
+
+        self.controller.on_event = kill
+        with pytest.raises(Crash):
+            self.controller.run(image)
+
 
 def bluegreen(tmp_path: Path, world: AwsWorld, **kw: Any) -> Rig:
     return Rig(world, tmp_path, strategy="blue_green", scale_down_delay=DELAY, **kw)
@@ -142,14 +153,7 @@ def test_rollback_within_the_delay_flips_the_listener_back(
     blue = world.registered()
     rig = bluegreen(tmp_path, world)
     rig.clock.advance(10.0)
-
-    def kill_after_switch(event: Event) -> None:
-        if isinstance(event, TrafficSwitched):
-            raise Crash("killed while blue is warm")
-
-    rig.controller.on_event = kill_after_switch
-    with pytest.raises(Crash):
-        rig.controller.run(world.new)
+    rig.killed_after_switch(world.new)
     assert world.forward()[world.alternate_arn] == 1  # on green, blue warm
 
     back = bluegreen(tmp_path, world, clock=rig.clock, health=rig.health)

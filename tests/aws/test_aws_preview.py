@@ -116,14 +116,7 @@ def test_after_a_rollback_the_preview_shows_green_again(
     blue = world.registered()
     rig = previewed(tmp_path, world)
     rig.clock.advance(10.0)
-
-    def kill_after_switch(event: Event) -> None:
-        if isinstance(event, TrafficSwitched):
-            raise Crash("killed while blue is warm")
-
-    rig.controller.on_event = kill_after_switch
-    with pytest.raises(Crash):
-        rig.controller.run(world.new)
+    rig.killed_after_switch(world.new)
     assert previews(world) == world.target_group_arn  # warm blue
 
     back = previewed(tmp_path, world, clock=rig.clock, health=rig.health)
