@@ -194,7 +194,7 @@ def render_under_load(entries: dict[str, Any]) -> list[str]:
                   f"{', '.join(f'{b:.1f} s' for b in bakes)}; settle waits at most "
                   f"{f['settle_waits']['max']:g} s; rollout's wall ÷ observed phase time "
                   f"{f['tools']['rollout'].get('wall_over_phases_median')} (median); host load at "
-                  f"the end {', '.join(str(x) for x in f.get('load_at_end', []))}."]
+                  f"the end {_load_at_end(f)}."]
         for p in f["pipelines"]:
             steps = p.get("rollouts") or p.get("playbooks") or []
             lines.append(f"- Run {p['run']}, {p['kind']}: pipeline {p['pipeline']:.1f} s ("
@@ -254,7 +254,7 @@ def render_overhead(entries: dict[str, Any]) -> list[str]:
         lines += ["", f"- {len(runs)} runs of a {f['pool']['nodes']}-node pool "
                   f"({f['pool']['strategy']}, batch {f['pool']['batch_size']}, canary "
                   f"{f['pool']['canary']}) at {f['rate']:g} req/s; host load at the end "
-                  f"{', '.join(str(x) for x in f.get('load_at_end', []))}."]
+                  f"{_load_at_end(f)}."]
     return lines
 
 
@@ -285,8 +285,13 @@ def render_canary_share(entries: dict[str, Any]) -> list[str]:
         lines += ["", f"- {len(f.get('runs', []))} runs of a {f.get('pool')}-node pool, each "
                   f"weight step held {f.get('soak'):g} s; two load streams of {f.get('rate'):g} "
                   f"req/s; host load at the end "
-                  f"{', '.join(str(x) for x in f.get('load_at_end', []))}."]
+                  f"{_load_at_end(f)}."]
     return lines
+
+
+def _load_at_end(figures: dict[str, Any]) -> str:
+    """The host's load averages at a bench's end, as a table note writes them."""
+    return ", ".join(str(x) for x in figures.get("load_at_end", []))
 
 
 def render_generic(entries: dict[str, Any]) -> list[str]:
