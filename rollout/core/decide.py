@@ -21,6 +21,7 @@ from rollout.core.members import SERVES, readd_missing
 from rollout.core.phases import Decision, Pass, advance, node_name
 from rollout.core.release import batch_events, fail_rollout, release_batches, start_pending, wait
 from rollout.core.state import (
+    IDLE,
     MAX_RETRIES,
     Action,
     AddMember,
@@ -111,8 +112,9 @@ def decide(
     run = Pass(state, world, now, busy)
     _check_rollout(run)
     bluegreen.step(run)  # the side first: it may hold every replacement this pass
-    for i in range(len(run.reps)):
-        advance(run, i)
+    for i, rep in enumerate(run.reps):
+        if rep.phase not in IDLE:  # advance() returns at once for the others
+            advance(run, i)
     release_batches(run)
     _check_rollout(run)
     if lifecycle.before_rollout(run):

@@ -19,7 +19,7 @@ added; a member an operator set to DRAIN or MAINT is left as it is.
 from __future__ import annotations
 
 from rollout.core.decision import Pass
-from rollout.core.state import AddMember, Phase, Replacement
+from rollout.core.state import AddMember, Phase
 from rollout.model import NodeState
 
 #: Settled phases whose node must be in the LB, and which side of the
@@ -32,21 +32,23 @@ SERVES: dict[Phase, bool] = {
 }
 
 
-def _serving(rep: Replacement) -> str:
-    return rep.new_name if SERVES[rep.phase] else rep.old_name
-
-
 def readd_missing(run: Pass) -> None:
     """Emit an AddMember for every settled replacement whose serving node runs
     but is not in the LB (one action per replacement, as for every action)."""
     if run.halted or run.state.stopping or run.state.aborting:
         return
     acting = run.busy | {a.index for a in run.actions}
+    # This looks at every replacement of the pool in every pass, so it reads
+    # the world's maps directly: a node that is not RUNNING (GONE and
+    # REMOVING included) is skipped, as Pass.node would hide those anyway.
+    nodes, members = run.world.nodes, run.world.members
     for i, rep in enumerate(run.reps):
-        if rep.phase not in SERVES or i in acting:
+        new_serves = SERVES.get(rep.phase)
+        if new_serves is None or i in acting:
             continue
-        node = run.node(_serving(rep))
+        node = nodes.get(rep.new_name if new_serves else rep.old_name)
         if node is None or node.state is not NodeState.RUNNING:
             continue
-        if run.member(node.lb_target) is None:
+        target = node.lb_target
+        if not target or target not in members:
             run.act(i, AddMember, node)

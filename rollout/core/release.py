@@ -127,8 +127,11 @@ def start_pending(run: Pass) -> None:
 def batch_events(run: Pass) -> None:
     """One BatchDone event per batch whose replacements all ended."""
     done = set(run.state.batches_done)
-    for batch in sorted({r.batch for r in run.reps} - done):
-        reps = [r for r in run.reps if r.batch == batch]
+    open_batches: dict[int, list[Replacement]] = {}
+    for r in run.reps:
+        if r.batch not in done:
+            open_batches.setdefault(r.batch, []).append(r)
+    for batch, reps in sorted(open_batches.items()):
         if all(r.phase.terminal for r in reps) and not any(
             r.phase is Phase.SKIPPED for r in reps
         ):

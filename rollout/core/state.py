@@ -122,7 +122,15 @@ class Phase(StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self in (Phase.DONE, Phase.RESTORED, Phase.SKIPPED)
+        return self in TERMINAL
+
+
+#: The phases a replacement ends in.
+TERMINAL = frozenset({Phase.DONE, Phase.RESTORED, Phase.SKIPPED})
+#: The phases in which a decision pass has nothing to do for a replacement
+#: (it has not started, or it ended): set lookups, as a pass asks this of
+#: every replacement of a 1,000-node pool.
+IDLE = TERMINAL | {Phase.PENDING}
 
 
 class RestoreReason(StrEnum):
@@ -173,7 +181,7 @@ class Replacement:
 
     @property
     def active(self) -> bool:
-        return not self.phase.terminal and self.phase is not Phase.PENDING
+        return self.phase not in IDLE
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ here, and nowhere else:
 | anything else (a bug)            | propagates: an internal error             |
 
 Probes cannot stall the loop. With ``concurrent`` (the CLI's controller), each
-probe runs in a daemon thread of its own and the pass waits for it at most
+probe runs in a daemon thread of its own (kept for the next probe once it
+answers) and the pass waits for it at most
 ``probe_wait`` seconds; a probe still running then is left out of this pass's
 world (the core reads that as "no answer yet" and keeps its own deadlines)
 and its answer is taken by a later pass. So a node that answers one byte a
@@ -29,6 +30,7 @@ tests deterministic.
 from __future__ import annotations
 
 import math
+import queue
 import threading
 from collections.abc import Callable
 from concurrent import futures
@@ -131,7 +133,7 @@ class Observer:
         either way; the core reads any interleaving of the two."""
         if not concurrent:
             return self.provider.list(), self.lb.members()
-        asked = _in_thread(self.lb.members, "members")
+        asked = _in_thread(self.lb.members)
         try:
             nodes = self.provider.list()
         finally:
@@ -139,7 +141,7 @@ class Observer:
         return nodes, asked.result()
 
     def _start_probe(self, node: Node) -> futures.Future[Readiness]:
-        return _in_thread(lambda: self.probe(node), f"probe-{node.name}")
+        return _in_thread(lambda: self.probe(node))
 
     def probe(self, node: Node) -> Readiness:
         """One readiness probe. A transient error is a probe to repeat; another
@@ -152,17 +154,61 @@ class Observer:
             return Readiness(False, f"probe failed: {exc}", failed=True)
 
 
-def _in_thread(call: Callable[[], T], name: str) -> futures.Future[T]:
-    """``call()`` in a daemon thread of its own, not a pool's: a stopping
-    controller (and the process) must not wait for a probe that hangs until
-    its deadline."""
-    future: futures.Future[T] = futures.Future()
+class _Threads:
+    """Daemon threads that run calls and are kept for the next ones.
 
-    def run() -> None:
-        try:
-            future.set_result(call())
-        except BaseException as exc:  # handed to the loop, which re-raises it
-            future.set_exception(exc)
+    A probe needs a thread of its own while it runs (one that hangs until its
+    deadline must not hold up another), and a daemon one (a stopping
+    controller, and the process, never wait for it). A 1,000-node pool starts
+    tens of thousands of probes, though, and a new thread for each cost the
+    loop more CPU than the probes' bookkeeping: an idle thread takes the next
+    call, and a new one starts only when none is idle. An idle thread ends
+    after ``linger`` seconds without a call."""
 
-    threading.Thread(target=run, name=name, daemon=True).start()
-    return future
+    def __init__(self, linger: float = 30.0) -> None:
+        self.linger = linger
+        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # threads waiting for a call, or about to
+
+    def submit(self, call: Callable[[], T]) -> futures.Future[T]:
+        future: futures.Future[T] = futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(call())
+            except BaseException as exc:  # handed to the loop, which re-raises it
+                future.set_exception(exc)
+
+        with self._lock:
+            reuse = self._idle > 0
+            if reuse:
+                self._idle -= 1  # this call is that thread's
+        self._calls.put(run)
+        if not reuse:
+            threading.Thread(target=self._serve, name="observe", daemon=True).start()
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                call = self._calls.get(timeout=self.linger)
+            except queue.Empty:
+                with self._lock:
+                    # Claimed by a submit that is about to put its call? Then
+                    # take it; otherwise leave, no longer counted as idle.
+                    if self._calls.empty() and self._idle > 0:
+                        self._idle -= 1
+                        return
+                continue
+            call()
+            with self._lock:
+                self._idle += 1
+
+
+_THREADS = _Threads()
+
+
+def _in_thread(call: Callable[[], T]) -> futures.Future[T]:
+    """``call()`` in a daemon thread of its own while it runs (see _Threads)."""
+    return _THREADS.submit(call)
