@@ -17,6 +17,7 @@ from scratch on resume), RETIRING ones finish, the rollout is recorded
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import uuid
@@ -244,6 +245,10 @@ class Controller:
         pool = futures.ThreadPoolExecutor(self.workers) if self.workers > 0 else None
         inflight: dict[futures.Future[Outcome], Flight] = {}
         abandoned = False  # smoke tests a stop left running (see rollout.engine.flights)
+        # Operator requests (pause, continue) are read at most once per poll
+        # interval: a pass may come every few milliseconds, a person's request
+        # can wait that long, and the read is a query per pass.
+        asked = -math.inf
         try:
             while True:
                 state = self._collect(state, inflight)
@@ -256,7 +261,8 @@ class Controller:
                 if state.stopping:
                     abandoned = abandon_smokes(state, inflight, self.journal, self.clock,
                                                self.on_event) or abandoned
-                if running:
+                if running and self.clock.now() - asked >= self.poll_interval:
+                    asked = self.clock.now()
                     state = self._requests(state)
                 state, world = self._look(state, pool)
                 if running and self.doorbell is not None:

@@ -7,10 +7,12 @@ from __future__ import annotations
 import itertools
 import time
 from pathlib import Path
+from typing import Any
 
 from rollout.config import Pool
 from rollout.engine.controller import Controller
 from rollout.store.journal import Journal
+from rollout.store.requests import OperatorRequest
 from rollout.testing import (
     FakeClock,
     FakeLoadBalancer,
@@ -89,3 +91,49 @@ def test_a_booting_node_is_probed_at_most_once_per_poll_interval(tmp_path: Path)
     for name, times in probes.items():
         gaps = [b - a for a, b in itertools.pairwise(times)]
         assert len(times) <= 6 and min(gaps) >= 0.4 * 0.9, f"{name} probed {gaps} apart"
+
+
+class _CountingJournal(Journal):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, durable=False)
+        self.reads: list[float] = []
+
+    def open_requests(self, rollout_id: str) -> list[OperatorRequest]:
+        self.reads.append(time.monotonic())
+        return super().open_requests(rollout_id)
+
+
+def test_operator_requests_are_read_once_per_poll_interval_not_per_pass(
+        tmp_path: Path) -> None:
+    """Probe answers wake the loop many times per poll interval; the query for
+    pause and continue requests runs at most once per interval all the same."""
+    clock = _RealClock()
+
+    def pace(op: str, name: str) -> None:
+        if op == "readiness":
+            time.sleep(0.05)
+
+    provider = FakeProvider(clock, boot_time=1.2, pace=pace)
+    old, new = image("web", "1.0.0", 1.0), image("web", "2.0.0", 2.0)
+    lb = FakeLoadBalancer(clock, provider, rise=0, interval=0.0, drain_time=0.0)
+    provider.pace = None
+    lb.seed(provider.seed(8, old))
+    provider.pace = pace
+    journal = _CountingJournal(tmp_path / "j.sqlite")
+    ctl = Controller(pool=Pool("lab", "web", pool_settings(pool_size=8, batch_size=8, canary=0),
+                               tmp_path / "web.yml"),
+                     provider=provider, lb=lb, smoke=FakeSmokeRunner(clock, duration=0.0),
+                     journal=journal, clock=clock, poll_interval=0.4, workers=8)
+    passes = 0
+    observe = ctl.observer.observe
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal passes
+        passes += 1
+        return observe(*args, **kwargs)
+
+    ctl.observer.observe = counted  # type: ignore[method-assign]
+    assert str(ctl.run(new).status) == "succeeded"
+    gaps = [b - a for a, b in itertools.pairwise(journal.reads)]
+    assert journal.reads and min(gaps) >= 0.4 * 0.9, f"requests read {gaps} apart"
+    assert passes > 2 * len(journal.reads), (passes, len(journal.reads))  # the loop woke more
