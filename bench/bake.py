@@ -1,6 +1,6 @@
 """Time image bakes on a cached base: the median of several runs, with phases.
 
-    sudo .venv/bin/python bench/bake.py --runs 3 [--incremental] \\
+    .venv/bin/python bench/bake.py --runs 3 [--incremental] \\
         [--data-dir /var/tmp/rollout-bench] [--bridge rbench0 --subnet 10.233.0.0/24]
 
 Each run bakes the web role (with the smoke gate) in a throwaway copy of the

@@ -1,6 +1,6 @@
 """Blue-green switch and rollback switch times on the lab, under steady load.
 
-    sudo .venv/bin/python bench/bluegreen_switch.py --runs 3 [--pool 4] [--rate 1000] \\
+    .venv/bin/python bench/bluegreen_switch.py --runs 3 [--pool 4] [--rate 1000] \\
         --bridge rbench2 --subnet 10.231.247.0/24 --port 18247 \\
         --data-dir /var/tmp/rollout-bench-bg --base-cache /var/lib/rollout/base
 

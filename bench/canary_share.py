@@ -1,6 +1,6 @@
 """The weighted canary's share of the traffic on the lab, under steady load.
 
-    sudo .venv/bin/python bench/canary_share.py --runs 3 --weights 10,25 \\
+    .venv/bin/python bench/canary_share.py --runs 3 --weights 10,25 \\
         --bridge rbench3 --subnet 10.231.246.0/24 --port 18246 \\
         --data-dir /var/tmp/rollout-bench-canary --base-cache /var/lib/rollout/base
 

@@ -1,7 +1,7 @@
 """Time `lab up`: cold (nothing running; base and images cached unless the data
 dir is new) and warm (everything already up; the median of several runs).
 
-    sudo .venv/bin/python bench/lab_up.py --bridge rlab1 --subnet 10.231.1.0/24 \\
+    .venv/bin/python bench/lab_up.py --bridge rlab1 --subnet 10.231.1.0/24 \\
         --port 18080 --data-dir /var/tmp/rollout-bench --runs 5
 
 Also reports node boot times (start to SSH, to `systemctl is-system-running`

@@ -1,6 +1,6 @@
 """Bench `rollout run` on the real lab under steady load through HAProxy's frontend.
 
-    sudo .venv/bin/python bench/rollout_overhead.py --bridge rbench1 --subnet 10.231.248.0/24 \\
+    .venv/bin/python bench/rollout_overhead.py --bridge rbench1 --subnet 10.231.248.0/24 \\
         --port 18248 --data-dir /var/tmp/rollout-bench --runs 3 --rate 500
 
 Brings a lab up (4 web nodes), bakes two bench versions if the data dir lacks

@@ -1,6 +1,6 @@
 """rollout vs the Ansible rolling update, on the lab, under steady HTTP load.
 
-    sudo .venv/bin/python bench/rollout_under_load.py --runs 3 \\
+    .venv/bin/python bench/rollout_under_load.py --runs 3 \\
         --bridge rbench1 --subnet 10.231.248.0/24 --port 18248 \\
         --data-dir /var/tmp/rollout-bench-load --base-cache /var/lib/rollout/base
 
