@@ -16,6 +16,7 @@ from rollout.core.decision import Decision, Pass, node_name
 from rollout.core.lifecycle import node_hook
 from rollout.core.restore import restoring
 from rollout.core.state import (
+    IDLE,
     AddMember,
     Launch,
     Phase,
@@ -38,7 +39,7 @@ def advance(run: Pass, i: int) -> None:
     """Move replacement ``i`` through as many phases as the world allows."""
     for _ in range(16):
         rep = run.reps[i]
-        if i in run.busy or i in run.held or rep.phase.terminal or rep.phase is Phase.PENDING:
+        if i in run.busy or i in run.held or rep.phase in IDLE:
             return
         if run.halted:
             return

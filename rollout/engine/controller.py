@@ -261,8 +261,8 @@ class Controller:
                 if state.stopping:
                     abandoned = abandon_smokes(state, inflight, self.journal, self.clock,
                                                self.on_event) or abandoned
-                if running and self.clock.now() - asked >= self.poll_interval:
-                    asked = self.clock.now()
+                if running and (now := self.clock.now()) - asked >= self.poll_interval:
+                    asked = now
                     state = self._requests(state)
                 state, world = self._look(state, pool)
                 if running and self.doorbell is not None:

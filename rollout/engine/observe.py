@@ -16,15 +16,14 @@ here, and nowhere else:
 
 Probes cannot stall the loop. With ``concurrent`` (the CLI's controller), each
 probe runs in a daemon thread of its own (kept for the next probe once it
-answers) and the pass waits for it at most
-``probe_wait`` seconds; a probe still running then is left out of this pass's
-world (the core reads that as "no answer yet" and keeps its own deadlines)
-and its answer is taken by a later pass. So a node that answers one byte a
-second delays neither a stop request nor a deadline check by more than
-``probe_wait``, and a stopping controller never waits for such a probe (it
-ends by its own total deadline, see :mod:`rollout.drivers.probe`). Without
-``concurrent`` (``workers=0``), probes run inline, which keeps fake-clock
-tests deterministic.
+answers) and the pass waits for it at most ``probe_wait`` seconds; a probe
+still running then is left out of this pass's world (the core reads that as
+"no answer yet" and keeps its own deadlines) and its answer is taken by a
+later pass. So a node that answers one byte a second delays neither a stop
+request nor a deadline check by more than ``probe_wait``, and a stopping
+controller never waits for such a probe (it ends by its own total deadline,
+see :mod:`rollout.drivers.probe`). Without ``concurrent`` (``workers=0``),
+probes run inline, which keeps fake-clock tests deterministic.
 """
 
 from __future__ import annotations

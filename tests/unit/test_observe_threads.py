@@ -11,8 +11,8 @@ import pytest
 from rollout.engine.observe import _Threads
 
 
-def _alive(ident: int) -> bool:
-    return any(t.ident == ident for t in threading.enumerate())
+def _alive(native_id: int) -> bool:
+    return any(t.native_id == native_id for t in threading.enumerate())
 
 
 def test_calls_one_after_another_reuse_one_thread() -> None:
@@ -41,11 +41,11 @@ def test_calls_at_once_each_get_a_thread() -> None:
 
 def test_an_idle_thread_ends_after_its_linger() -> None:
     threads = _Threads(linger=0.05)
-    ident = threads.submit(threading.get_ident).result(timeout=5)
+    native_id = threads.submit(threading.get_native_id).result(timeout=5)
     deadline = time.monotonic() + 5
-    while _alive(ident) and time.monotonic() < deadline:
+    while _alive(native_id) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert not _alive(ident)
+    assert not _alive(native_id)
     assert threads.submit(lambda: 7).result(timeout=5) == 7  # a new one starts
 
 

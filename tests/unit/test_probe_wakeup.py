@@ -11,6 +11,7 @@ from typing import Any
 
 from rollout.config import Pool
 from rollout.engine.controller import Controller
+from rollout.model import Image
 from rollout.store.journal import Journal
 from rollout.store.requests import OperatorRequest
 from rollout.testing import (
@@ -34,24 +35,39 @@ class _RealClock(FakeClock):
             time.sleep(seconds)
 
 
-def test_a_probe_answer_wakes_the_loop_before_the_poll_interval(tmp_path: Path) -> None:
+def _rollout(tmp_path: Path, *, nodes: int, boot_time: float, probe_cost: float,
+             poll: float, workers: int, journal: Journal | None = None,
+             probes: dict[str, list[float]] | None = None,
+             ) -> tuple[Controller, FakeProvider, Image]:
+    """A controller on the real clock over ``nodes`` fake nodes booting for
+    ``boot_time``, each readiness probe taking ``probe_cost`` seconds (and its
+    start recorded in ``probes``), and the image to roll out."""
     clock = _RealClock()
 
     def pace(op: str, name: str) -> None:
         if op == "readiness":
-            time.sleep(0.3)  # a probe that costs time, like the lab's
+            if probes is not None:
+                probes.setdefault(name, []).append(time.monotonic())
+            time.sleep(probe_cost)
 
-    provider = FakeProvider(clock, boot_time=0.0, pace=pace)
+    provider = FakeProvider(clock, boot_time=boot_time, pace=pace)
     old, new = image("web", "1.0.0", 1.0), image("web", "2.0.0", 2.0)
     lb = FakeLoadBalancer(clock, provider, rise=0, interval=0.0, drain_time=0.0)
-    provider.pace = None
-    lb.seed(provider.seed(1, old))
+    provider.pace = None  # seeding is not part of the rollout
+    lb.seed(provider.seed(nodes, old))
     provider.pace = pace
-    poll = 3.0
-    ctl = Controller(pool=Pool("lab", "web", pool_settings(pool_size=1), tmp_path / "web.yml"),
+    settings = pool_settings(pool_size=nodes, batch_size=nodes, canary=0)
+    ctl = Controller(pool=Pool("lab", "web", settings, tmp_path / "web.yml"),
                      provider=provider, lb=lb, smoke=FakeSmokeRunner(clock, duration=0.0),
-                     journal=Journal(tmp_path / "j.sqlite", durable=False), clock=clock,
-                     poll_interval=poll, workers=2)
+                     journal=journal or Journal(tmp_path / "j.sqlite", durable=False),
+                     clock=clock, poll_interval=poll, workers=workers)
+    return ctl, provider, new
+
+
+def test_a_probe_answer_wakes_the_loop_before_the_poll_interval(tmp_path: Path) -> None:
+    poll = 3.0
+    ctl, provider, new = _rollout(tmp_path, nodes=1, boot_time=0.0, probe_cost=0.3,
+                                  poll=poll, workers=2)  # a probe costs time, like the lab's
     started = time.monotonic()
     result = ctl.run(new)
     took = time.monotonic() - started
@@ -61,30 +77,13 @@ def test_a_probe_answer_wakes_the_loop_before_the_poll_interval(tmp_path: Path) 
     assert took < poll, f"the rollout took {took:.1f}s: the loop waited for its poll"
 
 
-
 def test_a_booting_node_is_probed_at_most_once_per_poll_interval(tmp_path: Path) -> None:
     """Waking on every answer must not turn into probing back to back: with 8
     nodes booting for 1.2 s at once, every answer wakes the loop, yet each node
     gets a probe about every 0.4 s poll (back to back: one per pass)."""
-    clock = _RealClock()
     probes: dict[str, list[float]] = {}
-
-    def pace(op: str, name: str) -> None:
-        if op == "readiness":
-            probes.setdefault(name, []).append(time.monotonic())
-            time.sleep(0.05)
-
-    provider = FakeProvider(clock, boot_time=1.2, pace=pace)
-    old, new = image("web", "1.0.0", 1.0), image("web", "2.0.0", 2.0)
-    lb = FakeLoadBalancer(clock, provider, rise=0, interval=0.0, drain_time=0.0)
-    provider.pace = None
-    lb.seed(provider.seed(8, old))
-    provider.pace = pace
-    settings = pool_settings(pool_size=8, batch_size=8, canary=0)
-    ctl = Controller(pool=Pool("lab", "web", settings, tmp_path / "web.yml"),
-                     provider=provider, lb=lb, smoke=FakeSmokeRunner(clock, duration=0.0),
-                     journal=Journal(tmp_path / "j.sqlite", durable=False), clock=clock,
-                     poll_interval=0.4, workers=8)
+    ctl, _, new = _rollout(tmp_path, nodes=8, boot_time=1.2, probe_cost=0.05, poll=0.4,
+                           workers=8, probes=probes)
     result = ctl.run(new)
     assert str(result.status) == "succeeded"
     assert len(probes) == 8
@@ -107,23 +106,9 @@ def test_operator_requests_are_read_once_per_poll_interval_not_per_pass(
         tmp_path: Path) -> None:
     """Probe answers wake the loop many times per poll interval; the query for
     pause and continue requests runs at most once per interval all the same."""
-    clock = _RealClock()
-
-    def pace(op: str, name: str) -> None:
-        if op == "readiness":
-            time.sleep(0.05)
-
-    provider = FakeProvider(clock, boot_time=1.2, pace=pace)
-    old, new = image("web", "1.0.0", 1.0), image("web", "2.0.0", 2.0)
-    lb = FakeLoadBalancer(clock, provider, rise=0, interval=0.0, drain_time=0.0)
-    provider.pace = None
-    lb.seed(provider.seed(8, old))
-    provider.pace = pace
     journal = _CountingJournal(tmp_path / "j.sqlite")
-    ctl = Controller(pool=Pool("lab", "web", pool_settings(pool_size=8, batch_size=8, canary=0),
-                               tmp_path / "web.yml"),
-                     provider=provider, lb=lb, smoke=FakeSmokeRunner(clock, duration=0.0),
-                     journal=journal, clock=clock, poll_interval=0.4, workers=8)
+    ctl, _, new = _rollout(tmp_path, nodes=8, boot_time=1.2, probe_cost=0.05, poll=0.4,
+                           workers=8, journal=journal)
     passes = 0
     observe = ctl.observer.observe
 
